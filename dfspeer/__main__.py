@@ -1,0 +1,5 @@
+"""``python -m dfspeer`` runs the CLI."""
+
+from dfspeer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,275 @@
+"""PeerConfig: the one source of truth for every setting of a peer.
+
+Every field has a default that runs a local cluster, a unit in its name, and a check in
+:meth:`PeerConfig.validate`. Values come from, highest precedence first: command-line
+flags, ``DFSPEER_*`` environment variables, a TOML file, the defaults below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+ENV_PREFIX = "DFSPEER_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or out of range; the message names it."""
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """Settings of one peer. Sizes are bytes, durations seconds, rates per second."""
+
+    # identity and addresses
+    data_dir: Path = Path("./dfspeer-data")
+    host: str = "127.0.0.1"
+    port: int = 7070
+    gossip_port: int = 7946
+    advertise_host: str | None = None
+    peer_id: str | None = None
+    join: tuple[str, ...] = ()
+    zone: str = ""
+    weight: float = 1.0
+    # security
+    cluster_key_file: Path | None = None
+    insecure: bool = False
+    # placement and quorum
+    partition_bits: int = 10
+    replication_factor: int = 3
+    write_quorum: int = 2
+    read_quorum: int = 2
+    # data path
+    chunk_size_bytes: int = 4 * MiB
+    inline_threshold_bytes: int = 4096
+    upload_pipeline_depth: int = 4
+    download_prefetch_chunks: int = 2
+    max_object_size_bytes: int = 5 * 1024 * GiB
+    request_timeout_s: float = 30.0
+    # block store
+    map_size_bytes: int = 64 * GiB
+    durable: bool = True
+    # gossip (SWIM + Lifeguard; defaults follow memberlist's LAN profile)
+    probe_interval_s: float = 1.0
+    probe_timeout_s: float = 0.5
+    indirect_checks: int = 3
+    gossip_interval_s: float = 0.2
+    gossip_fanout: int = 3
+    retransmit_mult: int = 4
+    suspicion_mult: int = 4
+    suspicion_max_timeout_mult: int = 6
+    awareness_max_multiplier: int = 8
+    push_pull_interval_s: float = 30.0
+    join_timeout_s: float = 30.0
+    dead_member_reap_s: float = 3600.0
+    # operations
+    log_level: str = "info"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def advertised_host(self) -> str:
+        """The host other peers and clients use to reach this one."""
+        if self.advertise_host:
+            return self.advertise_host
+        return self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+
+    @property
+    def api_address(self) -> str:
+        """``host:port`` of this peer's HTTP API, as other peers see it."""
+        return f"{self.advertised_host}:{self.port}"
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> PeerConfig:
+        """Check every setting; return self. Raises :class:`ConfigError` naming the field."""
+
+        def need(cond: bool, name: str, what: str) -> None:
+            if not cond:
+                raise ConfigError(f"{name}: {what} (got {getattr(self, name)!r})")
+
+        for name in ("port", "gossip_port"):
+            need(0 <= getattr(self, name) <= 65535, name, "must be a port number 0..65535")
+        need(self.weight > 0, "weight", "must be > 0")
+        need(4 <= self.partition_bits <= 16, "partition_bits", "must be in 4..16")
+        need(1 <= self.replication_factor <= 16, "replication_factor", "must be in 1..16")
+        need(
+            1 <= self.write_quorum <= self.replication_factor,
+            "write_quorum",
+            "must be in 1..replication_factor",
+        )
+        need(
+            1 <= self.read_quorum <= self.replication_factor,
+            "read_quorum",
+            "must be in 1..replication_factor",
+        )
+        need(
+            64 * 1024 <= self.chunk_size_bytes <= 64 * MiB,
+            "chunk_size_bytes",
+            "must be in 64 KiB..64 MiB",
+        )
+        need(
+            0 <= self.inline_threshold_bytes <= 64 * 1024,
+            "inline_threshold_bytes",
+            "must be in 0..64 KiB",
+        )
+        need(1 <= self.upload_pipeline_depth <= 64, "upload_pipeline_depth", "must be in 1..64")
+        need(
+            0 <= self.download_prefetch_chunks <= 64,
+            "download_prefetch_chunks",
+            "must be in 0..64",
+        )
+        need(self.max_object_size_bytes > 0, "max_object_size_bytes", "must be > 0")
+        need(self.map_size_bytes >= 16 * MiB, "map_size_bytes", "must be >= 16 MiB")
+        for name in (
+            "request_timeout_s",
+            "probe_interval_s",
+            "probe_timeout_s",
+            "gossip_interval_s",
+            "push_pull_interval_s",
+            "join_timeout_s",
+            "dead_member_reap_s",
+        ):
+            need(getattr(self, name) > 0, name, "must be > 0")
+        need(
+            self.probe_timeout_s < self.probe_interval_s,
+            "probe_timeout_s",
+            "must be < probe_interval_s",
+        )
+        for name in (
+            "indirect_checks",
+            "gossip_fanout",
+            "retransmit_mult",
+            "suspicion_mult",
+            "suspicion_max_timeout_mult",
+            "awareness_max_multiplier",
+        ):
+            need(1 <= getattr(self, name) <= 64, name, "must be in 1..64")
+        need(
+            self.log_level in ("debug", "info", "warning", "error"),
+            "log_level",
+            "must be one of debug, info, warning, error",
+        )
+        for addr in self.join:
+            parse_host_port(addr, what="join")
+        if self.peer_id is not None:
+            need(
+                0 < len(self.peer_id) <= 128 and self.peer_id.isprintable(),
+                "peer_id",
+                "must be 1..128 printable characters",
+            )
+        return self
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_sources(
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        toml_path: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> PeerConfig:
+        """Build a validated config: ``overrides`` > ``DFSPEER_*`` env > TOML > defaults.
+
+        ``overrides`` maps field names to values (``None`` means "not given").
+        Raises :class:`ConfigError` on an unknown field, a bad value or an unreadable file.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        if toml_path is None and env.get(ENV_PREFIX + "CONFIG"):
+            toml_path = Path(env[ENV_PREFIX + "CONFIG"])
+        if toml_path is not None:
+            try:
+                with open(toml_path, "rb") as f:
+                    doc = tomllib.load(f)
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"config file {toml_path}: {exc}") from exc
+            section = doc.get("peer", doc)
+            for key, raw in section.items():
+                values[_field_name(key, f"config file {toml_path}")] = raw
+        names = {f.name for f in dataclasses.fields(cls)}
+        for key, raw in env.items():
+            if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG":
+                name = key[len(ENV_PREFIX) :].lower()
+                if name in names:
+                    values[name] = raw
+        for key, raw in (overrides or {}).items():
+            if raw is not None:
+                values[_field_name(key, "argument")] = raw
+        coerced = {name: _coerce(name, raw) for name, raw in values.items()}
+        try:
+            config = cls(**coerced)
+        except TypeError as exc:  # pragma: no cover - guarded by _field_name
+            raise ConfigError(str(exc)) from exc
+        return config.validate()
+
+    def replace(self, **changes: Any) -> PeerConfig:
+        """A validated copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes).validate()
+
+
+_HINTS: dict[str, Any] = {}
+
+
+def _field_name(key: str, where: str) -> str:
+    name = key.replace("-", "_").lower()
+    if name not in {f.name for f in dataclasses.fields(PeerConfig)}:
+        raise ConfigError(f"{where}: unknown setting {key!r}")
+    return name
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    """Turn a TOML / env / CLI value into the field's type, or raise ConfigError."""
+    if not _HINTS:
+        _HINTS.update(typing.get_type_hints(PeerConfig))
+    hint = _HINTS[name]
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        if raw is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    try:
+        if hint is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true/false")
+        if hint is int:
+            if isinstance(raw, bool):
+                raise ValueError("expected an integer")
+            return int(raw)
+        if hint is float:
+            return float(raw)
+        if hint is Path:
+            return Path(raw).expanduser()
+        if hint is str:
+            return str(raw)
+        if typing.get_origin(hint) is tuple:
+            if isinstance(raw, str):
+                return tuple(p.strip() for p in raw.split(",") if p.strip())
+            return tuple(str(p) for p in raw)
+        return raw
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: cannot use {raw!r}: {exc}") from exc
+
+
+def parse_host_port(text: str, *, what: str = "address") -> tuple[str, int]:
+    """Parse ``host:port`` (``[v6]:port`` too). Raises :class:`ConfigError`."""
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+        raise ConfigError(f"{what}: expected host:port, got {text!r}")
+    return host, int(port_text)

@@ -1,0 +1,1 @@
+"""dfspeer.gossip."""
