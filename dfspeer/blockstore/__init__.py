@@ -1,1 +1,44 @@
-"""dfspeer.blockstore."""
+"""dfspeer.blockstore: content-addressed blocks and metadata tables in LMDB.
+
+One LMDB environment per peer (in its data dir) holds the blocks (key: SHA-256 of the
+content, value: the content, re-hashed on every read), an optional index of digests by ring
+partition, O(1) block counters, and named metadata tables (bytes key -> CBOR value). All
+writes go through one writer thread with group commit. See :mod:`.store` (API and read
+path), :mod:`.writer` (group commit), :mod:`.schema` (on-disk layout), :mod:`.tables`
+(metadata tables) and :mod:`.ops` (atomic multi-op batches).
+"""
+
+from dfspeer.blockstore.errors import (
+    BlockNotFound,
+    BlockStoreError,
+    CorruptBlock,
+    DigestMismatch,
+    StoreFull,
+)
+from dfspeer.blockstore.ops import (
+    DeleteBlock,
+    PutBlock,
+    TableDelete,
+    TablePut,
+    TableUpdate,
+    WriteOp,
+)
+from dfspeer.blockstore.store import BlockStore, BlockStoreStats
+from dfspeer.blockstore.tables import MetaTable
+
+__all__ = [
+    "BlockNotFound",
+    "BlockStore",
+    "BlockStoreError",
+    "BlockStoreStats",
+    "CorruptBlock",
+    "DeleteBlock",
+    "DigestMismatch",
+    "MetaTable",
+    "PutBlock",
+    "StoreFull",
+    "TableDelete",
+    "TablePut",
+    "TableUpdate",
+    "WriteOp",
+]

@@ -1,0 +1,252 @@
+"""On-disk layout of a block store environment, and the block mutations.
+
+One LMDB environment (directory ``<data_dir>``: ``data.mdb`` + ``lock.mdb``) holds these
+named sub-databases:
+
+=======================  ==============================  ===================================
+sub-database             key                             value
+=======================  ==============================  ===================================
+``blocks``               SHA-256 of the content (32 B)   the content (0..n bytes)
+``blocks_by_partition``  partition (2 B big-endian)      empty; present iff the block is
+                         + digest (32 B)                 (only with ``partition_of``)
+``meta``                 ``block_count``/``block_bytes`` 8-byte big-endian unsigned counters
+                         ``format``                      ``b"1"``
+                         ``partition_fingerprint``       SHA-256 of ``partition_of`` applied
+                                                         to fixed probe digests
+``table:<name>``         caller's bytes key              CBOR value (canonical encoding)
+=======================  ==============================  ===================================
+
+The partition of a digest is the ring's mmh3 partition, not a prefix of the digest, so the
+index sub-db makes "digests of partition p" a single range scan; it is written in the same
+transaction as the block. Its fingerprint detects a store reopened with another partitioner
+(or without one for a while): the index is then rebuilt at open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import lmdb
+
+from dfspeer.blockstore.writer import WriteTxn
+
+BLOCKS_DB = b"blocks"
+PARTITION_DB = b"blocks_by_partition"
+META_DB = b"meta"
+TABLE_PREFIX = b"table:"
+INTERNAL_DBS = 3
+
+COUNT_KEY = b"block_count"
+BYTES_KEY = b"block_bytes"
+FORMAT_KEY = b"format"
+FINGERPRINT_KEY = b"partition_fingerprint"
+FORMAT = b"1"
+
+DIGEST_BYTES = 32
+MAX_PARTITION = 0xFFFF
+
+PartitionOf = Callable[[bytes], int]
+
+
+@dataclass(frozen=True)
+class Dbs:
+    """Handles of the internal sub-databases."""
+
+    blocks: lmdb._Database
+    by_partition: lmdb._Database
+    meta: lmdb._Database
+
+
+def partition_key(partition: int, digest: bytes) -> bytes:
+    """Key of the index entry: 2-byte big-endian partition + 32-byte digest."""
+    return partition.to_bytes(2, "big") + digest
+
+
+def checked_partition(partition_of: PartitionOf | None, digest: bytes) -> int | None:
+    """``partition_of(digest)``, checked to fit the 2-byte index; None without partitioner.
+
+    Raises ValueError if the partitioner returns something outside 0..65535.
+    """
+    if partition_of is None:
+        return None
+    partition = partition_of(digest)
+    if not isinstance(partition, int) or not 0 <= partition <= MAX_PARTITION:
+        raise ValueError(f"partition_of returned {partition!r}; expected an int in 0..65535")
+    return partition
+
+
+# ---------------------------------------------------------------------- block values
+def check_digest(digest: bytes) -> bytes:
+    """Return ``digest`` if it is 32 bytes, else raise TypeError/ValueError."""
+    if not isinstance(digest, bytes):
+        raise TypeError(f"a digest is 32 bytes, got {type(digest).__name__}")
+    if len(digest) != DIGEST_BYTES:
+        raise ValueError(f"a digest is 32 bytes (SHA-256), got {len(digest)}")
+    return digest
+
+
+def as_bytes(data: bytes) -> bytes:
+    """``data`` as immutable bytes: a bytearray/memoryview is copied, since a mutable
+    buffer could change between hashing and storing. TypeError for anything else."""
+    if type(data) is bytes:
+        return data
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    raise TypeError(f"block data is bytes, got {type(data).__name__}")
+
+
+def sha256(data: bytes) -> bytes:
+    """The 32-byte SHA-256 digest of ``data``."""
+    return hashlib.sha256(data).digest()
+
+
+# ---------------------------------------------------------------------- block mutations
+def put_block(w: WriteTxn, dbs: Dbs, digest: bytes, data: bytes, partition: int | None) -> bytes:
+    """Store ``data`` (already verified to hash to ``digest``); return ``digest``.
+
+    Identical content already stored is not rewritten (dedup). A stored value that differs
+    from ``data`` can only be a corrupt copy, so it is overwritten (repair).
+    """
+    txn = w.txn
+    old = txn.get(digest, db=dbs.blocks)
+    if old is not None and len(old) == len(data) and bytes(old) == data:
+        return digest
+    txn.put(digest, data, db=dbs.blocks)
+    if partition is not None:
+        txn.put(partition_key(partition, digest), b"", db=dbs.by_partition)
+    if old is None:
+        w.count_delta += 1
+        w.bytes_delta += len(data)
+    else:
+        w.bytes_delta += len(data) - len(old)
+    return digest
+
+
+def delete_block(w: WriteTxn, dbs: Dbs, digest: bytes, partition: int | None) -> bool:
+    """Delete the block ``digest`` and its index entry; True if it existed."""
+    txn = w.txn
+    old = txn.get(digest, db=dbs.blocks)
+    if old is None:
+        return False
+    size = len(old)
+    txn.delete(digest, db=dbs.blocks)
+    if partition is not None:
+        txn.delete(partition_key(partition, digest), db=dbs.by_partition)
+    w.count_delta -= 1
+    w.bytes_delta -= size
+    return True
+
+
+def write_counters(txn: lmdb.Transaction[memoryview], dbs: Dbs, count: int, size: int) -> None:
+    """Persist the block count and byte total (8-byte big-endian each)."""
+    txn.put(COUNT_KEY, count.to_bytes(8, "big"), db=dbs.meta)
+    txn.put(BYTES_KEY, size.to_bytes(8, "big"), db=dbs.meta)
+
+
+# ---------------------------------------------------------------------- opening
+def open_schema(
+    env: lmdb.Environment, partition_of: PartitionOf | None
+) -> tuple[Dbs, tuple[int, int]]:
+    """Create/open the internal sub-dbs, check the counters and the partition index.
+
+    Runs before the writer thread starts (it uses write transactions of the caller's
+    thread). Returns the handles and ``(block_count, block_bytes)``. The counters are
+    recomputed by a scan if they disagree with the entry count of ``blocks`` (a store
+    written by another tool); the index is rebuilt if its fingerprint changed. Raises
+    ValueError for an unknown on-disk format.
+    """
+    dbs = Dbs(
+        blocks=env.open_db(BLOCKS_DB),
+        by_partition=env.open_db(PARTITION_DB),
+        meta=env.open_db(META_DB),
+    )
+    with env.begin(write=True, buffers=True) as txn:
+        fmt = txn.get(FORMAT_KEY, db=dbs.meta)
+        if fmt is None:
+            txn.put(FORMAT_KEY, FORMAT, db=dbs.meta)
+        elif bytes(fmt) != FORMAT:
+            raise ValueError(f"unknown block store format {bytes(fmt)!r}; expected {FORMAT!r}")
+        counters = _checked_counters(txn, dbs)
+        _check_partition_index(txn, dbs, partition_of, counters[0])
+    return dbs, counters
+
+
+def _checked_counters(txn: lmdb.Transaction[memoryview], dbs: Dbs) -> tuple[int, int]:
+    entries = txn.stat(dbs.blocks)["entries"]
+    raw_count = txn.get(COUNT_KEY, db=dbs.meta)
+    raw_bytes = txn.get(BYTES_KEY, db=dbs.meta)
+    if raw_count is not None and raw_bytes is not None:
+        count = int.from_bytes(raw_count, "big")
+        if count == entries:
+            return count, int.from_bytes(raw_bytes, "big")
+    total = 0
+    with txn.cursor(db=dbs.blocks) as cursor:
+        for _key, value in cursor:
+            total += len(value)
+    write_counters(txn, dbs, entries, total)
+    return entries, total
+
+
+def partition_fingerprint(partition_of: PartitionOf) -> bytes:
+    """SHA-256 over the partitions of 64 fixed probe digests: identifies a partitioner."""
+    probes = (hashlib.sha256(b"dfspeer-partition-probe-%d" % i).digest() for i in range(64))
+    parts = ",".join(str(partition_of(p)) for p in probes)
+    return hashlib.sha256(parts.encode()).digest()
+
+
+def _check_partition_index(
+    txn: lmdb.Transaction[memoryview], dbs: Dbs, partition_of: PartitionOf | None, count: int
+) -> None:
+    if partition_of is None:
+        # Puts and deletes will not maintain the index: forget it, so that a later open
+        # with a partitioner rebuilds it.
+        txn.delete(FINGERPRINT_KEY, db=dbs.meta)
+        return
+    fingerprint = partition_fingerprint(partition_of)
+    stored = txn.get(FINGERPRINT_KEY, db=dbs.meta)
+    index_entries = txn.stat(dbs.by_partition)["entries"]
+    if stored is not None and bytes(stored) == fingerprint and index_entries == count:
+        return
+    txn.drop(dbs.by_partition, delete=False)
+    with txn.cursor(db=dbs.blocks) as cursor:
+        for key in cursor.iternext(keys=True, values=False):
+            digest = bytes(key)
+            partition = checked_partition(partition_of, digest)
+            assert partition is not None
+            txn.put(partition_key(partition, digest), b"", db=dbs.by_partition)
+    txn.put(FINGERPRINT_KEY, fingerprint, db=dbs.meta)
+
+
+# ---------------------------------------------------------------------- iteration
+def digest_page(
+    txn: lmdb.Transaction[memoryview],
+    dbs: Dbs,
+    partition: int | None,
+    after: bytes | None,
+    limit: int,
+) -> list[bytes]:
+    """Up to ``limit`` digests in key order, strictly after ``after`` (a digest).
+
+    ``partition=None`` walks ``blocks``; otherwise the range ``partition||*`` of the index.
+    """
+    if partition is None:
+        db, prefix = dbs.blocks, b""
+    else:
+        db, prefix = dbs.by_partition, partition.to_bytes(2, "big")
+    start = prefix + after if after is not None else prefix
+    out: list[bytes] = []
+    with txn.cursor(db=db) as cursor:
+        if not cursor.set_range(start):
+            return out
+        for key in cursor.iternext(keys=True, values=False):
+            k = bytes(key)
+            if not k.startswith(prefix):
+                break
+            if after is not None and k == start:
+                continue
+            out.append(k[len(prefix) :])
+            if len(out) >= limit:
+                break
+    return out

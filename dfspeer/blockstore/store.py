@@ -1,0 +1,424 @@
+"""BlockStore: content-addressed blocks and metadata tables in one LMDB environment.
+
+Write path: the caller hashes (SHA-256, on a worker thread above 64 KiB so a 4 MiB block's
+~2 ms of hashing stays off the event loop), then queues a request to the single writer
+thread, which applies every queued request in one transaction and one commit (group
+commit, see :mod:`dfspeer.blockstore.writer`). A put returns once its transaction is
+committed — fsync'd when ``durable=True`` (LMDB ``sync``/``metasync``), written to the OS
+page cache only when ``durable=False`` (survives a process crash, not a power loss).
+
+Read path: LMDB readers never block the writer nor each other. A read opens a read-only
+transaction on the calling thread, copies the value out (memoryviews into the map are only
+valid inside the transaction) and re-hashes it. Values up to 64 KiB are copied and hashed
+on the event loop (≤ ~40 µs, about the cost of a thread hop); larger ones are looked up,
+copied and hashed in a worker thread (a 4 MiB block is ~2.3 ms of copy + SHA-256 that must
+not stall the loop). py-lmdb opens environments with MDB_NOTLS, so any thread may run its
+own read transaction; each read transaction lives and ends on one thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import lmdb
+
+from dfspeer.blockstore.batch import prepare_batch, run_steps
+from dfspeer.blockstore.errors import (
+    BlockNotFound,
+    BlockStoreError,
+    CorruptBlock,
+    DigestMismatch,
+    StoreFull,
+)
+from dfspeer.blockstore.ops import PutBlock, WriteOp
+from dfspeer.blockstore.schema import (
+    INTERNAL_DBS,
+    MAX_PARTITION,
+    TABLE_PREFIX,
+    PartitionOf,
+    as_bytes,
+    check_digest,
+    checked_partition,
+    delete_block,
+    digest_page,
+    open_schema,
+    put_block,
+    sha256,
+    write_counters,
+)
+from dfspeer.blockstore.tables import MetaTable, check_table_name
+from dfspeer.blockstore.writer import GroupCommitWriter, WriteTxn
+
+GiB = 1024**3
+INLINE_BYTES = 64 * 1024
+"""Blocks up to this size are hashed/copied on the event loop; larger ones in a thread."""
+ITER_PAGE = 1024
+"""Digests read per read transaction by :meth:`BlockStore.iter_digests`."""
+
+
+@dataclass(frozen=True)
+class BlockStoreStats:
+    """A snapshot of a store's size, O(1) to take.
+
+    ``block_count``/``block_bytes``: stored blocks and the sum of their lengths (bytes),
+    kept as counters in the ``meta`` sub-db by the same transactions that change them.
+    ``map_used_bytes``: high-water mark of the LMDB file (pages up to the last used one;
+    freed pages inside it are reused before the file grows). ``map_size_bytes``: the map
+    size, the hard capacity. ``txn_commits``/``write_requests``: write transactions
+    committed and write requests applied since open (requests > commits = group commit).
+    ``group_replays``: groups aborted by an LMDB error (e.g. map full) and replayed one
+    request per transaction.
+    """
+
+    block_count: int
+    block_bytes: int
+    map_used_bytes: int
+    map_size_bytes: int
+    txn_commits: int = 0
+    write_requests: int = 0
+    group_replays: int = 0
+
+
+def _verified(digest: bytes, data: bytes) -> bytes:
+    actual = sha256(data)
+    if actual != digest:
+        raise CorruptBlock(digest, actual)
+    return data
+
+
+class BlockStore:
+    """Content-addressed block store + metadata tables in one LMDB environment.
+
+    ``path``: directory of the environment (created if missing). ``map_size_bytes``: LMDB
+    map size = hard capacity (sparse file; only used pages take disk). ``durable``: fsync
+    on every commit (default) or not. ``partition_of(digest) -> 0..65535``: the ring's
+    partition of a digest; given it, the store keeps an index so :meth:`iter_digests` of one
+    partition is a range scan. ``max_tables``: named metadata tables that may exist.
+
+    Use as ``async with BlockStore(path) as store:`` or call :meth:`close`. Raises
+    ``BlockStoreError`` if the environment cannot be opened (e.g. already open in this
+    process). Keep one instance per directory per process.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        map_size_bytes: int = 64 * GiB,
+        durable: bool = True,
+        partition_of: Callable[[bytes], int] | None = None,
+        max_tables: int = 32,
+    ) -> None:
+        self.path = Path(path)
+        self.durable = durable
+        self._partition_of: PartitionOf | None = partition_of
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._env = lmdb.open(
+                str(self.path),
+                map_size=map_size_bytes,
+                subdir=True,
+                max_dbs=max_tables + INTERNAL_DBS,
+                sync=durable,
+                metasync=durable,
+                writemap=False,  # a stray pointer write can never reach the map
+                # Blocks are long runs of overflow pages: OS readahead makes cold reads ~10x
+                # faster than MDB_NORDAHEAD (benchmarks/blockstore_bench.py measures both).
+                readahead=True,
+                lock=True,
+            )
+        except lmdb.Error as exc:
+            raise BlockStoreError(f"cannot open LMDB environment {self.path}: {exc}") from exc
+        try:
+            self._dbs, self._counters = open_schema(self._env, partition_of)
+        except lmdb.Error as exc:
+            self._env.close()
+            raise self._map_error(exc) from exc
+        except BaseException:
+            self._env.close()
+            raise
+        self._psize = int(self._env.stat()["psize"])
+        self._max_key = int(self._env.max_key_size())
+        self._tables: dict[str, MetaTable] = {}
+        self._table_dbs: dict[str, lmdb._Database] = {}
+        self._tables_lock = threading.Lock()
+        self._readers = 0
+        self._readers_cond = threading.Condition()
+        self._closing = False
+        self._closed = threading.Event()
+        self._writer = GroupCommitWriter(
+            self._env,
+            before_commit=self._before_commit,
+            after_commit=self._after_commit,
+            map_error=self._map_error,
+        )
+
+    def __repr__(self) -> str:
+        return f"BlockStore({str(self.path)!r}, durable={self.durable})"
+
+    async def __aenter__(self) -> BlockStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Finish queued writes, wait for running reads, flush (if not durable), close.
+
+        Idempotent; concurrent calls all return once the store is closed. Afterwards every
+        call raises ``BlockStoreError``.
+        """
+        with self._readers_cond:
+            already = self._closing
+            self._closing = True
+        if already:
+            await asyncio.to_thread(self._closed.wait)
+            return
+        try:
+            await self._writer.close()
+            await asyncio.to_thread(self._wait_readers)
+            if not self.durable:
+                self._env.sync(True)  # a clean shutdown loses nothing even without fsyncs
+            self._env.close()
+        finally:
+            self._closed.set()
+
+    # ------------------------------------------------------------------ blocks: writes
+    async def put(self, data: bytes) -> bytes:
+        """Store ``data`` (0..~4 GiB) under its SHA-256; return the 32-byte digest.
+
+        Returns once committed (fsync'd if durable). Identical content is stored once.
+        Raises ``StoreFull`` (nothing written) or ``BlockStoreError``.
+        """
+        data = as_bytes(data)
+        digest = await self._hash(data)
+        await self._store(digest, data)
+        return digest
+
+    async def put_verified(self, digest: bytes, data: bytes) -> None:
+        """Store ``data`` under ``digest`` after checking ``sha256(data) == digest``.
+
+        Raises ``DigestMismatch`` (and writes nothing) if not; else as :meth:`put`. Also
+        repairs a corrupt stored copy of the same digest (it is overwritten).
+        """
+        check_digest(digest)
+        data = as_bytes(data)
+        actual = await self._hash(data)
+        if actual != digest:
+            raise DigestMismatch(digest, actual)
+        await self._store(digest, data)
+
+    async def delete(self, digest: bytes) -> bool:
+        """Delete the block; True if it existed. Works on a full map (frees pages)."""
+        check_digest(digest)
+        partition = checked_partition(self._partition_of, digest)
+        apply = partial(delete_block, dbs=self._dbs, digest=digest, partition=partition)
+        return bool(await self._writer.submit(apply))
+
+    async def write_batch(self, ops: Sequence[WriteOp]) -> list[Any]:
+        """Apply ``ops`` (see :mod:`dfspeer.blockstore.ops`) atomically in ONE transaction.
+
+        All ops are validated, hashed and CBOR-encoded before anything is queued, so a bad
+        op (``DigestMismatch``, ValueError, TypeError) rejects the batch with nothing
+        written; an exception from a ``TableUpdate`` callback or ``StoreFull`` also leaves
+        nothing of the batch. Returns one result per op (see the table in :mod:`.ops`).
+        """
+        if not ops:
+            return []
+        blobs = [as_bytes(op.data) for op in ops if isinstance(op, PutBlock)]
+        total = sum(map(len, blobs))
+        if total <= INLINE_BYTES:
+            digests = [sha256(b) for b in blobs]
+        else:
+            digests = await asyncio.to_thread(lambda: [sha256(b) for b in blobs])
+        steps = prepare_batch(
+            ops,
+            iter(zip(digests, blobs, strict=True)),
+            dbs=self._dbs,
+            partition_of=self._partition_of,
+            table_db=self._table_db,
+            max_key_bytes=self._max_key,
+        )
+        result = await self._writer.submit(partial(run_steps, steps), size=total, atomic=True)
+        return list(result)
+
+    async def _hash(self, data: bytes) -> bytes:
+        if len(data) <= INLINE_BYTES:
+            return sha256(data)
+        return await asyncio.to_thread(sha256, data)
+
+    async def _store(self, digest: bytes, data: bytes) -> None:
+        partition = checked_partition(self._partition_of, digest)
+        apply = partial(put_block, dbs=self._dbs, digest=digest, data=data, partition=partition)
+        await self._writer.submit(apply, size=len(data))
+
+    # ------------------------------------------------------------------ blocks: reads
+    async def get(self, digest: bytes) -> bytes:
+        """The block's bytes, re-hashed. Raises ``BlockNotFound`` if absent, ``CorruptBlock``
+        if the stored bytes do not hash to ``digest``."""
+        check_digest(digest)
+        with self._read_txn() as txn:
+            view = txn.get(digest, db=self._dbs.blocks)
+            if view is None:
+                raise BlockNotFound(digest)
+            small = bytes(view) if len(view) <= INLINE_BYTES else None
+        if small is not None:
+            return _verified(digest, small)
+        return await asyncio.to_thread(self._get_large, digest)
+
+    def _get_large(self, digest: bytes) -> bytes:
+        with self._read_txn() as txn:
+            view = txn.get(digest, db=self._dbs.blocks)
+            if view is None:  # deleted since the first lookup
+                raise BlockNotFound(digest)
+            data = bytes(view)
+        return _verified(digest, data)
+
+    async def has(self, digest: bytes) -> bool:
+        """True if a block is stored under ``digest`` (not verified; see :meth:`get`)."""
+        check_digest(digest)
+        with self._read_txn() as txn:
+            return txn.get(digest, db=self._dbs.blocks) is not None
+
+    def iter_digests(self, partition: int | None = None) -> Iterator[bytes]:
+        """Stored digests (32 bytes each) in byte order: all, or those of ``partition``.
+
+        Reads pages of 1024 digests, each in its own short read transaction, so a slow
+        consumer never pins an old snapshot; digests written or deleted meanwhile may or may
+        not appear. ``partition`` needs ``partition_of`` (else ValueError).
+        """
+        if partition is not None:
+            if self._partition_of is None:
+                raise ValueError("iter_digests(partition) needs a store opened with partition_of")
+            if not 0 <= partition <= MAX_PARTITION:
+                raise ValueError(f"partition must be in 0..65535, got {partition}")
+        return self._iter_digests(partition)
+
+    def _iter_digests(self, partition: int | None) -> Iterator[bytes]:
+        after: bytes | None = None
+        while True:
+            with self._read_txn() as txn:
+                page = digest_page(txn, self._dbs, partition, after, ITER_PAGE)
+            yield from page
+            if len(page) < ITER_PAGE:
+                return
+            after = page[-1]
+
+    def stats(self) -> BlockStoreStats:
+        """Counts and sizes, O(1) (see :class:`BlockStoreStats`)."""
+        with self._reading():
+            info = self._env.info()
+        count, size = self._counters
+        return BlockStoreStats(
+            block_count=count,
+            block_bytes=size,
+            map_used_bytes=(int(info["last_pgno"]) + 1) * self._psize,
+            map_size_bytes=int(info["map_size"]),
+            txn_commits=self._writer.commits,
+            write_requests=self._writer.requests,
+            group_replays=self._writer.replays,
+        )
+
+    # ------------------------------------------------------------------ tables
+    def table(self, name: str) -> MetaTable:
+        """The metadata table ``name`` (1..64 chars of ``[A-Za-z0-9_.:/-]``), created on
+        first use. Raises ``BlockStoreError`` when more than ``max_tables`` would exist."""
+        db = self._table_db(name)
+        with self._tables_lock:
+            table = self._tables.get(name)
+            if table is None:
+                table = MetaTable(name, db, self._read_txn, self._writer.submit, self._max_key)
+                self._tables[name] = table
+            return table
+
+    def table_names(self) -> list[str]:
+        """Names of every metadata table that exists in the environment, sorted."""
+        with self._read_txn() as txn, txn.cursor() as cursor:
+            cursor.set_range(TABLE_PREFIX)
+            names = []
+            for key in cursor.iternext(keys=True, values=False):
+                raw = bytes(key)
+                if not raw.startswith(TABLE_PREFIX):
+                    break
+                names.append(raw[len(TABLE_PREFIX) :].decode())
+            return names
+
+    def _table_db(self, name: str) -> lmdb._Database:
+        check_table_name(name)
+        # mdb_dbi_open must not run in two transactions at once: hence the lock.
+        with self._tables_lock:
+            db = self._table_dbs.get(name)
+            if db is not None:
+                return db
+            with self._reading():
+                try:
+                    # Creating a sub-db is a write transaction of this thread; it waits at
+                    # most for the writer's current commit. Happens once per table.
+                    db = self._env.open_db(TABLE_PREFIX + name.encode())
+                except lmdb.DbsFullError as exc:
+                    raise BlockStoreError(f"cannot create table {name!r}: too many tables") from exc
+                except lmdb.Error as exc:
+                    raise self._map_error(exc) from exc
+            self._table_dbs[name] = db
+            return db
+
+    # ------------------------------------------------------------------ plumbing
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        with self._readers_cond:
+            if self._closing:
+                raise BlockStoreError("block store is closed")
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._readers_cond:
+                self._readers -= 1
+                if self._readers == 0:
+                    self._readers_cond.notify_all()
+
+    @contextmanager
+    def _read_txn(self) -> Iterator[lmdb.Transaction[memoryview]]:
+        with self._reading():
+            try:
+                txn = self._env.begin(buffers=True)
+            except lmdb.Error as exc:
+                raise self._map_error(exc) from exc
+            try:
+                yield txn
+            finally:
+                txn.abort()
+
+    def _wait_readers(self) -> None:
+        with self._readers_cond:
+            while self._readers:
+                self._readers_cond.wait()
+
+    def _map_error(self, exc: lmdb.Error) -> BlockStoreError:
+        if isinstance(exc, lmdb.MapFullError):
+            size = self._env.info()["map_size"]
+            return StoreFull(f"block store map is full (map_size_bytes={size}); write not applied")
+        return BlockStoreError(f"LMDB error: {exc}")
+
+    def _before_commit(self, w: WriteTxn) -> None:
+        if w.count_delta or w.bytes_delta:
+            count, size = self._counters
+            write_counters(w.txn, self._dbs, count + w.count_delta, size + w.bytes_delta)
+
+    def _after_commit(self, w: WriteTxn) -> None:
+        if w.count_delta or w.bytes_delta:
+            count, size = self._counters
+            self._counters = (count + w.count_delta, size + w.bytes_delta)

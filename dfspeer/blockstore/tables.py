@@ -1,0 +1,184 @@
+"""Metadata tables: named LMDB sub-databases mapping bytes keys to CBOR values.
+
+A :class:`MetaTable` is the generic storage layer under every replicated metadata table of
+later issues (object manifests, block references, hints, Merkle summaries): ordered bytes
+keys (so a key prefix such as a 2-byte partition gives a range), CBOR values encoded
+canonically (RFC 8949 §4.2: sorted map keys, shortest forms — the same value gives the
+same bytes on every peer, so records can be hashed), reads on the calling thread, and
+writes through the store's single writer with group commit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import cbor2
+import lmdb
+
+from dfspeer.blockstore.writer import Apply, WriteTxn
+
+TABLE_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
+
+if TYPE_CHECKING:  # lmdb.Transaction is generic only in its type stubs
+    ReadTxn = Callable[[], AbstractContextManager[lmdb.Transaction[memoryview]]]
+Submit = Callable[..., Awaitable[Any]]
+
+
+def encode(value: Any) -> bytes:
+    """Canonical CBOR of ``value``. Raises ``cbor2.CBOREncodeError`` (a ValueError) for a
+    value CBOR cannot represent."""
+    return cbor2.dumps(value, canonical=True)
+
+
+def decode(raw: bytes | memoryview) -> Any:
+    """Value of canonical CBOR bytes (copied first if a memoryview into a transaction)."""
+    return cbor2.loads(bytes(raw))
+
+
+def check_table_name(name: str) -> str:
+    """Return ``name`` if it is 1..64 chars of ``[A-Za-z0-9_.:/-]``, else raise ValueError."""
+    if not isinstance(name, str) or not TABLE_NAME.fullmatch(name):
+        raise ValueError(f"table name must be 1..64 chars of [A-Za-z0-9_.:/-], got {name!r}")
+    return name
+
+
+def check_key(key: bytes, max_key_bytes: int) -> bytes:
+    """Return ``key`` if it is bytes of length 1..max_key_bytes (LMDB: 511), else raise."""
+    if not isinstance(key, bytes):
+        raise TypeError(f"table keys are bytes, got {type(key).__name__}")
+    if not 1 <= len(key) <= max_key_bytes:
+        raise ValueError(f"table key must be 1..{max_key_bytes} bytes, got {len(key)}")
+    return key
+
+
+# ---------------------------------------------------------------------- mutations
+def table_put(w: WriteTxn, db: lmdb._Database, key: bytes, encoded: bytes) -> None:
+    """Set ``key`` to the already-encoded value."""
+    w.txn.put(key, encoded, db=db)
+
+
+def table_delete(w: WriteTxn, db: lmdb._Database, key: bytes) -> bool:
+    """Delete ``key``; True if it existed."""
+    return w.txn.delete(key, db=db)
+
+
+def table_update(
+    w: WriteTxn, db: lmdb._Database, key: bytes, fn: Callable[[Any | None], Any | None]
+) -> Any | None:
+    """Read-modify-write ``key`` with ``fn`` inside the write transaction; return the new
+    value. ``fn`` and the encoding run before any write, so an exception writes nothing."""
+    raw = w.txn.get(key, db=db)
+    new = fn(None if raw is None else decode(raw))
+    if new is None:
+        if raw is not None:
+            w.txn.delete(key, db=db)
+        return None
+    w.txn.put(key, encode(new), db=db)
+    return new
+
+
+class MetaTable:
+    """One named metadata table (obtain it with :meth:`BlockStore.table`).
+
+    Keys are ``bytes`` of 1..511 bytes, ordered bytewise; values are anything cbor2 encodes
+    (ints, str, bytes, lists, dicts, None is not storable: ``None`` means "absent").
+    Reads are synchronous (an LMDB read is a few microseconds of memory-mapped B-tree
+    lookups) and see the last committed state; writes are coroutines that return once
+    their transaction is committed (durable if the store is). Writes raise ``StoreFull``
+    when the map is full and ``BlockStoreError`` once the store is closed.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        db: lmdb._Database,
+        read_txn: ReadTxn,
+        submit: Submit,
+        max_key_bytes: int,
+    ) -> None:
+        self.name = name
+        self._db = db
+        self._read_txn = read_txn
+        self._submit = submit
+        self._max_key = max_key_bytes
+
+    def __repr__(self) -> str:
+        return f"MetaTable({self.name!r})"
+
+    def _key(self, key: bytes) -> bytes:
+        return check_key(key, self._max_key)
+
+    # ------------------------------------------------------------------ reads
+    def get(self, key: bytes) -> Any | None:
+        """The decoded value at ``key``, or None if absent."""
+        key = self._key(key)
+        with self._read_txn() as txn:
+            raw = txn.get(key, db=self._db)
+            return None if raw is None else decode(raw)
+
+    def scan(
+        self, *, prefix: bytes = b"", start_after: bytes | None = None, limit: int | None = None
+    ) -> list[tuple[bytes, Any]]:
+        """``[(key, value), ...]`` in key order for keys starting with ``prefix`` and
+        greater than ``start_after`` (if given), at most ``limit`` of them.
+
+        Page through a large table with ``start_after=<last key of previous page>``; each
+        call is one consistent snapshot.
+        """
+        if limit is not None and limit <= 0:
+            return []
+        start = prefix
+        if start_after is not None and start_after > start:
+            start = start_after
+        out: list[tuple[bytes, Any]] = []
+        with self._read_txn() as txn, txn.cursor(db=self._db) as cursor:
+            found = cursor.set_range(start) if start else cursor.first()
+            if not found:
+                return out
+            for raw_key, raw in cursor:
+                key = bytes(raw_key)
+                if not key.startswith(prefix):
+                    break
+                if start_after is not None and key <= start_after:
+                    continue
+                out.append((key, decode(raw)))
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
+
+    def count(self) -> int:
+        """Number of keys (O(1): LMDB keeps the entry count in the sub-db's root)."""
+        with self._read_txn() as txn:
+            return int(txn.stat(self._db)["entries"])
+
+    # ------------------------------------------------------------------ writes
+    async def put(self, key: bytes, value: Any) -> None:
+        """Set ``key`` to ``value``. Raises ValueError if ``value`` is None or not CBOR."""
+        key = self._key(key)
+        if value is None:
+            raise ValueError("None means absent; use delete() to remove a key")
+        encoded = encode(value)
+        await self._submit(
+            partial(table_put, db=self._db, key=key, encoded=encoded), size=len(encoded)
+        )
+
+    async def delete(self, key: bytes) -> bool:
+        """Delete ``key``; True if it existed."""
+        key = self._key(key)
+        return bool(await self._submit(partial(table_delete, db=self._db, key=key)))
+
+    async def update(self, key: bytes, fn: Callable[[Any | None], Any | None]) -> Any | None:
+        """Atomic read-modify-write: ``new = fn(current or None)``; None deletes the key.
+
+        ``fn`` runs in the writer thread inside the write transaction, so no other write
+        interleaves; it must be quick, must not call the store, and must be pure (it may
+        run twice if its group commit is replayed). An exception from ``fn`` propagates
+        here and nothing is written. Returns the new value.
+        """
+        key = self._key(key)
+        apply: Apply = partial(table_update, db=self._db, key=key, fn=fn)
+        return await self._submit(apply)

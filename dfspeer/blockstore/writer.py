@@ -1,0 +1,225 @@
+"""The one writer thread of a block store, with group commit.
+
+Every mutation of the LMDB environment is a *request*: a function ``apply(w: WriteTxn)``
+queued by :meth:`GroupCommitWriter.submit` from the event loop. The writer thread takes
+everything queued (up to ``max_group_bytes`` / ``max_group_requests``), applies it in ONE
+LMDB write transaction, commits once (one fsync when the env is durable) and only then
+resolves the callers' futures with ``loop.call_soon_threadsafe``. Under load, N concurrent
+puts therefore cost one commit, not N (group commit as in database WALs, e.g. PostgreSQL's
+``commit_delay`` / InnoDB's binlog group commit).
+
+Failure isolation:
+
+* A request whose ``apply`` raises a Python exception (e.g. an update callback raising)
+  fails alone. Plain requests must raise such errors only *before* they mutate anything;
+  ``atomic`` requests run in a nested LMDB transaction that is aborted on error, so they
+  may fail anywhere.
+* An LMDB error (``MapFullError`` when the map is full, an I/O error on commit, ...)
+  leaves the transaction unusable, so the whole group is aborted — nothing of it is
+  written — and every request of the group is replayed alone in its own transaction. The
+  requests that fit still succeed; the one that does not gets the mapped error (e.g.
+  ``StoreFull``). A replayed ``apply`` runs a second time, which is why update callbacks
+  must be pure.
+
+Cancelling the awaiting coroutine does not withdraw a queued request: it may still be
+applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import lmdb
+
+from dfspeer.blockstore.errors import BlockStoreError
+
+MiB = 1024 * 1024
+
+
+class WriteTxn:
+    """An LMDB write transaction (``buffers=True``: reads return memoryviews valid only
+    inside it) plus the changes to the persisted block counters made inside it."""
+
+    __slots__ = ("bytes_delta", "count_delta", "txn")
+
+    def __init__(self, txn: lmdb.Transaction[memoryview]) -> None:
+        self.txn = txn
+        self.count_delta = 0
+        """Change of the number of stored blocks in this transaction."""
+        self.bytes_delta = 0
+        """Change of the stored block bytes (sum of value lengths) in this transaction."""
+
+
+Apply = Callable[[WriteTxn], Any]
+
+
+@dataclass(slots=True, eq=False)
+class _Request:
+    apply: Apply
+    atomic: bool
+    size: int
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    result: Any = None
+    error: BaseException | None = field(default=None)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller was cancelled; the write may still have happened
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class GroupCommitWriter:
+    """One daemon thread applying queued write requests with group commit.
+
+    ``before_commit(w)`` runs in the writer thread after the requests of a transaction and
+    before its commit (the store writes its counters there); ``after_commit(w)`` runs after
+    a successful commit. ``map_error`` turns an ``lmdb.Error`` into the error a failed
+    request receives. Counters (read from any thread): ``commits`` (write transactions
+    committed), ``requests`` (requests applied in them), ``replays`` (groups that had to be
+    replayed one request per transaction).
+    """
+
+    def __init__(
+        self,
+        env: lmdb.Environment,
+        *,
+        before_commit: Callable[[WriteTxn], None],
+        after_commit: Callable[[WriteTxn], None],
+        map_error: Callable[[lmdb.Error], BlockStoreError],
+        max_group_bytes: int = 64 * MiB,
+        max_group_requests: int = 4096,
+        name: str = "dfspeer-blockstore-writer",
+    ) -> None:
+        self._env = env
+        self._before_commit = before_commit
+        self._after_commit = after_commit
+        self._map_error = map_error
+        self._max_group_bytes = max_group_bytes
+        self._max_group_requests = max_group_requests
+        self._queue: collections.deque[_Request] = collections.deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self.commits = 0
+        self.requests = 0
+        self.replays = 0
+        # Daemon: a process that exits without close() must not hang; LMDB is crash-safe.
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    async def submit(self, apply: Apply, *, size: int = 0, atomic: bool = False) -> Any:
+        """Queue ``apply`` and wait until its transaction is committed; return its result.
+
+        ``size`` (bytes) bounds the group; ``atomic`` runs ``apply`` in a nested transaction
+        so an exception anywhere in it rolls back its partial writes. Raises what ``apply``
+        raised, the mapped LMDB error (e.g. ``StoreFull``), or ``BlockStoreError`` if the
+        writer is closed.
+        """
+        loop = asyncio.get_running_loop()
+        request = _Request(apply, atomic, size, loop, loop.create_future())
+        with self._cond:
+            if self._closing:
+                raise BlockStoreError("block store is closed")
+            self._queue.append(request)
+            self._cond.notify()
+        return await request.future
+
+    async def close(self) -> None:
+        """Refuse new requests, let the thread finish everything queued, and join it."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        await asyncio.to_thread(self._thread.join)
+
+    # ------------------------------------------------------------------ writer thread
+    def _run(self) -> None:
+        while (group := self._take()) is not None:
+            try:
+                self._process(group)
+            except BaseException as exc:  # a bug here must not leave callers hanging
+                for request in group:
+                    request.error = BlockStoreError(f"block store writer failed: {exc!r}")
+            for request in group:
+                # RuntimeError: the caller's loop is closed, nobody is waiting any more.
+                with contextlib.suppress(RuntimeError):
+                    request.loop.call_soon_threadsafe(
+                        _settle, request.future, request.result, request.error
+                    )
+
+    def _take(self) -> list[_Request] | None:
+        """Block until work is queued; pop a group. None once closing and drained."""
+        with self._cond:
+            while not self._queue and not self._closing:
+                self._cond.wait()
+            if not self._queue:
+                return None
+            group = [self._queue.popleft()]
+            size = group[0].size
+            while (
+                self._queue
+                and len(group) < self._max_group_requests
+                and size + self._queue[0].size <= self._max_group_bytes
+            ):
+                request = self._queue.popleft()
+                size += request.size
+                group.append(request)
+            return group
+
+    def _process(self, group: list[_Request]) -> None:
+        if len(group) > 1:
+            try:
+                self._commit(group)
+                return
+            except lmdb.Error:
+                self.replays += 1  # nothing of the group was written; replay one by one
+        for request in group:
+            try:
+                self._commit([request])
+            except lmdb.Error as exc:
+                request.result, request.error = None, self._map_error(exc)
+
+    def _commit(self, requests: list[_Request]) -> None:
+        """Apply ``requests`` in one write transaction and commit it; lmdb.Error aborts all."""
+        txn = self._env.begin(write=True, buffers=True)
+        w = WriteTxn(txn)
+        try:
+            for request in requests:
+                request.result, request.error = None, None
+                try:
+                    request.result = self._apply(w, request)
+                except lmdb.Error:
+                    raise
+                except Exception as exc:  # this request alone fails; it wrote nothing
+                    request.error = exc
+            self._before_commit(w)
+            txn.commit()
+        except BaseException:
+            txn.abort()
+            raise
+        self.commits += 1
+        self.requests += len(requests)
+        self._after_commit(w)
+
+    def _apply(self, w: WriteTxn, request: _Request) -> Any:
+        if not request.atomic:
+            return request.apply(w)
+        child = WriteTxn(self._env.begin(write=True, parent=w.txn, buffers=True))
+        try:
+            result = request.apply(child)
+        except BaseException:
+            child.txn.abort()
+            raise
+        child.txn.commit()
+        w.count_delta += child.count_delta
+        w.bytes_delta += child.bytes_delta
+        return result
