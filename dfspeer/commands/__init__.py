@@ -1,0 +1,1 @@
+"""Subcommands of the ``dfspeer`` CLI; each module has ``register(subparsers)``."""

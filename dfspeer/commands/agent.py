@@ -1,0 +1,175 @@
+"""``dfspeer agent`` (run one peer until SIGINT/SIGTERM) and ``dfspeer keygen``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dfspeer.commands.common import UsageError
+from dfspeer.config import PeerConfig
+
+# flag -> PeerConfig field; every value goes through PeerConfig.from_sources as a string so
+# the flag, its DFSPEER_* variable and its TOML key share one parser and one error message.
+AGENT_FLAGS: dict[str, tuple[str, str, str]] = {
+    "--data-dir": ("data_dir", "DIR", "directory for the block store and the peer id"),
+    "--host": ("host", "H", "address to bind the HTTP API and gossip to"),
+    "--port": ("port", "P", "HTTP API port"),
+    "--gossip-port": ("gossip_port", "G", "gossip port (UDP, and TCP for push-pull)"),
+    "--advertise-host": ("advertise_host", "H", "host other peers use to reach this one"),
+    "--peer-id": ("peer_id", "ID", "fixed peer id (default: generated, kept in the data dir)"),
+    "--replication-factor": ("replication_factor", "N", "replicas per partition"),
+    "--write-quorum": ("write_quorum", "W", "replica acks a write waits for"),
+    "--read-quorum": ("read_quorum", "R", "replicas a read consults"),
+    "--zone": ("zone", "Z", "failure zone; replicas spread across zones"),
+    "--weight": ("weight", "X", "relative share of the data (default 1.0)"),
+    "--cluster-key-file": ("cluster_key_file", "F", "file of base64 keys, first one seals"),
+    "--log-level": ("log_level", "LEVEL", "debug, info, warning or error"),
+}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``agent`` and ``keygen``."""
+    p = sub.add_parser(
+        "agent",
+        help="run a peer in the foreground",
+        description="Run one peer until SIGINT/SIGTERM. Every flag can also be set as "
+        "DFSPEER_<SETTING> in the environment or in a TOML file (--config); flags win "
+        "over the environment, which wins over the file.",
+    )
+    for flag, (_, metavar, text) in AGENT_FLAGS.items():
+        p.add_argument(flag, metavar=metavar, help=text)
+    p.add_argument(
+        "--join",
+        metavar="HOST:PORT",
+        nargs="+",
+        action="extend",
+        help="gossip address(es) of peers to join through (repeatable)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_const",
+        const=True,
+        default=None,
+        help="run without a cluster key (gossip and peer RPC unauthenticated)",
+    )
+    p.add_argument(
+        "--set",
+        metavar="SETTING=VALUE",
+        action="append",
+        default=[],
+        help="any other PeerConfig setting, e.g. --set chunk_size_bytes=1048576",
+    )
+    p.add_argument("--config", metavar="FILE", type=Path, help="TOML file of settings")
+    p.set_defaults(func=cmd_agent)
+
+    k = sub.add_parser("keygen", help="generate a cluster key")
+    k.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        type=Path,
+        help="write the key to FILE (mode 0600) instead of printing it",
+    )
+    k.add_argument("--force", action="store_true", help="overwrite an existing FILE")
+    k.set_defaults(func=cmd_keygen)
+
+
+def agent_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flag values given on the command line as a ``from_sources`` overrides dict."""
+    overrides: dict[str, Any] = {}
+    for flag, (name, _, _) in AGENT_FLAGS.items():
+        overrides[name] = getattr(args, flag.lstrip("-").replace("-", "_"))
+    overrides["join"] = ",".join(args.join) if args.join else None
+    overrides["insecure"] = args.insecure
+    for item in args.set:
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise UsageError(f"--set: expected SETTING=VALUE, got {item!r}")
+        overrides[name.strip()] = value
+    return overrides
+
+
+def config_from_args(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> PeerConfig:
+    """flags > ``DFSPEER_*`` > TOML (``--config`` or ``$DFSPEER_CONFIG``) > defaults.
+    Raises :class:`ConfigError`."""
+    return PeerConfig.from_sources(
+        agent_overrides(args),
+        toml_path=args.config,
+        environ=os.environ if environ is None else environ,
+    )
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    """Run a peer until SIGINT/SIGTERM, then stop it gracefully (leave gossip, close)."""
+    config = config_from_args(args)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(_run_peer(config))
+    except OSError as exc:
+        print(f"dfspeer: error: cannot start peer: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _run_peer(config: PeerConfig) -> None:
+    from dfspeer.peer import Peer
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log = logging.getLogger("dfspeer.agent")
+    async with Peer(config) as peer:
+        log.info(
+            "peer %s serving %s (gossip %s:%d)",
+            peer.peer_id,
+            peer.api_url,
+            config.advertised_host,
+            config.gossip_port,
+        )
+        await stop.wait()
+        log.info("stopping: leaving the cluster")
+    log.info("stopped")
+
+
+def write_key_file(path: Path, key: str, *, force: bool = False) -> None:
+    """Write ``key`` plus a newline to ``path`` with mode 0600.
+
+    Raises :class:`FileExistsError` if ``path`` exists and not ``force``.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (key + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Print a new cluster key, or write it to ``-o FILE``."""
+    from dfspeer.gossip import generate_key
+
+    key = generate_key()
+    if args.output is None:
+        print(key)
+        return 0
+    try:
+        write_key_file(args.output, key, force=args.force)
+    except FileExistsError:
+        raise UsageError(f"{args.output} exists; use --force to overwrite it") from None
+    print(f"wrote a new cluster key to {args.output}", file=sys.stderr)
+    return 0

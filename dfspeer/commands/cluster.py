@@ -1,0 +1,96 @@
+"""Cluster commands: ``status`` (this peer) and ``members`` (the gossip view)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from dfspeer.client import Client
+from dfspeer.commands.common import (
+    add_peer_options,
+    format_fields,
+    format_table,
+    human_bytes,
+    peer_url,
+)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``status`` and ``members``."""
+    s = sub.add_parser("status", help="show a peer's status")
+    s.add_argument("--json", action="store_true", help="print the raw JSON")
+    add_peer_options(s)
+    s.set_defaults(func=cmd_status)
+    m = sub.add_parser("members", help="show the cluster members as a peer sees them")
+    m.add_argument("--json", action="store_true", help="print the raw JSON")
+    add_peer_options(m)
+    m.set_defaults(func=cmd_members)
+
+
+def _fetch(args: argparse.Namespace, what: str) -> dict[str, Any]:
+    async def run() -> dict[str, Any]:
+        async with Client(peer_url(args), timeout_s=args.timeout) as c:
+            result: dict[str, Any] = await getattr(c, what)()
+            return result
+
+    return asyncio.run(run())
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``GET /v1/cluster/status`` as aligned fields."""
+    doc = _fetch(args, "status")
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return 0
+    print(format_fields(status_rows(doc)))
+    return 0
+
+
+def status_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Rows for ``dfspeer status``; unknown extra fields are shown as they are."""
+    size = doc.get("map_size_bytes")
+    rows: list[tuple[str, Any]] = []
+    for name, value in doc.items():
+        if name == "map_size_bytes":
+            continue
+        if name == "map_used_bytes" and isinstance(value, int) and isinstance(size, int) and size:
+            value = f"{human_bytes(value)} of {human_bytes(size)} ({100 * value / size:.1f}%)"
+        elif name == "block_bytes" and isinstance(value, int):
+            value = f"{value} ({human_bytes(value)})"
+        elif name == "members" and isinstance(value, dict):
+            value = ", ".join(f"{n} {state}" for state, n in sorted(value.items())) or "-"
+        elif isinstance(value, (dict, list)):
+            value = json.dumps(value, sort_keys=True)
+        rows.append((name.replace("_", " "), value))
+    return rows
+
+
+def cmd_members(args: argparse.Namespace) -> int:
+    """``GET /v1/cluster/members`` as a table; the answering peer is marked ``*``."""
+    doc = _fetch(args, "members")
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return 0
+    print(members_table(doc))
+    return 0
+
+
+def members_table(doc: dict[str, Any]) -> str:
+    """Table of ``{"self", "members": [...]}`` sorted by id."""
+    me = doc.get("self")
+    rows = [
+        (
+            ("* " if m.get("id") == me else "  ") + str(m.get("id", "?")),
+            m.get("address", "-"),
+            m.get("gossip_address", "-"),
+            m.get("state", "-"),
+            m.get("incarnation", "-"),
+            m.get("zone") or "-",
+            m.get("weight", "-"),
+        )
+        for m in sorted(doc.get("members", []), key=lambda m: str(m.get("id")))
+    ]
+    headers = ("  ID", "ADDRESS", "GOSSIP", "STATE", "INC", "ZONE", "WEIGHT")
+    return format_table(headers, rows)

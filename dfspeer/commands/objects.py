@@ -1,0 +1,231 @@
+"""Object commands: ``put``, ``get``, ``ls``, ``rm``, ``stat``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from dfspeer.client import Client, sha256_file
+from dfspeer.commands.common import (
+    UsageError,
+    add_peer_options,
+    format_fields,
+    format_time,
+    human_bytes,
+    parse_range,
+    parse_target,
+    peer_url,
+    progress_bar,
+    progress_enabled,
+)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the object commands."""
+    p = sub.add_parser(
+        "put",
+        help="upload a file",
+        description="Upload FILE ('-' = stdin) as "
+        "BUCKET/KEY; with BUCKET or BUCKET/PREFIX/ the file's name is appended.",
+    )
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("target", metavar="BUCKET/KEY")
+    p.add_argument("--content-type", metavar="TYPE", help="stored Content-Type")
+    _transfer_options(p)
+    p.set_defaults(func=cmd_put)
+
+    g = sub.add_parser("get", help="download an object (to stdout unless -o)")
+    g.add_argument("target", metavar="BUCKET/KEY")
+    g.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        type=Path,
+        help="write to FILE (or into FILE/ if it is a directory)",
+    )
+    g.add_argument(
+        "--range",
+        metavar="A-B",
+        type=_range_arg,
+        help="bytes A..B inclusive (HTTP style); A- = from A, -N = last N bytes",
+    )
+    _transfer_options(g)
+    g.set_defaults(func=cmd_get)
+
+    ls = sub.add_parser(
+        "ls",
+        help="list objects",
+        description="List BUCKET[/PREFIX]. Like "
+        "`aws s3 ls`, keys are grouped at the next '/' (shown as PRE lines) "
+        "unless --recursive.",
+    )
+    ls.add_argument("target", metavar="BUCKET[/PREFIX]")
+    ls.add_argument("-r", "--recursive", action="store_true", help="no grouping: every key")
+    ls.add_argument("--delimiter", metavar="D", help="group keys at D (default '/')")
+    ls.add_argument("--limit", metavar="N", type=int, help="stop after N entries")
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_peer_options(ls)
+    ls.set_defaults(func=cmd_ls)
+
+    rm = sub.add_parser("rm", help="delete objects")
+    rm.add_argument("targets", metavar="BUCKET/KEY", nargs="+")
+    add_peer_options(rm)
+    rm.set_defaults(func=cmd_rm)
+
+    st = sub.add_parser("stat", help="show an object's metadata")
+    st.add_argument("target", metavar="BUCKET/KEY")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    add_peer_options(st)
+    st.set_defaults(func=cmd_stat)
+
+
+def _range_arg(text: str) -> tuple[int, int | None]:
+    try:
+        return parse_range(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--range: ")) from None
+
+
+def _transfer_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    add_peer_options(p)
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(peer_url(args), timeout_s=args.timeout)
+
+
+async def _stdin_pieces() -> AsyncIterator[bytes]:
+    stdin = sys.stdin.buffer
+    while piece := await asyncio.to_thread(stdin.read, 1024 * 1024):
+        yield piece
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    """Upload; the file is hashed first (one read) so the server can check the body."""
+    bucket, key = parse_target(args.target, require_key=False)
+    if not key or key.endswith("/"):
+        if args.file == "-":
+            raise UsageError("a key is needed when reading stdin: BUCKET/KEY")
+        key += Path(args.file).name
+    data: Path | AsyncIterator[bytes]
+    if args.file == "-":
+        data, size, digest = _stdin_pieces(), None, None
+    else:
+        data = Path(args.file)
+        if not data.is_file():
+            raise UsageError(f"{args.file}: not a readable file")
+        size, digest = data.stat().st_size, sha256_file(data)
+    show = progress_enabled(size, disabled=args.no_progress)
+
+    async def run() -> dict[str, Any]:
+        with progress_bar(size, f"put {key}", enabled=show) as (advance, _):
+            async with _client(args) as c:
+                return await c.put_object(
+                    bucket,
+                    key,
+                    data,
+                    sha256=digest,
+                    progress=advance,
+                    content_type=args.content_type,
+                )
+
+    info = asyncio.run(run())
+    print(
+        f"{bucket}/{info.get('key', key)}  {info.get('size', size)} bytes  "
+        f"sha256 {info.get('sha256', digest)}  version {info.get('version', '-')}"
+    )
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    """Download to ``-o FILE`` or stdout; a whole object is checked against its SHA-256."""
+    bucket, key = parse_target(args.target)
+    out: Path | None = args.output
+    if out is not None and out.is_dir():
+        out = out / Path(key).name
+    show = progress_enabled(None, disabled=args.no_progress) and out is not None
+
+    async def run() -> dict[str, Any]:
+        with progress_bar(None, f"get {key}", enabled=show) as (advance, set_total):
+            async with _client(args) as c:
+                dest = out if out is not None else sys.stdout.buffer
+                return await c.download(
+                    bucket, key, dest, range=args.range, progress=advance, total=set_total
+                )
+
+    info = asyncio.run(run())
+    if out is not None:
+        print(f"wrote {info['bytes']} bytes to {out}", file=sys.stderr)
+    else:
+        sys.stdout.flush()
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    """List objects and common prefixes, following continuation markers."""
+    bucket, prefix = parse_target(args.target, require_key=False)
+    delimiter = "" if args.recursive else ("/" if args.delimiter is None else args.delimiter)
+
+    async def run() -> None:
+        count = 0
+        async with _client(args) as c:
+            async for obj, common in c.iter_objects(bucket, prefix, delimiter):
+                if args.limit is not None and count >= args.limit:
+                    return
+                count += 1
+                print(_ls_line(obj, common, as_json=args.json))
+
+    asyncio.run(run())
+    return 0
+
+
+def _ls_line(obj: dict[str, Any] | None, common: str | None, *, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(obj if obj is not None else {"prefix": common}, sort_keys=True)
+    if obj is None:
+        return f"{'':19}  {'PRE':>12}  {common}"
+    return f"{format_time(obj.get('modified'))}  {obj.get('size', 0):>12}  {obj.get('key')}"
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    """Delete each BUCKET/KEY (a tombstone; deleting a missing key succeeds)."""
+    targets = [parse_target(t) for t in args.targets]
+
+    async def run() -> None:
+        async with _client(args) as c:
+            for bucket, key in targets:
+                await c.delete_object(bucket, key)
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_stat(args: argparse.Namespace) -> int:
+    """Show size, SHA-256, version, modified time and content type."""
+    bucket, key = parse_target(args.target)
+
+    async def run() -> dict[str, Any]:
+        async with _client(args) as c:
+            return await c.stat_object(bucket, key)
+
+    info = asyncio.run(run())
+    if args.json:
+        print(json.dumps(info, sort_keys=True))
+        return 0
+    rows = [
+        ("bucket", info["bucket"]),
+        ("key", info["key"]),
+        ("size", f"{info['size']} ({human_bytes(info['size'])})"),
+        ("sha256", info["sha256"] or "-"),
+        ("version", info.get("version") or "-"),
+        ("modified", format_time(info.get("modified")) + " UTC"),
+        ("content-type", info.get("content_type") or "-"),
+    ]
+    print(format_fields(rows))
+    return 0

@@ -1,0 +1,111 @@
+"""Fixtures for the data-path integration tests: real ``dfspeer agent`` processes.
+
+Each cluster is module-scoped (started once per test module) and uses its own loopback
+addresses and port ranges so it never clashes with the gossip tests (127.0.0.11..15,
+ports 17946+):
+
+- ``data_cluster``:    127.0.0.21..23, HTTP 19070.., gossip 19946.., 256 KiB chunks
+- ``failure_cluster``: 127.0.0.24..26, HTTP 19080.., gossip 19956.., default chunk size,
+  short gossip timers so a SIGKILLed agent is declared dead within a few seconds.
+
+Agents run in their own process groups and are always stopped (SIGTERM, then SIGKILL)
+in the fixture's finalizer; they also die with the test process (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dfspeer.demo_corpus import build_big_file
+from dfspeer.localcluster import LocalCluster, LocalClusterError, busy_ports, host_bindable
+
+DATA_CHUNK_BYTES = 256 * 1024
+DATA_SETTINGS: dict[str, object] = {
+    "chunk_size_bytes": DATA_CHUNK_BYTES,
+    "map_size_bytes": 1024 * 1024 * 1024,
+    "log_level": "info",
+}
+FAILURE_SETTINGS: dict[str, object] = {
+    "map_size_bytes": 1024 * 1024 * 1024,
+    "probe_interval_s": 0.4,
+    "probe_timeout_s": 0.2,
+    "suspicion_mult": 3,
+    "suspicion_max_timeout_mult": 2,
+    "push_pull_interval_s": 5.0,
+    "request_timeout_s": 10.0,
+    "log_level": "info",
+}
+START_TIMEOUT_S = 60.0
+
+
+def start_cluster(
+    base_dir: Path,
+    *,
+    host_base: int,
+    base_port: int,
+    gossip_base_port: int,
+    settings: dict[str, object],
+    peers: int = 3,
+) -> Iterator[LocalCluster]:
+    """Start ``peers`` agents, wait until all are ready and see each other, yield, stop."""
+    hosts = [f"127.0.0.{host_base + i}" for i in range(1, peers + 1)]
+    unbindable = [h for h in hosts if not host_bindable(h)]
+    if unbindable:
+        pytest.skip(f"cannot bind loopback addresses {unbindable} (needs 127.0.0.0/8 on lo)")
+    for i, host in enumerate(hosts):
+        if busy_ports(host, [base_port + i, gossip_base_port + i]):
+            pytest.skip(f"ports {base_port + i}/{gossip_base_port + i} on {host} are taken")
+    cluster = LocalCluster(
+        base_dir,
+        peers,
+        base_port=base_port,
+        gossip_base_port=gossip_base_port,
+        host_base=host_base,
+        settings=settings,
+    )
+    try:
+        cluster.start()
+        cluster.wait_ready(START_TIMEOUT_S)
+        cluster.wait_view(range(1, peers + 1), timeout_s=START_TIMEOUT_S)
+    except LocalClusterError:
+        cluster.stop(timeout_s=5.0)
+        raise
+    try:
+        yield cluster
+    finally:
+        cluster.stop(timeout_s=5.0)
+
+
+@pytest.fixture(scope="module")
+def data_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """Three agents with 256 KiB chunks (N=3, W=2, R=2)."""
+    yield from start_cluster(
+        tmp_path_factory.mktemp("data-cluster"),
+        host_base=20,
+        base_port=19070,
+        gossip_base_port=19946,
+        settings=DATA_SETTINGS,
+    )
+
+
+@pytest.fixture(scope="module")
+def failure_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """Three agents at the default chunk size with fast failure detection."""
+    yield from start_cluster(
+        tmp_path_factory.mktemp("failure-cluster"),
+        host_base=23,
+        base_port=19080,
+        gossip_base_port=19956,
+        settings=FAILURE_SETTINGS,
+    )
+
+
+@pytest.fixture(scope="module")
+def machine_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ~50 MB file concatenated from this machine's own large files."""
+    path = tmp_path_factory.mktemp("corpus") / "machine.bin"
+    build_big_file(path, 50 * 1000 * 1000 + 12345)
+    return path
