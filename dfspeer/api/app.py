@@ -1,0 +1,63 @@
+"""The peer's aiohttp application: public routes, cluster routes, metrics, ``/internal/``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from dfspeer.api import cluster_routes, public
+from dfspeer.api.context import (
+    CONFIG_KEY,
+    METRICS_KEY,
+    OBJECTS_KEY,
+    STATE_KEY,
+    ObjectBackend,
+    PeerState,
+)
+from dfspeer.api.metrics import ApiMetrics, PeerStateCollector
+from dfspeer.api.middleware import add_request_id_header, error_middleware
+from dfspeer.config import MiB, PeerConfig
+
+INTERNAL_PREFIX = "/internal/"
+
+
+def client_max_size(config: PeerConfig) -> int:
+    """Largest body a handler may ``read()`` whole, bytes: one chunk plus 1 MiB of framing.
+
+    Object uploads stream and are not bound by it (``max_object_size_bytes`` is); it bounds
+    buffered bodies: peer RPC block writes (one chunk each) and JSON requests.
+    """
+    return config.chunk_size_bytes + MiB
+
+
+def build_app(
+    objects: ObjectBackend,
+    state: PeerState,
+    config: PeerConfig,
+    *,
+    registry: CollectorRegistry,
+    internal: web.Application | None = None,
+) -> web.Application:
+    """The public application of one peer.
+
+    ``objects`` serves the object routes, ``state`` the cluster routes and gauges;
+    HTTP and state metrics are registered on ``registry`` (once per registry: a second
+    call raises ValueError). ``internal`` (the peer RPC sub-app) is mounted under
+    ``/internal/`` and shares the error shape and request metrics.
+    """
+    metrics = ApiMetrics(registry)
+    registry.register(PeerStateCollector(state))
+    app = web.Application(
+        middlewares=[metrics.middleware, error_middleware],
+        client_max_size=client_max_size(config),
+    )
+    app[OBJECTS_KEY] = objects
+    app[STATE_KEY] = state
+    app[CONFIG_KEY] = config
+    app[METRICS_KEY] = metrics
+    app.on_response_prepare.append(add_request_id_header)
+    app.add_routes(public.routes)
+    app.add_routes(cluster_routes.routes)
+    if internal is not None:
+        app.add_subapp(INTERNAL_PREFIX, internal)
+    return app

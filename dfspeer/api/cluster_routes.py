@@ -1,0 +1,117 @@
+"""Cluster and operations routes: members, ring, status, health, readiness, metrics.
+
+Shapes (issue 3 and 4):
+
+- ``GET /v1/cluster/members``: ``{"self": id, "members": [{"id", "address",
+  "gossip_address", "state", "incarnation", "zone", "weight", "version"}]}`` sorted by id;
+  ``address`` is the API ``host:port``, ``gossip_address`` the gossip ``host:port``.
+- ``GET /v1/cluster/ring``: ``{"partitions", "partition_bits", "replication_factor",
+  "digest", "peers": {id: {"partitions": count, "zone", "weight"}}, "assignments": {id:
+  [partition, ...]}}``.
+- ``GET /v1/cluster/status``: ``{"id", "ready", "blocks", "block_bytes", "map_used_bytes",
+  "map_size_bytes", "partitions_held", "members": {state: count}, "ring_digest",
+  "version"}``.
+- ``GET /health``: 200 ``{"status": "ok"}`` while the process serves HTTP.
+- ``GET /ready``: 200 ``{"status": "ready"}`` once joined, else 503 ``not_ready``.
+- ``GET /metrics``: Prometheus text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+import dfspeer
+from dfspeer.api.context import METRICS_KEY, STATE_KEY
+from dfspeer.errors import NotReady
+from dfspeer.gossip import Member, MemberState
+
+routes = web.RouteTableDef()
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, with IPv6 literals in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def member_json(member: Member) -> dict[str, Any]:
+    """One entry of ``/v1/cluster/members``."""
+    return {
+        "id": member.id,
+        "address": member.api_address,
+        "gossip_address": host_port(*member.gossip_address),
+        "state": member.state.value,
+        "incarnation": member.incarnation,
+        "zone": member.zone,
+        "weight": member.weight,
+        "version": member.version,
+    }
+
+
+@routes.get("/v1/cluster/members", allow_head=False)
+async def members(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    listed = sorted(state.members(), key=lambda m: m.id)
+    return web.json_response({"self": state.peer_id, "members": [member_json(m) for m in listed]})
+
+
+@routes.get("/v1/cluster/ring", allow_head=False)
+async def ring(request: web.Request) -> web.Response:
+    current = request.app[STATE_KEY].ring
+    assignments = {m.peer_id: list(current.partitions_of(m.peer_id)) for m in current.members}
+    peers = {
+        m.peer_id: {"partitions": len(assignments[m.peer_id]), "zone": m.zone, "weight": m.weight}
+        for m in current.members
+    }
+    return web.json_response(
+        {
+            "partitions": current.partition_count,
+            "partition_bits": current.partitioner.partition_bits,
+            "replication_factor": current.replication_factor,
+            "digest": current.digest,
+            "peers": peers,
+            "assignments": assignments,
+        }
+    )
+
+
+@routes.get("/v1/cluster/status", allow_head=False)
+async def status(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    stats = state.store_stats()
+    current = state.ring
+    by_state = {s.value: 0 for s in MemberState}
+    for member in state.members():
+        by_state[member.state.value] += 1
+    return web.json_response(
+        {
+            "id": state.peer_id,
+            "ready": state.ready,
+            "blocks": stats.block_count,
+            "block_bytes": stats.block_bytes,
+            "map_used_bytes": stats.map_used_bytes,
+            "map_size_bytes": stats.map_size_bytes,
+            "partitions_held": len(current.partitions_of(state.peer_id)),
+            "members": by_state,
+            "ring_digest": current.digest,
+            "version": dfspeer.__version__,
+        }
+    )
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/ready")
+async def ready(request: web.Request) -> web.Response:
+    if not request.app[STATE_KEY].ready:
+        raise NotReady("this peer has not joined the cluster yet")
+    return web.json_response({"status": "ready"})
+
+
+@routes.get("/metrics", allow_head=False)
+async def metrics(request: web.Request) -> web.Response:
+    return request.app[METRICS_KEY].render()

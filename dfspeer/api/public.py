@@ -1,0 +1,370 @@
+"""Public object routes: ``/v1/objects/{bucket}[/{key}]`` (issue 4).
+
+Thin handlers: parse, call the :class:`~dfspeer.api.context.ObjectBackend`, render. The
+upload body is streamed into ``put_object`` as it arrives (never buffered whole); the
+download is streamed out chunk by chunk from ``get_object``'s iterator. Range and
+precondition rules are in :mod:`dfspeer.api.ranges`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncGenerator, AsyncIterator
+from email.utils import formatdate
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from dfspeer.api.context import CONFIG_KEY, METRICS_KEY, OBJECTS_KEY
+from dfspeer.api.middleware import error_response, render_dfs_error, request_id
+from dfspeer.api.ranges import (
+    content_range,
+    etag_matches,
+    if_range_allows,
+    parse_range,
+    range_spec,
+)
+from dfspeer.errors import (
+    DfsError,
+    EntityTooLarge,
+    IncompleteBody,
+    InvalidArgument,
+    InvalidRange,
+)
+from dfspeer.objects.names import validate_bucket, validate_key
+
+if TYPE_CHECKING:
+    from dfspeer.objects import ObjectInfo
+
+log = logging.getLogger("dfspeer.api")
+routes = web.RouteTableDef()
+
+OBJECT_PATH = "/v1/objects/{bucket}/{key:.+}"
+BUCKET_PATH = "/v1/objects/{bucket}"
+MAX_LIST_LIMIT = 1000
+MAX_PLAN_ATTEMPTS = 4
+MAX_CONTENT_TYPE_CHARS = 256
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+_BODY_ERRORS = (
+    web.RequestPayloadError,
+    HttpProcessingError,
+    aiohttp.ClientPayloadError,
+    aiohttp.EofStream,
+    ConnectionError,
+)
+
+
+def _names(request: web.Request) -> tuple[str, str]:
+    bucket, key = request.match_info["bucket"], request.match_info["key"]
+    validate_bucket(bucket)
+    validate_key(key)
+    return bucket, key
+
+
+def object_json(info: ObjectInfo) -> dict[str, object]:
+    """The upload answer: ``{"bucket","key","version","size","sha256","chunks"}``."""
+    return {
+        "bucket": info.bucket,
+        "key": info.key,
+        "version": info.version,
+        "size": info.size,
+        "sha256": info.sha256,
+        "chunks": info.chunks,
+    }
+
+
+def etag(info: ObjectInfo) -> str:
+    """Strong entity tag: the quoted SHA-256 hex of the whole object."""
+    return f'"{info.sha256}"'
+
+
+def object_headers(info: ObjectInfo) -> dict[str, str]:
+    """Headers every GET/HEAD/304 answer carries."""
+    return {
+        "ETag": etag(info),
+        "Last-Modified": formatdate(info.modified, usegmt=True),
+        "Accept-Ranges": "bytes",
+        "Content-Type": info.content_type,
+        "X-Object-Version": info.version,
+    }
+
+
+async def _body(
+    request: web.Request, *, timeout_s: float, max_bytes: int
+) -> AsyncGenerator[bytes, None]:
+    """The request body as it arrives (``Content-Length`` or chunked).
+
+    Raises IncompleteBody when the body breaks off before its declared length (aiohttp
+    reports that as a payload/connection error), a 408 ``request_timeout`` when no byte
+    arrives for ``timeout_s`` seconds, EntityTooLarge past ``max_bytes``.
+    """
+    content, declared = request.content, request.content_length
+    counter = request.app[METRICS_KEY].bytes_received
+    received = 0
+    while True:
+        try:
+            async with asyncio.timeout(timeout_s):
+                data = await content.readany()
+        except TimeoutError:
+            raise DfsError(
+                f"no body bytes for {timeout_s:g} s after {received} bytes",
+                code="request_timeout",
+                status=408,
+            ) from None
+        except _BODY_ERRORS as exc:
+            raise IncompleteBody(f"body broke off after {received} bytes: {exc}") from None
+        if not data:
+            break
+        received += len(data)
+        if received > max_bytes:
+            raise EntityTooLarge(f"body exceeds the {max_bytes}-byte object limit")
+        counter.inc(len(data))
+        yield data
+    if declared is not None and received != declared:
+        raise IncompleteBody(f"body has {received} bytes, Content-Length says {declared}")
+
+
+def _check_length(request: web.Request) -> None:
+    limit = request.app[CONFIG_KEY].max_object_size_bytes
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise EntityTooLarge(f"Content-Length {declared} exceeds the {limit}-byte object limit")
+
+
+async def _expect_upload(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` on PUT: answer a bad name or an oversized Content-Length
+    before the client sends the body; otherwise send ``100 Continue`` (aiohttp's default)."""
+    expect = request.headers.get("Expect", "")
+    if request.version != aiohttp.HttpVersion11:
+        return None
+    if expect.lower() != "100-continue":
+        return error_response(request, 417, "expectation_failed", f"unknown Expect: {expect}")
+    try:
+        _names(request)
+        _check_length(request)
+    except DfsError as exc:
+        return render_dfs_error(request, exc)
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0
+    return None
+
+
+@routes.put(OBJECT_PATH, expect_handler=_expect_upload)
+async def put_object(request: web.Request) -> web.Response:
+    """Stream the body into a new object version; 201 with :func:`object_json`."""
+    bucket, key = _names(request)
+    config = request.app[CONFIG_KEY]
+    declared = request.content_length
+    _check_length(request)
+    expected = request.headers.get("X-Content-SHA256")
+    if expected is not None:
+        expected = expected.strip()
+        if not _SHA256_HEX.fullmatch(expected):
+            raise InvalidArgument("X-Content-SHA256 must be 64 hexadecimal characters")
+        expected = expected.lower()
+    content_type = request.headers.get("Content-Type", DEFAULT_CONTENT_TYPE)
+    if len(content_type) > MAX_CONTENT_TYPE_CHARS or not content_type.isprintable():
+        raise InvalidArgument(f"Content-Type must be 1..{MAX_CONTENT_TYPE_CHARS} printable chars")
+    body = _body(
+        request, timeout_s=config.request_timeout_s, max_bytes=config.max_object_size_bytes
+    )
+    try:
+        info = await request.app[OBJECTS_KEY].put_object(
+            bucket,
+            key,
+            body,
+            expected_sha256=expected,
+            content_length=declared,
+            content_type=content_type or DEFAULT_CONTENT_TYPE,
+        )
+    finally:
+        await body.aclose()
+    return web.json_response(object_json(info), status=201, headers={"ETag": etag(info)})
+
+
+@routes.delete(OBJECT_PATH)
+async def delete_object(request: web.Request) -> web.Response:
+    """Write a tombstone; 204 whether or not the object existed."""
+    bucket, key = _names(request)
+    await request.app[OBJECTS_KEY].delete_object(bucket, key)
+    return web.Response(status=204)
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise InvalidArgument(f"{name} must be an integer in {low}..{high}, got {raw!r}")
+    return int(raw)
+
+
+@routes.get(BUCKET_PATH, allow_head=False)
+async def list_objects(request: web.Request) -> web.Response:
+    """``?prefix=&delimiter=&limit=&start_after=`` -> one page of keys (see README)."""
+    bucket = request.match_info["bucket"]
+    validate_bucket(bucket)
+    prefix = request.query.get("prefix", "")
+    delimiter = request.query.get("delimiter", "")
+    start_after = request.query.get("start_after", "")
+    limit = _int_param(request, "limit", MAX_LIST_LIMIT, 1, MAX_LIST_LIMIT)
+    for name, value in (("prefix", prefix), ("delimiter", delimiter), ("start_after", start_after)):
+        if len(value.encode()) > 1024:
+            raise InvalidArgument(f"{name} is longer than 1024 bytes")
+    result = await request.app[OBJECTS_KEY].list_objects(
+        bucket, prefix=prefix, delimiter=delimiter, limit=limit, start_after=start_after
+    )
+    objects = [
+        {
+            "key": o.key,
+            "size": o.size,
+            "sha256": o.sha256,
+            "version": o.version,
+            "modified": o.modified,
+        }
+        for o in result.objects
+    ]
+    return web.json_response(
+        {
+            "bucket": bucket,
+            "prefix": prefix,
+            "delimiter": delimiter,
+            "objects": objects,
+            "common_prefixes": list(result.common_prefixes),
+            "is_truncated": result.is_truncated,
+            "next_start_after": result.next_start_after,
+        }
+    )
+
+
+async def _close(stream: AsyncIterator[bytes] | None) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
+
+
+def _plan(request: web.Request, info: ObjectInfo) -> web.Response | tuple[int, int] | None:
+    """304 or 416 answer, else the byte span to send (None = whole object, 200)."""
+    if etag_matches(request.headers.get("If-None-Match"), etag(info)):
+        headers = object_headers(info)
+        del headers["Content-Type"]
+        return web.Response(status=304, headers=headers)
+    if not if_range_allows(request.headers.get("If-Range"), etag(info)):
+        return None
+    try:
+        return parse_range(request.headers.get("Range"), info.size)
+    except InvalidRange as exc:
+        return render_dfs_error(request, exc, headers={"Content-Range": f"bytes */{info.size}"})
+
+
+def _blind_span(request: web.Request) -> tuple[int, int | None] | None:
+    """The ``(start, end)`` to read without knowing the object first, or None when the
+    answer depends on the manifest (HEAD, preconditions, suffix ranges): stat first."""
+    headers = request.headers
+    if request.method == "HEAD" or "If-None-Match" in headers or "If-Range" in headers:
+        return None
+    spec = range_spec(headers.get("Range"))
+    if spec is None:
+        return 0, None
+    first, last = spec
+    if first is None:
+        return None
+    return first, None if last is None else last + 1
+
+
+@routes.get(OBJECT_PATH)  # HEAD too (allow_head)
+async def get_object(request: web.Request) -> web.StreamResponse:
+    """Whole object (200), a byte range (206), 304 on a matching ``If-None-Match``, 416.
+
+    Plain and ``bytes=a-b`` / ``bytes=a-`` GETs read the manifest once (``get_object``);
+    HEAD, conditional and suffix-range GETs ``stat`` first since the answer needs the
+    manifest. If the object is overwritten between the two reads, the answer is planned
+    again from the newer version.
+    """
+    bucket, key = _names(request)
+    objects = request.app[OBJECTS_KEY]
+    stream: AsyncIterator[bytes] | None = None
+    covered: tuple[int, int] | None = None  # the bytes `stream` yields
+    blind = _blind_span(request)
+    info: ObjectInfo | None = None
+    if blind is not None:
+        with contextlib.suppress(InvalidRange):  # planned below, with the size known
+            info, stream = await objects.get_object(bucket, key, start=blind[0], end=blind[1])
+            covered = (blind[0], info.size if blind[1] is None else min(blind[1], info.size))
+    if info is None:
+        info = await objects.stat_object(bucket, key)
+    try:
+        for _ in range(MAX_PLAN_ATTEMPTS):
+            plan = _plan(request, info)
+            if isinstance(plan, web.Response):
+                return plan
+            want = plan if plan is not None else (0, info.size)
+            if request.method == "HEAD" or covered == want:
+                break
+            await _close(stream)
+            stream = None
+            info, stream = await objects.get_object(bucket, key, start=want[0], end=want[1])
+            covered = (want[0], min(want[1], info.size))
+        else:
+            raise DfsError(
+                "object changed during the read; retry", code="object_changed", status=503
+            )
+        return await _respond(request, info, plan, stream)
+    finally:
+        await _close(stream)
+
+
+async def _respond(
+    request: web.Request,
+    info: ObjectInfo,
+    span: tuple[int, int] | None,
+    stream: AsyncIterator[bytes] | None,
+) -> web.StreamResponse:
+    response = web.StreamResponse(status=200 if span is None else 206)
+    response.headers.update(object_headers(info))
+    start, end = span if span is not None else (0, info.size)
+    if span is not None:
+        response.headers["Content-Range"] = content_range(start, end, info.size)
+    response.content_length = end - start
+    await response.prepare(request)
+    if stream is None:
+        await response.write_eof()
+    else:
+        await _send(request, response, stream)
+    return response
+
+
+async def _send(
+    request: web.Request, response: web.StreamResponse, stream: AsyncIterator[bytes]
+) -> None:
+    """Write every chunk after ``prepare``. A failure now cannot change the status line,
+    so the connection is closed and the client sees a body shorter than Content-Length."""
+    metrics = request.app[METRICS_KEY]
+    sent = 0
+    try:
+        async for chunk in stream:
+            await response.write(chunk)
+            sent += len(chunk)
+            metrics.bytes_sent.inc(len(chunk))
+        await response.write_eof()
+    except ConnectionError as exc:
+        log.debug("client went away id=%s after %d bytes: %s", request_id(request), sent, exc)
+    except Exception as exc:
+        level = logging.WARNING if isinstance(exc, DfsError) else logging.ERROR
+        log.log(
+            level,
+            "download broke off id=%s path=%s after %d bytes",
+            request_id(request),
+            request.path,
+            sent,
+            exc_info=not isinstance(exc, DfsError),
+        )
+        if request.transport is not None:
+            request.transport.close()
