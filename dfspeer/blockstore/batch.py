@@ -11,9 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
-import lmdb
-
 from dfspeer.blockstore.errors import DigestMismatch
+from dfspeer.blockstore.merkle import value_hash
 from dfspeer.blockstore.ops import (
     DeleteBlock,
     PutBlock,
@@ -30,7 +29,14 @@ from dfspeer.blockstore.schema import (
     delete_block,
     put_block,
 )
-from dfspeer.blockstore.tables import check_key, encode, table_delete, table_put, table_update
+from dfspeer.blockstore.tables import (
+    TableHandle,
+    check_key,
+    encode,
+    table_delete,
+    table_put,
+    table_update,
+)
 from dfspeer.blockstore.writer import Apply, WriteTxn
 
 
@@ -40,7 +46,7 @@ def prepare_batch(
     *,
     dbs: Dbs,
     partition_of: PartitionOf | None,
-    table_db: Callable[[str], lmdb._Database],
+    table: Callable[[str], TableHandle],
     max_key_bytes: int,
 ) -> list[Apply]:
     """One writer step per op, in order.
@@ -60,22 +66,25 @@ def prepare_batch(
         elif isinstance(op, DeleteBlock):
             partition = checked_partition(partition_of, check_digest(op.digest))
             steps.append(partial(delete_block, dbs=dbs, digest=op.digest, partition=partition))
-        elif isinstance(op, TablePut):
-            if op.value is None:
-                raise ValueError("TablePut of None; use TableDelete")
-            key = check_key(op.key, max_key_bytes)
-            steps.append(
-                partial(table_put, db=table_db(op.table), key=key, encoded=encode(op.value))
-            )
-        elif isinstance(op, TableDelete):
-            key = check_key(op.key, max_key_bytes)
-            steps.append(partial(table_delete, db=table_db(op.table), key=key))
-        elif isinstance(op, TableUpdate):
-            key = check_key(op.key, max_key_bytes)
-            steps.append(partial(table_update, db=table_db(op.table), key=key, fn=op.fn))
+        elif isinstance(op, TablePut | TableDelete | TableUpdate):
+            steps.append(_table_step(op, table(op.table), max_key_bytes))
         else:
             raise TypeError(f"unknown write op {op!r}")
     return steps
+
+
+def _table_step(op: TablePut | TableDelete | TableUpdate, t: TableHandle, max_key: int) -> Apply:
+    key = check_key(op.key, max_key)
+    partition = t.partition(key)
+    if isinstance(op, TablePut):
+        if op.value is None:
+            raise ValueError("TablePut of None; use TableDelete")
+        encoded = encode(op.value)
+        vhash = value_hash(encoded)
+        return partial(table_put, t=t, key=key, encoded=encoded, partition=partition, vhash=vhash)
+    if isinstance(op, TableDelete):
+        return partial(table_delete, t=t, key=key, partition=partition)
+    return partial(table_update, t=t, key=key, fn=op.fn, partition=partition)
 
 
 def run_steps(steps: list[Apply], w: WriteTxn) -> list[Any]:

@@ -14,7 +14,14 @@ sub-database             key                             value
                          ``partition_fingerprint``       SHA-256 of ``partition_of`` applied
                                                          to fixed probe digests
 ``table:<name>``         caller's bytes key              CBOR value (canonical encoding)
+``merkle:blocks``        partition (2 B) + trie path     Merkle trie node of the blocks
+``merkle:table:<name>``  partition (2 B) + trie path     Merkle trie node of table ``name``
 =======================  ==============================  ===================================
+
+``meta`` also holds ``summary_fingerprint:<sub-db>`` per Merkle tree (layout + partitioner,
+see :func:`dfspeer.blockstore.merkle.fingerprint`); a tree whose fingerprint is missing or
+different is rebuilt when it is opened. The trees are described in :mod:`.merkle`; they are
+written by the same transactions as the blocks and records they summarize.
 
 The partition of a digest is the ring's mmh3 partition, not a prefix of the digest, so the
 index sub-db makes "digests of partition p" a single range scan; it is written in the same
@@ -25,18 +32,22 @@ transaction as the block. Its fingerprint detects a store reopened with another 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import lmdb
 
+from dfspeer.blockstore.merkle import HASH_BYTES, fingerprint, rebuild, record_change
 from dfspeer.blockstore.writer import WriteTxn
 
 BLOCKS_DB = b"blocks"
 PARTITION_DB = b"blocks_by_partition"
 META_DB = b"meta"
 TABLE_PREFIX = b"table:"
-INTERNAL_DBS = 3
+BLOCKS_SUMMARY_DB = b"merkle:blocks"
+TABLE_SUMMARY_PREFIX = b"merkle:table:"
+SUMMARY_FINGERPRINT_PREFIX = b"summary_fingerprint:"
+INTERNAL_DBS = 4
 
 COUNT_KEY = b"block_count"
 BYTES_KEY = b"block_bytes"
@@ -57,11 +68,18 @@ class Dbs:
     blocks: lmdb._Database
     by_partition: lmdb._Database
     meta: lmdb._Database
+    summary: lmdb._Database | None
+    """Merkle trie of the blocks; None when the store keeps no summaries."""
 
 
 def partition_key(partition: int, digest: bytes) -> bytes:
     """Key of the index entry: 2-byte big-endian partition + 32-byte digest."""
     return partition.to_bytes(2, "big") + digest
+
+
+def zero_partition(_key: bytes) -> int:
+    """The partitioner of a store opened without ``partition_of``: everything in 0."""
+    return 0
 
 
 def checked_partition(partition_of: PartitionOf | None, digest: bytes) -> int | None:
@@ -117,6 +135,10 @@ def put_block(w: WriteTxn, dbs: Dbs, digest: bytes, data: bytes, partition: int 
     if partition is not None:
         txn.put(partition_key(partition, digest), b"", db=dbs.by_partition)
     if old is None:
+        if dbs.summary is not None:
+            record_change(
+                w.summary_changes, dbs.summary, partition or 0, digest, digest[:HASH_BYTES]
+            )
         w.count_delta += 1
         w.bytes_delta += len(data)
     else:
@@ -134,6 +156,8 @@ def delete_block(w: WriteTxn, dbs: Dbs, digest: bytes, partition: int | None) ->
     txn.delete(digest, db=dbs.blocks)
     if partition is not None:
         txn.delete(partition_key(partition, digest), db=dbs.by_partition)
+    if dbs.summary is not None:
+        record_change(w.summary_changes, dbs.summary, partition or 0, digest, None)
     w.count_delta -= 1
     w.bytes_delta -= size
     return True
@@ -147,20 +171,24 @@ def write_counters(txn: lmdb.Transaction[memoryview], dbs: Dbs, count: int, size
 
 # ---------------------------------------------------------------------- opening
 def open_schema(
-    env: lmdb.Environment, partition_of: PartitionOf | None
+    env: lmdb.Environment, partition_of: PartitionOf | None, summaries: bool = True
 ) -> tuple[Dbs, tuple[int, int]]:
-    """Create/open the internal sub-dbs, check the counters and the partition index.
+    """Create/open the internal sub-dbs, check the counters, the partition index and the
+    blocks' Merkle trie.
 
     Runs before the writer thread starts (it uses write transactions of the caller's
     thread). Returns the handles and ``(block_count, block_bytes)``. The counters are
     recomputed by a scan if they disagree with the entry count of ``blocks`` (a store
-    written by another tool); the index is rebuilt if its fingerprint changed. Raises
-    ValueError for an unknown on-disk format.
+    written by another tool); the index is rebuilt if its fingerprint changed, and so is
+    the Merkle trie. With ``summaries=False`` no trie is kept and every summary fingerprint
+    is forgotten, so that a later open with summaries rebuilds them. Raises ValueError for
+    an unknown on-disk format.
     """
     dbs = Dbs(
         blocks=env.open_db(BLOCKS_DB),
         by_partition=env.open_db(PARTITION_DB),
         meta=env.open_db(META_DB),
+        summary=env.open_db(BLOCKS_SUMMARY_DB) if summaries else None,
     )
     with env.begin(write=True, buffers=True) as txn:
         fmt = txn.get(FORMAT_KEY, db=dbs.meta)
@@ -170,7 +198,58 @@ def open_schema(
             raise ValueError(f"unknown block store format {bytes(fmt)!r}; expected {FORMAT!r}")
         counters = _checked_counters(txn, dbs)
         _check_partition_index(txn, dbs, partition_of, counters[0])
+        if dbs.summary is None:
+            forget_summaries(txn, dbs)
+        else:
+            leaves = _block_leaves(txn, dbs)
+            check_summary(
+                txn, dbs, BLOCKS_SUMMARY_DB, dbs.summary, partition_of or zero_partition, leaves
+            )
     return dbs, counters
+
+
+def check_summary(
+    txn: lmdb.Transaction[memoryview],
+    dbs: Dbs,
+    name: bytes,
+    db: lmdb._Database,
+    partition_of: PartitionOf,
+    leaves: Iterator[tuple[bytes, bytes]],
+) -> bool:
+    """Rebuild the Merkle trie in ``db`` (sub-db ``name``) from ``leaves`` (key, value
+    hash) unless its stored fingerprint matches ``partition_of``; True if rebuilt."""
+    key = SUMMARY_FINGERPRINT_PREFIX + name
+    expected = fingerprint(partition_of)
+    stored = txn.get(key, db=dbs.meta)
+    if stored is not None and bytes(stored) == expected:
+        return False
+    rebuild(txn, db, leaves, lambda k: _checked(partition_of, k))
+    txn.put(key, expected, db=dbs.meta)
+    return True
+
+
+def forget_summaries(txn: lmdb.Transaction[memoryview], dbs: Dbs) -> None:
+    """Delete every summary fingerprint (the trees will not be maintained)."""
+    with txn.cursor(db=dbs.meta) as cursor:
+        if not cursor.set_range(SUMMARY_FINGERPRINT_PREFIX):
+            return
+        while bytes(cursor.key()).startswith(SUMMARY_FINGERPRINT_PREFIX):
+            if not cursor.delete():
+                break
+
+
+def _block_leaves(txn: lmdb.Transaction[memoryview], dbs: Dbs) -> Iterator[tuple[bytes, bytes]]:
+    """``(digest, digest)`` of every stored block: a block's leaf value is its digest."""
+    with txn.cursor(db=dbs.blocks) as cursor:
+        for key in cursor.iternext(keys=True, values=False):
+            digest = bytes(key)
+            yield digest, digest[:HASH_BYTES]
+
+
+def _checked(partition_of: PartitionOf, key: bytes) -> int:
+    partition = checked_partition(partition_of, key)
+    assert partition is not None
+    return partition
 
 
 def _checked_counters(txn: lmdb.Transaction[memoryview], dbs: Dbs) -> tuple[int, int]:

@@ -38,6 +38,7 @@ from dfspeer.blockstore.errors import (
     DigestMismatch,
     StoreFull,
 )
+from dfspeer.blockstore.merkle import BLOCKS_TREE, apply_pending
 from dfspeer.blockstore.ops import PutBlock, WriteOp
 from dfspeer.blockstore.schema import (
     INTERNAL_DBS,
@@ -53,8 +54,10 @@ from dfspeer.blockstore.schema import (
     put_block,
     sha256,
     write_counters,
+    zero_partition,
 )
-from dfspeer.blockstore.tables import MetaTable, check_table_name
+from dfspeer.blockstore.summary import MerkleReader
+from dfspeer.blockstore.tables import MetaTable, TableHandle, check_table_name, open_table
 from dfspeer.blockstore.writer import GroupCommitWriter, WriteTxn
 
 GiB = 1024**3
@@ -102,6 +105,11 @@ class BlockStore:
     on every commit (default) or not. ``partition_of(digest) -> 0..65535``: the ring's
     partition of a digest; given it, the store keeps an index so :meth:`iter_digests` of one
     partition is a range scan. ``max_tables``: named metadata tables that may exist.
+    ``summaries``: keep a Merkle summary per (blocks or table, partition), updated in the
+    transaction of every write (default; see :mod:`.merkle`, read with :meth:`merkle`);
+    without, writes are cheaper and the summaries are rebuilt when next opened with them.
+    Opening rebuilds the blocks' summary if it is missing or was built with another
+    partitioner (a scan of every digest, in one transaction).
 
     Use as ``async with BlockStore(path) as store:`` or call :meth:`close`. Raises
     ``BlockStoreError`` if the environment cannot be opened (e.g. already open in this
@@ -116,9 +124,11 @@ class BlockStore:
         durable: bool = True,
         partition_of: Callable[[bytes], int] | None = None,
         max_tables: int = 32,
+        summaries: bool = True,
     ) -> None:
         self.path = Path(path)
         self.durable = durable
+        self.summaries = summaries
         self._partition_of: PartitionOf | None = partition_of
         self.path.mkdir(parents=True, exist_ok=True)
         try:
@@ -126,7 +136,7 @@ class BlockStore:
                 str(self.path),
                 map_size=map_size_bytes,
                 subdir=True,
-                max_dbs=max_tables + INTERNAL_DBS,
+                max_dbs=2 * max_tables + INTERNAL_DBS,  # a table + its Merkle trie
                 sync=durable,
                 metasync=durable,
                 writemap=False,  # a stray pointer write can never reach the map
@@ -138,7 +148,7 @@ class BlockStore:
         except lmdb.Error as exc:
             raise BlockStoreError(f"cannot open LMDB environment {self.path}: {exc}") from exc
         try:
-            self._dbs, self._counters = open_schema(self._env, partition_of)
+            self._dbs, self._counters = open_schema(self._env, partition_of, summaries)
         except lmdb.Error as exc:
             self._env.close()
             raise self._map_error(exc) from exc
@@ -148,7 +158,8 @@ class BlockStore:
         self._psize = int(self._env.stat()["psize"])
         self._max_key = int(self._env.max_key_size())
         self._tables: dict[str, MetaTable] = {}
-        self._table_dbs: dict[str, lmdb._Database] = {}
+        self._handles: dict[str, TableHandle] = {}
+        self._readers_by_name: dict[str, MerkleReader] = {}
         self._tables_lock = threading.Lock()
         self._readers = 0
         self._readers_cond = threading.Condition()
@@ -249,7 +260,7 @@ class BlockStore:
             iter(zip(digests, blobs, strict=True)),
             dbs=self._dbs,
             partition_of=self._partition_of,
-            table_db=self._table_db,
+            table=self._table_handle,
             max_key_bytes=self._max_key,
         )
         result = await self._writer.submit(partial(run_steps, steps), size=total, atomic=True)
@@ -333,16 +344,42 @@ class BlockStore:
         )
 
     # ------------------------------------------------------------------ tables
-    def table(self, name: str) -> MetaTable:
-        """The metadata table ``name`` (1..64 chars of ``[A-Za-z0-9_.:/-]``), created on
-        first use. Raises ``BlockStoreError`` when more than ``max_tables`` would exist."""
-        db = self._table_db(name)
+    def table(
+        self, name: str, *, partition_key_of: Callable[[bytes], int] | None = None
+    ) -> MetaTable:
+        """The metadata table ``name`` (1..64 chars of ``[A-Za-z0-9_.:/-]``, not
+        ``"blocks"``), created on first use.
+
+        ``partition_key_of(key) -> 0..65535`` places each key in a partition of the table's
+        Merkle summary; default: the store's ``partition_of`` (all keys in partition 0
+        without one). Give it at the first use of the table in the process (also before a
+        :meth:`write_batch` on it); a different one later raises ValueError. If the summary
+        on disk was built with another partitioner (or none), it is rebuilt here, in one
+        write transaction on the calling thread. Raises ``BlockStoreError`` when more than
+        ``max_tables`` would exist.
+        """
+        handle = self._table_handle(name, partition_key_of)
         with self._tables_lock:
             table = self._tables.get(name)
             if table is None:
-                table = MetaTable(name, db, self._read_txn, self._writer.submit, self._max_key)
+                table = MetaTable(handle, self._read_txn, self._writer.submit, self._max_key)
                 self._tables[name] = table
             return table
+
+    def merkle(self, name: str) -> MerkleReader:
+        """Reader of the Merkle summary of the blocks (``name="blocks"``) or of the
+        metadata table ``name`` (opened as by :meth:`table` if not yet). Raises ValueError
+        if the store was opened with ``summaries=False``."""
+        if not self.summaries:
+            raise ValueError("this block store keeps no Merkle summaries (summaries=False)")
+        db = self._dbs.summary if name == BLOCKS_TREE else self._table_handle(name).summary
+        assert db is not None
+        with self._tables_lock:
+            reader = self._readers_by_name.get(name)
+            if reader is None:
+                reader = MerkleReader(name, db, self._read_txn)
+                self._readers_by_name[name] = reader
+            return reader
 
     def table_names(self) -> list[str]:
         """Names of every metadata table that exists in the environment, sorted."""
@@ -356,24 +393,27 @@ class BlockStore:
                 names.append(raw[len(TABLE_PREFIX) :].decode())
             return names
 
-    def _table_db(self, name: str) -> lmdb._Database:
+    def _table_handle(
+        self, name: str, partition_key_of: Callable[[bytes], int] | None = None
+    ) -> TableHandle:
         check_table_name(name)
         # mdb_dbi_open must not run in two transactions at once: hence the lock.
         with self._tables_lock:
-            db = self._table_dbs.get(name)
-            if db is not None:
-                return db
+            handle = self._handles.get(name)
+            if handle is not None:
+                if partition_key_of is not None and partition_key_of != handle.partition_of:
+                    raise ValueError(f"table {name!r} is already open with another partitioner")
+                return handle
+            partition_of = partition_key_of or self._partition_of or zero_partition
             with self._reading():
                 try:
-                    # Creating a sub-db is a write transaction of this thread; it waits at
-                    # most for the writer's current commit. Happens once per table.
-                    db = self._env.open_db(TABLE_PREFIX + name.encode())
+                    handle = open_table(self._env, self._dbs, name, partition_of, self.summaries)
                 except lmdb.DbsFullError as exc:
                     raise BlockStoreError(f"cannot create table {name!r}: too many tables") from exc
                 except lmdb.Error as exc:
                     raise self._map_error(exc) from exc
-            self._table_dbs[name] = db
-            return db
+            self._handles[name] = handle
+            return handle
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -414,6 +454,8 @@ class BlockStore:
         return BlockStoreError(f"LMDB error: {exc}")
 
     def _before_commit(self, w: WriteTxn) -> None:
+        if w.summary_changes:
+            apply_pending(w.txn, w.summary_changes)
         if w.count_delta or w.bytes_delta:
             count, size = self._counters
             write_counters(w.txn, self._dbs, count + w.count_delta, size + w.bytes_delta)

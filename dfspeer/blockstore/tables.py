@@ -1,24 +1,36 @@
 """Metadata tables: named LMDB sub-databases mapping bytes keys to CBOR values.
 
 A :class:`MetaTable` is the generic storage layer under every replicated metadata table of
-later issues (object manifests, block references, hints, Merkle summaries): ordered bytes
-keys (so a key prefix such as a 2-byte partition gives a range), CBOR values encoded
-canonically (RFC 8949 §4.2: sorted map keys, shortest forms — the same value gives the
-same bytes on every peer, so records can be hashed), reads on the calling thread, and
-writes through the store's single writer with group commit.
+later issues (object manifests, block references, hints): ordered bytes keys (so a key
+prefix such as a 2-byte partition gives a range), CBOR values encoded canonically (RFC 8949
+§4.2: sorted map keys, shortest forms — the same value gives the same bytes on every peer,
+so records can be hashed), reads on the calling thread, and writes through the store's
+single writer with group commit. Every write also updates the table's Merkle summary
+(:mod:`.merkle`) in the same transaction: leaf ``(key, BLAKE2b-128(canonical CBOR))`` in
+the trie of ``partition_key_of(key)``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import cbor2
 import lmdb
 
+from dfspeer.blockstore.merkle import BLOCKS_TREE, record_change, value_hash
+from dfspeer.blockstore.schema import (
+    TABLE_PREFIX,
+    TABLE_SUMMARY_PREFIX,
+    Dbs,
+    PartitionOf,
+    check_summary,
+    checked_partition,
+)
 from dfspeer.blockstore.writer import Apply, WriteTxn
 
 TABLE_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
@@ -40,9 +52,12 @@ def decode(raw: bytes | memoryview) -> Any:
 
 
 def check_table_name(name: str) -> str:
-    """Return ``name`` if it is 1..64 chars of ``[A-Za-z0-9_.:/-]``, else raise ValueError."""
+    """Return ``name`` if it is 1..64 chars of ``[A-Za-z0-9_.:/-]`` and not ``"blocks"``
+    (the name of the blocks' Merkle summary), else raise ValueError."""
     if not isinstance(name, str) or not TABLE_NAME.fullmatch(name):
         raise ValueError(f"table name must be 1..64 chars of [A-Za-z0-9_.:/-], got {name!r}")
+    if name == BLOCKS_TREE:
+        raise ValueError(f"table name {name!r} is reserved for the blocks' Merkle summary")
     return name
 
 
@@ -55,29 +70,88 @@ def check_key(key: bytes, max_key_bytes: int) -> bytes:
     return key
 
 
+@dataclass(frozen=True)
+class TableHandle:
+    """What writes to a table need: its sub-db, its Merkle trie sub-db (None when the store
+    keeps no summaries) and the partitioner of its keys."""
+
+    name: str
+    db: lmdb._Database
+    summary: lmdb._Database | None
+    partition_of: PartitionOf
+
+    def partition(self, key: bytes) -> int:
+        """Partition of ``key`` (ValueError if the partitioner answers outside 0..65535)."""
+        partition = checked_partition(self.partition_of, key)
+        assert partition is not None
+        return partition
+
+
+def open_table(
+    env: lmdb.Environment, dbs: Dbs, name: str, partition_of: PartitionOf, summaries: bool
+) -> TableHandle:
+    """Open (creating if needed) table ``name`` and, with ``summaries``, its Merkle trie,
+    rebuilt first if missing or built with another partitioner.
+
+    Runs write transactions on the calling thread (they wait for the writer's current
+    commit); the caller serializes calls (``mdb_dbi_open`` is not reentrant). Raises
+    ``lmdb.Error`` (e.g. ``DbsFullError``: too many tables).
+    """
+    db = env.open_db(TABLE_PREFIX + name.encode())
+    if not summaries:
+        return TableHandle(name, db, None, partition_of)
+    sub_db = TABLE_SUMMARY_PREFIX + name.encode()
+    summary = env.open_db(sub_db)
+
+    def leaves(txn: lmdb.Transaction[memoryview]) -> Iterator[tuple[bytes, bytes]]:
+        with txn.cursor(db=db) as cursor:
+            for key, value in cursor:
+                yield bytes(key), value_hash(bytes(value))
+
+    with env.begin(write=True, buffers=True) as txn:
+        check_summary(txn, dbs, sub_db, summary, partition_of, leaves(txn))
+    return TableHandle(name, db, summary, partition_of)
+
+
 # ---------------------------------------------------------------------- mutations
-def table_put(w: WriteTxn, db: lmdb._Database, key: bytes, encoded: bytes) -> None:
-    """Set ``key`` to the already-encoded value."""
-    w.txn.put(key, encoded, db=db)
+def table_put(
+    w: WriteTxn, t: TableHandle, key: bytes, encoded: bytes, partition: int, vhash: bytes
+) -> None:
+    """Set ``key`` to the already-encoded value whose :func:`value_hash` is ``vhash``."""
+    w.txn.put(key, encoded, db=t.db)
+    if t.summary is not None:
+        record_change(w.summary_changes, t.summary, partition, key, vhash)
 
 
-def table_delete(w: WriteTxn, db: lmdb._Database, key: bytes) -> bool:
+def table_delete(w: WriteTxn, t: TableHandle, key: bytes, partition: int) -> bool:
     """Delete ``key``; True if it existed."""
-    return w.txn.delete(key, db=db)
+    existed = bool(w.txn.delete(key, db=t.db))
+    if existed and t.summary is not None:
+        record_change(w.summary_changes, t.summary, partition, key, None)
+    return existed
 
 
 def table_update(
-    w: WriteTxn, db: lmdb._Database, key: bytes, fn: Callable[[Any | None], Any | None]
+    w: WriteTxn,
+    t: TableHandle,
+    key: bytes,
+    fn: Callable[[Any | None], Any | None],
+    partition: int,
 ) -> Any | None:
     """Read-modify-write ``key`` with ``fn`` inside the write transaction; return the new
     value. ``fn`` and the encoding run before any write, so an exception writes nothing."""
-    raw = w.txn.get(key, db=db)
+    raw = w.txn.get(key, db=t.db)
     new = fn(None if raw is None else decode(raw))
     if new is None:
         if raw is not None:
-            w.txn.delete(key, db=db)
+            w.txn.delete(key, db=t.db)
+            if t.summary is not None:
+                record_change(w.summary_changes, t.summary, partition, key, None)
         return None
-    w.txn.put(key, encode(new), db=db)
+    encoded = encode(new)
+    w.txn.put(key, encoded, db=t.db)
+    if t.summary is not None:
+        record_change(w.summary_changes, t.summary, partition, key, value_hash(encoded))
     return new
 
 
@@ -94,14 +168,14 @@ class MetaTable:
 
     def __init__(
         self,
-        name: str,
-        db: lmdb._Database,
+        handle: TableHandle,
         read_txn: ReadTxn,
         submit: Submit,
         max_key_bytes: int,
     ) -> None:
-        self.name = name
-        self._db = db
+        self.name = handle.name
+        self._handle = handle
+        self._db = handle.db
         self._read_txn = read_txn
         self._submit = submit
         self._max_key = max_key_bytes
@@ -162,14 +236,23 @@ class MetaTable:
         if value is None:
             raise ValueError("None means absent; use delete() to remove a key")
         encoded = encode(value)
-        await self._submit(
-            partial(table_put, db=self._db, key=key, encoded=encoded), size=len(encoded)
+        apply: Apply = partial(
+            table_put,
+            t=self._handle,
+            key=key,
+            encoded=encoded,
+            partition=self._handle.partition(key),
+            vhash=value_hash(encoded),
         )
+        await self._submit(apply, size=len(encoded))
 
     async def delete(self, key: bytes) -> bool:
         """Delete ``key``; True if it existed."""
         key = self._key(key)
-        return bool(await self._submit(partial(table_delete, db=self._db, key=key)))
+        partition = self._handle.partition(key)
+        return bool(
+            await self._submit(partial(table_delete, t=self._handle, key=key, partition=partition))
+        )
 
     async def update(self, key: bytes, fn: Callable[[Any | None], Any | None]) -> Any | None:
         """Atomic read-modify-write: ``new = fn(current or None)``; None deletes the key.
@@ -180,5 +263,6 @@ class MetaTable:
         here and nothing is written. Returns the new value.
         """
         key = self._key(key)
-        apply: Apply = partial(table_update, db=self._db, key=key, fn=fn)
+        partition = self._handle.partition(key)
+        apply: Apply = partial(table_update, t=self._handle, key=key, fn=fn, partition=partition)
         return await self._submit(apply)

@@ -44,9 +44,10 @@ MiB = 1024 * 1024
 
 class WriteTxn:
     """An LMDB write transaction (``buffers=True``: reads return memoryviews valid only
-    inside it) plus the changes to the persisted block counters made inside it."""
+    inside it) plus the changes to the persisted block counters made inside it, and the
+    Merkle summary changes still to be written before it commits."""
 
-    __slots__ = ("bytes_delta", "count_delta", "txn")
+    __slots__ = ("bytes_delta", "count_delta", "summary_changes", "txn")
 
     def __init__(self, txn: lmdb.Transaction[memoryview]) -> None:
         self.txn = txn
@@ -54,6 +55,21 @@ class WriteTxn:
         """Change of the number of stored blocks in this transaction."""
         self.bytes_delta = 0
         """Change of the stored block bytes (sum of value lengths) in this transaction."""
+        self.summary_changes: dict[Any, dict[bytes, Any]] = {}
+        """Per (summary sub-db, partition): key -> final leaf value hash (None: removed),
+        applied by ``before_commit`` (see :mod:`dfspeer.blockstore.merkle`), so the keys
+        of one transaction share the rewrites of their common trie nodes."""
+
+    def absorb(self, child: WriteTxn) -> None:
+        """Take over the counters and summary changes of a committed nested transaction."""
+        self.count_delta += child.count_delta
+        self.bytes_delta += child.bytes_delta
+        for where, changes in child.summary_changes.items():
+            mine = self.summary_changes.get(where)
+            if mine is None:
+                self.summary_changes[where] = changes
+            else:
+                mine.update(changes)
 
 
 Apply = Callable[[WriteTxn], Any]
@@ -220,6 +236,5 @@ class GroupCommitWriter:
             child.txn.abort()
             raise
         child.txn.commit()
-        w.count_delta += child.count_delta
-        w.bytes_delta += child.bytes_delta
+        w.absorb(child)
         return result
