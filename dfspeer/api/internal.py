@@ -1,0 +1,296 @@
+"""Internal peer RPC server: the ``/internal/`` routes other peers call.
+
+Mount it in the public app (API+PEER helper)::
+
+    from dfspeer.api.internal import internal_app
+    app.add_subapp("/internal/", internal_app(store, keyring, self_id=peer_id,
+                                              status=lambda: {...}))
+
+Signature::
+
+    def internal_app(store: BlockStore, keyring: Keyring, *, self_id: str = "",
+                     tables: Mapping[str, MergeFn] | None = None,
+                     status: Callable[[], Mapping[str, Any]] | None = None,
+                     max_block_bytes: int = 64 MiB, max_skew_s: float = 300.0,
+                     clock: Callable[[], float] = time.time) -> web.Application
+
+Every route requires an HMAC signature (:mod:`dfspeer.cluster.auth`): otherwise 401
+``{"error": {"code": "unauthorized", ...}}`` and nothing is touched. Routes (under /internal):
+
+=======  =====================================  =============================================
+PUT      /blocks/{hex digest}                   raw body, Content-Length required (<= 64 MiB);
+                                                verified against the digest; 204 when durable
+GET      /blocks/{hex digest}                   200 raw bytes, 404 ``block_not_found``
+HEAD     /blocks/{hex digest}                   200 / 404
+PUT      /tables/{table}/records/{hex key}      CBOR record, merged (LWW) atomically; 204
+GET      /tables/{table}/records/{hex key}      200 CBOR, 404 ``no_such_record``
+DELETE   /tables/{table}/records/{hex key}      ?version=<hex utf-8>: remove only if the
+         (retract)                              stored version is exactly that; 204 / 404
+GET      /tables/{table}/scan                   ?prefix=<hex>&start_after=<hex>&limit=<1..1000>
+                                                &omit=<field,...>: 200 CBOR [[key, record], ...]
+GET      /status                                200 JSON: block store stats + ``status()``
+=======  =====================================  =============================================
+
+``tables`` maps the table names peers may use to their merge function (default:
+``{"manifests": merge_by_version}``); other names answer 404 ``no_such_table``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import cbor2
+from aiohttp import web
+
+from dfspeer.blockstore import (
+    BlockNotFound,
+    BlockStore,
+    BlockStoreError,
+    CorruptBlock,
+    DigestMismatch,
+    StoreFull,
+)
+from dfspeer.cluster.auth import HEADER_BODY_SHA256, RpcAuth, error_response, rpc_auth_middleware
+from dfspeer.cluster.records import MergeFn, merge_by_version
+from dfspeer.cluster.rpc import MAX_RECORD_BYTES, MAX_SCAN_LIMIT, TABLE_NAME_RE, sha256_hex
+from dfspeer.gossip import Keyring
+
+MiB = 1024 * 1024
+_HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_MAX_TABLE_KEY_BYTES = 511  # LMDB's maximum key size
+STORE_KEY = web.AppKey("dfspeer.internal.store", BlockStore)
+
+
+class _Internal:
+    """Handlers, bound to one block store."""
+
+    def __init__(
+        self,
+        store: BlockStore,
+        tables: Mapping[str, MergeFn],
+        status: Callable[[], Mapping[str, Any]] | None,
+        max_block_bytes: int,
+        self_id: str,
+    ) -> None:
+        self.store = store
+        self.self_id = self_id
+        self.tables = dict(tables)
+        self.status_fn = status
+        self.max_block_bytes = max_block_bytes
+
+    # ------------------------------------------------------------------ parsing
+    @staticmethod
+    def _digest(request: web.Request) -> bytes | None:
+        text = request.match_info["digest"]
+        return bytes.fromhex(text) if _HEX_DIGEST.match(text) else None
+
+    def _table_key(self, request: web.Request) -> tuple[str, bytes] | web.Response:
+        table = request.match_info["table"]
+        if not TABLE_NAME_RE.match(table) or table not in self.tables:
+            return error_response(404, "no_such_table", f"unknown table {table!r}", request)
+        key = _hex_param(request.match_info.get("key", ""))
+        if key is None or not 0 < len(key) <= _MAX_TABLE_KEY_BYTES:
+            return error_response(400, "invalid_argument", "key must be 1..511 bytes, hex", request)
+        return table, key
+
+    async def _read_body(self, request: web.Request, cap: int) -> bytes | web.Response:
+        length = request.content_length
+        if length is None:
+            return error_response(411, "length_required", "Content-Length is required", request)
+        if length > cap:
+            return error_response(413, "entity_too_large", f"body over {cap} bytes", request)
+        try:
+            return await request.content.readexactly(length)
+        except Exception:  # IncompleteReadError, connection reset: nothing written
+            return error_response(
+                400, "incomplete_body", "body shorter than Content-Length", request
+            )
+
+    # ------------------------------------------------------------------ blocks
+    async def put_block(self, request: web.Request) -> web.Response:
+        digest = self._digest(request)
+        if digest is None:
+            return error_response(400, "invalid_argument", "digest must be 64 hex", request)
+        if request.headers.get(HEADER_BODY_SHA256) != digest.hex():
+            return error_response(400, "bad_digest", "signed body hash is not the digest", request)
+        data = await self._read_body(request, self.max_block_bytes)
+        if isinstance(data, web.Response):
+            return data
+        try:
+            await self.store.put_verified(digest, data)
+        except DigestMismatch as exc:
+            return error_response(400, "bad_digest", exc.message, request)
+        except StoreFull as exc:
+            return error_response(507, exc.code, exc.message, request)
+        except BlockStoreError as exc:
+            return error_response(500, exc.code, exc.message, request)
+        return web.Response(status=204)
+
+    async def get_block(self, request: web.Request) -> web.Response:
+        digest = self._digest(request)
+        if digest is None:
+            return error_response(400, "invalid_argument", "digest must be 64 hex", request)
+        try:
+            data = await self.store.get(digest)
+        except BlockNotFound as exc:
+            return error_response(404, "block_not_found", exc.message, request)
+        except CorruptBlock as exc:
+            return error_response(500, "corrupt_block", exc.message, request)
+        response = web.Response(body=data, content_type="application/octet-stream")
+        response.headers[HEADER_BODY_SHA256] = digest.hex()  # blocks self-verify
+        return response
+
+    async def head_block(self, request: web.Request) -> web.Response:
+        digest = self._digest(request)
+        if digest is None:
+            return error_response(400, "invalid_argument", "digest must be 64 hex", request)
+        return web.Response(status=200 if await self.store.has(digest) else 404)
+
+    # ------------------------------------------------------------------ records
+    async def put_record(self, request: web.Request) -> web.Response:
+        parsed = self._table_key(request)
+        if isinstance(parsed, web.Response):
+            return parsed
+        table, key = parsed
+        body = await self._read_body(request, MAX_RECORD_BYTES)
+        if isinstance(body, web.Response):
+            return body
+        if await sha256_hex(body) != request.headers.get(HEADER_BODY_SHA256):
+            return error_response(400, "bad_digest", "body does not match its signed hash", request)
+        merge = self.tables[table]
+        try:
+            value = cbor2.loads(body)
+            merge(None, value)  # validates the record before touching the table
+        except (ValueError, cbor2.CBORDecodeError) as exc:
+            return error_response(400, "invalid_argument", f"bad record: {exc}", request)
+        try:
+            await self.store.table(table).update(key, lambda cur: merge(cur, value))
+        except StoreFull as exc:
+            return error_response(507, exc.code, exc.message, request)
+        except BlockStoreError as exc:
+            return error_response(500, exc.code, exc.message, request)
+        return web.Response(status=204)
+
+    async def get_record(self, request: web.Request) -> web.Response:
+        parsed = self._table_key(request)
+        if isinstance(parsed, web.Response):
+            return parsed
+        table, key = parsed
+        value = self.store.table(table).get(key)
+        if value is None:
+            return error_response(404, "no_such_record", "no such record", request)
+        return await _cbor_response(value)
+
+    async def retract_record(self, request: web.Request) -> web.Response:
+        parsed = self._table_key(request)
+        if isinstance(parsed, web.Response):
+            return parsed
+        table, key = parsed
+        raw = _hex_param(request.query.get("version", ""))
+        if not raw:
+            return error_response(400, "invalid_argument", "version is required", request)
+        version = raw.decode("utf-8", "replace")
+        removed = False
+
+        def drop(cur: Any | None) -> Any | None:
+            nonlocal removed
+            if isinstance(cur, dict) and cur.get("version") == version:
+                removed = True
+                return None
+            return cur
+
+        await self.store.table(table).update(key, drop)
+        return web.Response(status=204 if removed else 404)
+
+    async def scan(self, request: web.Request) -> web.Response:
+        table = request.match_info["table"]
+        if not TABLE_NAME_RE.match(table) or table not in self.tables:
+            return error_response(404, "no_such_table", f"unknown table {table!r}", request)
+        prefix = _hex_param(request.query.get("prefix", ""))
+        start_after = (
+            _hex_param(request.query["start_after"]) if "start_after" in request.query else None
+        )
+        omit = tuple(f for f in request.query.get("omit", "").split(",") if f)
+        try:
+            limit = int(request.query.get("limit", str(MAX_SCAN_LIMIT)))
+        except ValueError:
+            limit = -1
+        if (
+            prefix is None
+            or ("start_after" in request.query and start_after is None)
+            or not (1 <= limit <= MAX_SCAN_LIMIT)
+        ):
+            return error_response(400, "invalid_argument", "bad prefix/start_after/limit", request)
+        rows = self.store.table(table).scan(prefix=prefix, start_after=start_after, limit=limit)
+        if omit:
+            rows = [
+                (k, {f: x for f, x in v.items() if f not in omit} if isinstance(v, dict) else v)
+                for k, v in rows
+            ]
+        return await _cbor_response([[k, v] for k, v in rows])
+
+    async def status(self, request: web.Request) -> web.Response:
+        stats = self.store.stats()
+        doc: dict[str, Any] = {
+            "id": self.self_id,
+            "blocks": stats.block_count,
+            "block_bytes": stats.block_bytes,
+            "map_used_bytes": stats.map_used_bytes,
+            "map_size_bytes": stats.map_size_bytes,
+        }
+        if self.status_fn is not None:
+            doc.update(self.status_fn())
+        return web.Response(body=json.dumps(doc).encode(), content_type="application/json")
+
+
+def _hex_param(text: str) -> bytes | None:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return None
+
+
+async def _cbor_response(value: Any) -> web.Response:
+    body = cbor2.dumps(value)
+    response = web.Response(body=body, content_type="application/cbor")
+    response.headers[HEADER_BODY_SHA256] = await sha256_hex(body)
+    return response
+
+
+def internal_app(
+    store: BlockStore,
+    keyring: Keyring,
+    *,
+    self_id: str = "",
+    tables: Mapping[str, MergeFn] | None = None,
+    status: Callable[[], Mapping[str, Any]] | None = None,
+    max_block_bytes: int = 64 * MiB,
+    max_skew_s: float = 300.0,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """The ``/internal/`` sub-application (see the module docstring for routes).
+
+    ``store``: this peer's block store; ``keyring``: the cluster keyring (RPC subkeys are
+    derived from it); ``self_id``: this peer's id (reported by /status); ``tables``: table
+    name -> merge function; ``status``: extra fields for /status; ``max_block_bytes``:
+    largest block accepted; ``max_skew_s`` / ``clock``: signature date window and clock.
+    """
+    handlers = _Internal(
+        store, tables or {"manifests": merge_by_version}, status, max_block_bytes, self_id
+    )
+    auth = RpcAuth(keyring, self_id or "server", max_skew_s=max_skew_s, clock=clock)
+    app = web.Application(middlewares=[rpc_auth_middleware(auth)])
+    app[STORE_KEY] = store
+    app.router.add_put("/blocks/{digest}", handlers.put_block)
+    app.router.add_get("/blocks/{digest}", handlers.get_block, allow_head=False)
+    app.router.add_route("HEAD", "/blocks/{digest}", handlers.head_block)
+    app.router.add_put("/tables/{table}/records/{key}", handlers.put_record)
+    app.router.add_get("/tables/{table}/records/{key}", handlers.get_record, allow_head=False)
+    app.router.add_delete("/tables/{table}/records/{key}", handlers.retract_record)
+    app.router.add_get("/tables/{table}/scan", handlers.scan, allow_head=False)
+    app.router.add_get("/status", handlers.status, allow_head=False)
+    return app

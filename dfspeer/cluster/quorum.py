@@ -1,0 +1,117 @@
+"""Waiting for a quorum of concurrent replica operations.
+
+Dynamo-style (DeCandia et al., SOSP 2007, section 4.5): the coordinator sends a request to
+every replica of the preference list and answers as soon as ``need`` of them succeeded;
+the rest keep running (the caller decides whether to await, background or cancel them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass
+class QuorumOutcome(Generic[T]):
+    """What :func:`wait_quorum` saw: successes and failures by peer id, and what still runs."""
+
+    results: dict[str, T] = field(default_factory=dict)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+    pending: dict[str, asyncio.Task[T]] = field(default_factory=dict)
+
+    def reached(self, need: int) -> bool:
+        return len(self.results) >= need
+
+    def describe_errors(self) -> str:
+        """One short line naming each failed peer and why (for error messages and logs)."""
+        if not self.errors:
+            return "no replica failed"
+        return "; ".join(f"{peer}: {_short(exc)}" for peer, exc in sorted(self.errors.items()))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+async def wait_quorum(tasks: Mapping[str, asyncio.Task[T]], need: int) -> QuorumOutcome[T]:
+    """Wait until ``need`` tasks succeeded, or until that can no longer happen.
+
+    ``tasks`` maps peer id -> running task. Returns early (with the unfinished tasks in
+    ``pending``) as soon as the quorum is reached or is impossible. If the caller is
+    cancelled, every task is cancelled too.
+    """
+    outcome: QuorumOutcome[T] = QuorumOutcome()
+    peer_of = {task: peer for peer, task in tasks.items()}
+    pending: set[asyncio.Task[T]] = set(tasks.values())
+    try:
+        while pending and len(outcome.results) < need:
+            if len(outcome.results) + len(pending) < need:
+                break
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                _record(outcome, peer_of[task], task)
+    except asyncio.CancelledError:
+        for task in pending:
+            task.cancel()
+        raise
+    outcome.pending = {peer_of[task]: task for task in pending}
+    return outcome
+
+
+async def wait_until(
+    tasks: Mapping[str, asyncio.Task[T]], satisfied: Callable[[Mapping[str, T]], bool]
+) -> QuorumOutcome[T]:
+    """Wait until ``satisfied(results so far)`` holds or every task has finished; the
+    unfinished tasks are left in ``pending``. Cancelling the caller cancels every task."""
+    outcome: QuorumOutcome[T] = QuorumOutcome()
+    peer_of = {task: peer for peer, task in tasks.items()}
+    pending: set[asyncio.Task[T]] = set(tasks.values())
+    try:
+        while pending and not satisfied(outcome.results):
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                _record(outcome, peer_of[task], task)
+    except asyncio.CancelledError:
+        for task in pending:
+            task.cancel()
+        raise
+    outcome.pending = {peer_of[task]: task for task in pending}
+    return outcome
+
+
+def _record(outcome: QuorumOutcome[T], peer: str, task: asyncio.Task[T]) -> None:
+    if task.cancelled():
+        outcome.errors[peer] = asyncio.CancelledError()
+    elif (exc := task.exception()) is not None:
+        outcome.errors[peer] = exc
+    else:
+        outcome.results[peer] = task.result()
+
+
+async def wait_all(tasks: Mapping[str, asyncio.Task[T]]) -> QuorumOutcome[T]:
+    """Wait for every task (each bounded by its own timeout); sort outcomes by peer."""
+    if tasks:
+        try:
+            await asyncio.wait(tasks.values())
+        except asyncio.CancelledError:
+            for task in tasks.values():
+                task.cancel()
+            raise
+    outcome: QuorumOutcome[T] = QuorumOutcome()
+    for peer, task in tasks.items():
+        _record(outcome, peer, task)
+    return outcome
+
+
+async def cancel_all(tasks: Mapping[str, asyncio.Task[T]] | set[asyncio.Task[T]]) -> None:
+    """Cancel ``tasks`` and wait until they have finished (their errors are swallowed)."""
+    items = list(tasks.values()) if isinstance(tasks, Mapping) else list(tasks)
+    for task in items:
+        task.cancel()
+    if items:
+        await asyncio.gather(*items, return_exceptions=True)

@@ -1,0 +1,406 @@
+"""Replicator: quorum writes and reads of blocks and table records (local store + RPC).
+
+Placement: a block lives on the N replicas of ``partition(digest)``; a record on the N
+replicas of ``partition(partition_key)`` (for manifests: ``bucket/key``). Writes go to every
+replica of the preference list at once and return when W acknowledged durably; reads ask
+every replica and return when R answered (Dynamo, DeCandia et al. 2007). A replica that is
+down, times out or errs counts as a failed ack. Sloppy quorum / hinted handoff is issue 5:
+:meth:`Replicator.write_targets` and :meth:`Replicator.on_replica_write_failed` are the hooks.
+
+Stragglers (replicas still writing when W acked) finish in the background, bounded by
+``max_background`` writes; once that many are in flight, further writes wait for all their
+replicas (backpressure) instead of returning at W — so memory stays bounded and a slow
+replica slows the writer rather than being silently skipped. A write that fails a replica
+for good is left to repair (anti-entropy / hinted handoff, later issues).
+
+A record write that cannot reach W is retracted from the replicas that did take it
+(delete-if-version-equals), so a failed write does not surface on a later quorum read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from dfspeer.blockstore import BlockNotFound, BlockStore, CorruptBlock
+from dfspeer.cluster.quorum import QuorumOutcome, cancel_all, wait_quorum, wait_until
+from dfspeer.cluster.records import MergeFn, is_stale, lww_pick, merge_by_version, record_version
+from dfspeer.cluster.rpc import PeerRpcClient, PeerUnreachable, sha256_hex
+from dfspeer.cluster.view import ClusterView
+from dfspeer.config import PeerConfig
+from dfspeer.errors import DataUnavailable, DfsError, InsufficientReplicas
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_MAX_REPAIR_TASKS = 64
+
+
+@dataclass(frozen=True)
+class ScanPage:
+    """One merged page of a cluster-wide table scan.
+
+    ``items``: (table key, LWW-winning record) in key order, tombstones included; every key
+    ``<= cursor`` that any answering replica holds is here. ``more``: keys past ``cursor``
+    may exist (scan again with ``start_after=cursor``).
+    """
+
+    items: list[tuple[bytes, Any]]
+    more: bool
+    cursor: bytes | None
+
+
+class Replicator:
+    """Quorum replication over this peer's :class:`BlockStore` and :class:`PeerRpcClient`.
+
+    ``merges``: table name -> merge function (default LWW :func:`merge_by_version`).
+    ``max_background``: straggler writes allowed in flight after their quorum (default:
+    ``config.upload_pipeline_depth``), each holding one chunk in memory.
+    """
+
+    def __init__(
+        self,
+        config: PeerConfig,
+        view: ClusterView,
+        store: BlockStore,
+        rpc: PeerRpcClient,
+        *,
+        merges: Mapping[str, MergeFn] | None = None,
+        max_background: int | None = None,
+    ) -> None:
+        self.config = config
+        self.view = view
+        self.store = store
+        self.rpc = rpc
+        self.write_quorum = config.write_quorum
+        self.read_quorum = config.read_quorum
+        self._merges = dict(merges or {})
+        self._max_background = max_background or config.upload_pipeline_depth
+        self._background: set[asyncio.Task[None]] = set()
+        self._repairs: set[asyncio.Task[None]] = set()
+        self._rotate = 0
+        self.counters: Counter[str] = Counter()
+
+    async def drain(self) -> None:
+        """Wait until every straggler write and read repair running now has finished."""
+        while self._background or self._repairs:
+            await asyncio.gather(*self._background, *self._repairs, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Wait for straggler writes (bounded by the RPC timeout), cancel read repairs."""
+        await cancel_all(self._repairs)
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    # ------------------------------------------------------------------ hooks
+    def write_targets(self, partition: int) -> tuple[str, ...]:
+        """Peers a write of ``partition`` goes to: its N replicas. Hook for sloppy quorum
+        (issue 5: extend with the next peers of the preference list when one is down)."""
+        return self.view.replicas(partition)
+
+    def on_replica_write_failed(
+        self, peer: str, partition: int, what: str, exc: BaseException
+    ) -> None:
+        """A replica missed a write (``what``: "block <hex>" or "record <table>"). Hook for
+        hinted handoff (issue 5); today the gap is left to anti-entropy repair."""
+        self.counters["replica_write_failures"] += 1
+        log.debug("replica %s missed %s of partition %d: %s", peer, what, partition, exc)
+
+    # ------------------------------------------------------------------ helpers
+    def _address(self, peer: str) -> str:
+        address = self.view.address(peer)
+        if address is None:
+            raise PeerUnreachable(f"no address known for peer {peer}")
+        return address
+
+    def _spawn(
+        self, targets: tuple[str, ...], op: Callable[[str], Awaitable[T]]
+    ) -> dict[str, asyncio.Task[T]]:
+        async def run(peer: str) -> T:
+            return await op(peer)
+
+        return {peer: asyncio.create_task(run(peer)) for peer in targets}
+
+    def _insufficient(
+        self, what: str, need: int, outcome: QuorumOutcome[Any] | None, targets: tuple[str, ...]
+    ) -> InsufficientReplicas:
+        got = len(outcome.results) if outcome else 0
+        detail = outcome.describe_errors() if outcome else f"{len(targets)} replica(s) in the ring"
+        return InsufficientReplicas(
+            f"{what}: {got} of the {need} required replicas answered ({detail})"
+        )
+
+    def _settle(self, outcome: QuorumOutcome[Any], partition: int, what: str) -> None:
+        for peer, exc in outcome.errors.items():
+            self.on_replica_write_failed(peer, partition, what, exc)
+
+    def _merge_fn(self, table: str) -> MergeFn:
+        return self._merges.get(table, merge_by_version)
+
+    # ------------------------------------------------------------------ blocks
+    async def write_block(self, data: bytes, digest: bytes) -> int:
+        """Write a block to its partition's replicas; return the number of acks (>= W) once
+        W replicas stored it durably. Raises InsufficientReplicas otherwise."""
+        partition = self.view.partition_of(digest)
+        targets = self.write_targets(partition)
+        what = f"block {digest.hex()[:16]}"
+        need = self.write_quorum
+        if len(targets) < need:
+            raise self._insufficient(what, need, None, targets)
+
+        async def put(peer: str) -> None:
+            if peer == self.view.self_id:
+                await self.store.put_verified(digest, data)
+            else:
+                await self.rpc.put_block(self._address(peer), digest, data)
+
+        outcome = await wait_quorum(self._spawn(targets, put), need)
+        if not outcome.reached(need):
+            await cancel_all(outcome.pending)
+            self._settle(outcome, partition, what)
+            raise self._insufficient(what, need, outcome, targets)
+        acks = len(outcome.results)
+        if outcome.pending:
+            if len(self._background) < self._max_background:
+                self._track(self._finish(outcome, partition, what), self._background)
+            else:
+                self.counters["write_backpressure"] += 1
+                acks += await self._finish(outcome, partition, what)
+        else:
+            self._settle(outcome, partition, what)
+        return acks
+
+    async def _finish(self, outcome: QuorumOutcome[Any], partition: int, what: str) -> int:
+        """Await the stragglers of a quorum write; report failures; return extra acks."""
+        if outcome.pending:
+            await asyncio.wait(outcome.pending.values())
+        extra = 0
+        for peer, task in outcome.pending.items():
+            exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
+            if exc is None:
+                extra += 1
+            else:
+                outcome.errors[peer] = exc
+        self._settle(outcome, partition, what)
+        return extra
+
+    def _track(self, coro: Awaitable[Any], into: set[asyncio.Task[None]]) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except Exception:  # a background task must never die noisily
+                log.exception("background replication task failed")
+
+        task = asyncio.create_task(run())
+        into.add(task)
+        task.add_done_callback(into.discard)
+
+    async def read_block(self, digest: bytes) -> bytes:
+        """A verified copy of a block: local store first, then the partition's replicas
+        (ALIVE before SUSPECT, rotated), then any other ring member; each answer is hashed
+        and a wrong or failed one skipped. Raises DataUnavailable if none has it."""
+        problems: list[str] = []
+        try:
+            return await self.store.get(digest)  # verified by the store
+        except BlockNotFound:
+            pass
+        except (CorruptBlock, DfsError) as exc:
+            problems.append(f"local: {exc}")
+        partition = self.view.partition_of(digest)
+        replicas = self.view.replicas(partition)
+        self._rotate += 1
+        order = self.view.rank_for_read(replicas, self._rotate)
+        order += [p for p in self.view.extended_preference(partition) if p not in replicas]
+        for peer in order:
+            if peer == self.view.self_id:
+                continue
+            try:
+                data = await self.rpc.get_block(self._address(peer), digest)
+            except Exception as exc:  # any failure: try the next replica
+                problems.append(f"{peer}: {exc}")
+                continue
+            if await sha256_hex(data) == digest.hex():
+                return data
+            self.counters["block_digest_mismatch"] += 1
+            problems.append(f"{peer}: answer does not hash to the digest")
+        self.counters["block_unavailable"] += 1
+        raise DataUnavailable(
+            f"no replica returned a verified copy of chunk {digest.hex()}: "
+            + ("; ".join(problems) if problems else "no replica in the ring")
+        )
+
+    # ------------------------------------------------------------------ records
+    async def _put_record_on(self, peer: str, table: str, key: bytes, value: Any) -> None:
+        if peer == self.view.self_id:
+            merge = self._merge_fn(table)
+            await self.store.table(table).update(key, lambda cur: merge(cur, value))
+        else:
+            await self.rpc.put_record(self._address(peer), table, key, value)
+
+    async def _get_record_on(self, peer: str, table: str, key: bytes) -> Any | None:
+        if peer == self.view.self_id:
+            return self.store.table(table).get(key)
+        return await self.rpc.get_record(self._address(peer), table, key)
+
+    async def _retract_on(self, peer: str, table: str, key: bytes, version: str) -> None:
+        if peer == self.view.self_id:
+
+            def drop(cur: Any | None) -> Any | None:
+                if cur is not None and isinstance(cur, dict) and cur.get("version") == version:
+                    return None
+                return cur
+
+            await self.store.table(table).update(key, drop)
+        else:
+            await self.rpc.retract_record(self._address(peer), table, key, version)
+
+    async def write_record(self, table: str, partition_key: bytes, key: bytes, value: Any) -> int:
+        """Merge ``value`` (a record with a ``version``) into the replicas of
+        ``partition(partition_key)``; return acks (>= W). On failure (InsufficientReplicas)
+        the record is retracted from the replicas that took it."""
+        version = record_version(value)
+        partition = self.view.partition_of(partition_key)
+        targets = self.write_targets(partition)
+        what = f"record {table}"
+        need = self.write_quorum
+        if len(targets) < need:
+            raise self._insufficient(what, need, None, targets)
+        outcome = await wait_quorum(
+            self._spawn(targets, lambda p: self._put_record_on(p, table, key, value)), need
+        )
+        if not outcome.reached(need):
+            # the stragglers may still land; wait for them so the retraction follows them
+            await self._finish(outcome, partition, what)
+            took = [
+                p for p, t in outcome.pending.items() if not t.cancelled() and t.exception() is None
+            ] + list(outcome.results)
+            if len(took) < need:
+                await asyncio.gather(
+                    *(self._retract_on(p, table, key, version) for p in took),
+                    return_exceptions=True,
+                )
+                raise self._insufficient(what, need, outcome, targets)
+            return len(took)
+        acks = len(outcome.results)
+        if outcome.pending:
+            self._track(self._finish(outcome, partition, what), self._background)
+        else:
+            self._settle(outcome, partition, what)
+        return acks
+
+    async def read_record(self, table: str, partition_key: bytes, key: bytes) -> Any | None:
+        """LWW-merged record from R replicas of ``partition(partition_key)`` (None if none
+        has it). Stale replicas get the winner back in the background (read repair)."""
+        partition = self.view.partition_of(partition_key)
+        targets = self.view.replicas(partition)
+        need = self.read_quorum
+        if len(targets) < need:
+            raise self._insufficient(f"read {table}", need, None, targets)
+        outcome = await wait_quorum(
+            self._spawn(targets, lambda p: self._get_record_on(p, table, key)), need
+        )
+        if not outcome.reached(need):
+            await cancel_all(outcome.pending)
+            raise self._insufficient(f"read {table}", need, outcome, targets)
+        winner = lww_pick(outcome.results.values())
+        if winner is not None and len(self._repairs) < _MAX_REPAIR_TASKS:
+            self._track(self._read_repair(outcome, table, key, winner), self._repairs)
+        else:
+            await cancel_all(outcome.pending)
+        return winner
+
+    async def _read_repair(
+        self, outcome: QuorumOutcome[Any], table: str, key: bytes, winner: Any
+    ) -> None:
+        if outcome.pending:
+            await asyncio.wait(outcome.pending.values())
+        answers = dict(outcome.results)
+        for peer, task in outcome.pending.items():
+            if not task.cancelled() and task.exception() is None:
+                answers[peer] = task.result()
+        stale = [peer for peer, record in answers.items() if is_stale(record, winner)]
+        for peer in stale:
+            try:
+                await self._put_record_on(peer, table, key, winner)
+                self.counters["read_repairs"] += 1
+            except Exception as exc:
+                log.debug("read repair of %s on %s failed: %s", table, peer, exc)
+
+    # ------------------------------------------------------------------ scans
+    async def scan_partitioned(
+        self,
+        table: str,
+        *,
+        prefix: bytes,
+        start_after: bytes | None,
+        limit: int,
+        omit: tuple[str, ...] = (),
+    ) -> ScanPage:
+        """Scan ``table`` on every ring member and LWW-merge per key (for listings of
+        tables placed by key hash). Raises InsufficientReplicas unless, for every
+        partition, at least R of its replicas answered."""
+        peers = self.view.ring_peers()
+
+        async def scan(peer: str) -> list[tuple[bytes, Any]]:
+            if peer == self.view.self_id:
+                rows = self.store.table(table).scan(
+                    prefix=prefix, start_after=start_after, limit=limit
+                )
+                return [(k, _omit(v, omit)) for k, v in rows]
+            return await self.rpc.scan_records(
+                self._address(peer),
+                table,
+                prefix=prefix,
+                start_after=start_after,
+                limit=limit,
+                omit=omit,
+            )
+
+        outcome = await wait_until(self._spawn(peers, scan), lambda got: self._covered(got))
+        await cancel_all(outcome.pending)  # enough answers: don't wait for slow peers
+        if not self._covered(outcome.results):
+            raise self._insufficient("listing", self.read_quorum, outcome, peers)
+        return merge_scans(outcome.results.values(), limit)
+
+    def _covered(self, answered: Mapping[str, Any]) -> bool:
+        """True if, for every partition, at least R of its replicas are in ``answered``."""
+        need = self.read_quorum
+        ring = self.view.ring
+        if len(answered) < need or not ring.members:
+            return False
+        if len(ring.members) >= need and all(m.peer_id in answered for m in ring.members):
+            return True  # every replica of every partition answered
+        return all(
+            sum(1 for p in self.view.replicas(partition) if p in answered) >= need
+            for partition in range(ring.partition_count)
+        )
+
+
+def _omit(value: Any, fields: tuple[str, ...]) -> Any:
+    if fields and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in fields}
+    return value
+
+
+def merge_scans(answers: Any, limit: int) -> ScanPage:
+    """k-way merge of per-replica scan answers (each sorted, each at most ``limit`` rows).
+
+    A full answer (``limit`` rows) only speaks for keys up to its last key, so the merged
+    page stops at the smallest such last key (the horizon) and says ``more``.
+    """
+    rows: dict[bytes, list[Any]] = {}
+    horizon: bytes | None = None
+    for answer in answers:
+        for key, value in answer:
+            rows.setdefault(key, []).append(value)
+        if len(answer) >= limit and answer:
+            last = answer[-1][0]
+            horizon = last if horizon is None else min(horizon, last)
+    keys = sorted(k for k in rows if horizon is None or k <= horizon)
+    items = [(k, lww_pick(rows[k])) for k in keys]
+    return ScanPage(
+        items=[(k, v) for k, v in items if v is not None], more=horizon is not None, cursor=horizon
+    )

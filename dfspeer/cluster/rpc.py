@@ -1,0 +1,242 @@
+"""PeerRpcClient: signed HTTP calls to another peer's ``/internal/`` routes.
+
+One :class:`aiohttp.ClientSession` (keep-alive pool) per peer process, created on first use.
+Every request is signed and every answer's signature checked (:mod:`dfspeer.cluster.auth`).
+Bodies: raw bytes for blocks, CBOR for records and scans, JSON for status.
+
+Errors: a transport failure, a timeout (``timeout_s`` per request, total) or an unsigned /
+malformed answer raises :class:`PeerUnreachable` or :class:`RpcError`; a missing block
+raises :class:`dfspeer.blockstore.BlockNotFound`; a missing record is ``None``. The
+replicator counts any of them as a failed ack and moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from typing import Any
+
+import aiohttp
+import cbor2
+from yarl import URL
+
+from dfspeer.blockstore import BlockNotFound
+from dfspeer.cluster.auth import EMPTY_SHA256, HEADER_SIGNATURE, RpcAuth
+from dfspeer.errors import Unauthorized
+from dfspeer.gossip import Keyring
+
+TABLE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+MAX_SCAN_LIMIT = 1000
+_HASH_IN_THREAD_BYTES = 256 * 1024
+
+
+class RpcError(Exception):
+    """A peer call failed. ``status``/``code`` are set when the peer answered an error."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class PeerUnreachable(RpcError):
+    """No answer: connection refused/reset, DNS, timeout, or no address for the peer."""
+
+
+async def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256, off the event loop for large buffers (hashlib releases the GIL)."""
+    if len(data) >= _HASH_IN_THREAD_BYTES:
+        return await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_table_name(table: str) -> str:
+    if not TABLE_NAME_RE.match(table):
+        raise ValueError(f"invalid table name {table!r}")
+    return table
+
+
+class PeerRpcClient:
+    """Signed requests to peers' ``/internal/`` API. ``timeout_s``: per request, total.
+
+    ``address`` arguments are a peer's API ``host:port``. Call :meth:`close` when done.
+    """
+
+    def __init__(
+        self, keyring: Keyring, self_id: str, *, timeout_s: float, connections_per_peer: int = 32
+    ) -> None:
+        self._auth = RpcAuth(keyring, self_id)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, 5.0))
+        self._per_peer = connections_per_peer
+        self._session: aiohttp.ClientSession | None = None
+        self.self_id = self_id
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=self._per_peer)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, auto_decompress=False
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the connection pool (idempotent)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ------------------------------------------------------------------ transport
+    async def _call(
+        self,
+        method: str,
+        address: str,
+        path_qs: str,
+        *,
+        body: bytes | None = None,
+        body_sha256: str | None = None,
+        content_type: str = "application/cbor",
+        max_bytes: int = MAX_RECORD_BYTES,
+    ) -> tuple[int, str, bytes]:
+        """Send one signed request; return (status, claimed body sha256, body)."""
+        if body is not None and body_sha256 is None:
+            body_sha256 = await sha256_hex(body)
+        headers = self._auth.sign_request(method, path_qs, body_sha256 or EMPTY_SHA256)
+        if body is not None:
+            headers["Content-Type"] = content_type
+        url = URL(f"http://{address}{path_qs}", encoded=True)
+        try:
+            async with self._get_session().request(method, url, data=body, headers=headers) as resp:
+                if resp.content_length is not None and resp.content_length > max_bytes:
+                    raise RpcError(f"{address}: answer of {resp.content_length} bytes is too large")
+                data = await resp.read()
+                status = resp.status
+                claimed = self._auth.verify_response(
+                    headers[HEADER_SIGNATURE], status, resp.headers
+                )
+        except Unauthorized as exc:
+            raise RpcError(f"{address}: {exc.message}", status=401, code="unauthorized") from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise PeerUnreachable(f"{address}: {type(exc).__name__}: {exc}") from exc
+        return status, claimed, data
+
+    @staticmethod
+    def _error(address: str, status: int, data: bytes) -> RpcError:
+        code, message = "unknown", data[:200].decode("utf-8", "replace")
+        try:
+            err = json.loads(data)["error"]
+            code, message = str(err["code"]), str(err["message"])
+        except (ValueError, KeyError, TypeError):
+            pass
+        return RpcError(f"{address}: {status} {code}: {message}", status=status, code=code)
+
+    async def _checked_body(self, address: str, claimed: str, data: bytes) -> bytes:
+        if await sha256_hex(data) != claimed:
+            raise RpcError(f"{address}: answer body does not match its signed hash")
+        return data
+
+    # ------------------------------------------------------------------ blocks
+    async def put_block(self, address: str, digest: bytes, data: bytes) -> None:
+        """Store a block on a peer; returns once it is durable there."""
+        status, _, body = await self._call(
+            "PUT",
+            address,
+            f"/internal/blocks/{digest.hex()}",
+            body=data,
+            body_sha256=digest.hex(),
+            content_type="application/octet-stream",
+        )
+        if status not in (200, 201, 204):
+            raise self._error(address, status, body)
+
+    async def get_block(self, address: str, digest: bytes) -> bytes:
+        """Fetch a block. Raises BlockNotFound (404) or RpcError. NOT verified here: the
+        caller hashes the bytes (see Replicator.read_block)."""
+        status, claimed, body = await self._call(
+            "GET",
+            address,
+            f"/internal/blocks/{digest.hex()}",
+            max_bytes=64 * 1024 * 1024 + 1,
+        )
+        if status == 404:
+            raise BlockNotFound(digest)
+        if status != 200:
+            raise self._error(address, status, body)
+        if claimed != digest.hex():
+            raise RpcError(f"{address}: answered a different block than asked")
+        return body
+
+    async def has_block(self, address: str, digest: bytes) -> bool:
+        status, _, body = await self._call("HEAD", address, f"/internal/blocks/{digest.hex()}")
+        if status in (200, 404):
+            return status == 200
+        raise self._error(address, status, body)
+
+    # ------------------------------------------------------------------ records
+    async def put_record(self, address: str, table: str, key: bytes, value: Any) -> None:
+        """Send a record; the peer merges it with its copy (LWW) atomically."""
+        path = f"/internal/tables/{check_table_name(table)}/records/{key.hex()}"
+        status, _, body = await self._call("PUT", address, path, body=cbor2.dumps(value))
+        if status not in (200, 201, 204):
+            raise self._error(address, status, body)
+
+    async def get_record(self, address: str, table: str, key: bytes) -> Any | None:
+        """A peer's copy of a record, or None if it has none."""
+        path = f"/internal/tables/{check_table_name(table)}/records/{key.hex()}"
+        status, claimed, body = await self._call("GET", address, path)
+        if status == 404 and self._error(address, status, body).code == "no_such_record":
+            return None
+        if status != 200:
+            raise self._error(address, status, body)
+        return cbor2.loads(await self._checked_body(address, claimed, body))
+
+    async def retract_record(self, address: str, table: str, key: bytes, version: str) -> bool:
+        """Remove a record from a peer only if its stored version is exactly ``version``
+        (undo of a write that failed its quorum). True if something was removed."""
+        path = (
+            f"/internal/tables/{check_table_name(table)}/records/{key.hex()}"
+            f"?version={version.encode().hex()}"
+        )
+        status, _, body = await self._call("DELETE", address, path)
+        if status not in (200, 204, 404):
+            raise self._error(address, status, body)
+        return status in (200, 204)
+
+    async def scan_records(
+        self,
+        address: str,
+        table: str,
+        *,
+        prefix: bytes,
+        start_after: bytes | None,
+        limit: int,
+        omit: tuple[str, ...] = (),
+    ) -> list[tuple[bytes, Any]]:
+        """Up to ``limit`` (<= 1000) records with keys starting with ``prefix`` and greater
+        than ``start_after``, in key order. ``omit``: top-level fields to leave out."""
+        query = f"prefix={prefix.hex()}&limit={min(limit, MAX_SCAN_LIMIT)}"
+        if start_after is not None:
+            query += f"&start_after={start_after.hex()}"
+        if omit:
+            query += "&omit=" + ",".join(check_table_name(f) for f in omit)
+        path = f"/internal/tables/{check_table_name(table)}/scan?{query}"
+        status, claimed, body = await self._call("GET", address, path)
+        if status != 200:
+            raise self._error(address, status, body)
+        items = cbor2.loads(await self._checked_body(address, claimed, body))
+        try:
+            return [(bytes(k), v) for k, v in items]
+        except (TypeError, ValueError) as exc:
+            raise RpcError(f"{address}: malformed scan answer") from exc
+
+    async def status(self, address: str) -> dict[str, Any]:
+        """The peer's ``/internal/status`` document."""
+        status, claimed, body = await self._call("GET", address, "/internal/status")
+        if status != 200:
+            raise self._error(address, status, body)
+        doc = json.loads(await self._checked_body(address, claimed, body))
+        if not isinstance(doc, dict):
+            raise RpcError(f"{address}: malformed status answer")
+        return doc

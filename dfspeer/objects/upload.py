@@ -1,0 +1,150 @@
+"""The upload pipeline: stream -> chunks -> hashes -> replicated blocks.
+
+Bounded memory: at most ``depth`` chunks are being hashed or written at once (a semaphore
+taken before a chunk is handed on), plus the chunk being cut and its last piece, so memory
+is about ``(depth + 2) x chunk_size`` whatever the object size. Hashing runs on one
+dedicated thread per upload (hashlib releases the GIL), so the event loop never hashes a
+chunk, the chunk digests and the incremental whole-object SHA-256 are computed in stream
+order, and hashing overlaps reading the next chunk. The function returns once every chunk
+is on W replicas; an object that fits ``inline_threshold`` bytes is returned inline and
+writes no block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from dfspeer.errors import BadDigest, EntityTooLarge, IncompleteBody, InvalidArgument
+from dfspeer.objects.chunker import iter_chunks
+
+WriteBlock = Callable[[bytes, bytes], Awaitable[int]]
+"""``write_block(data, digest) -> acks``: store one block with quorum (Replicator)."""
+
+
+@dataclass(frozen=True)
+class StoredBody:
+    """Result of :func:`store_body`. ``chunks``: (digest, size) in order; ``inline``: the
+    whole body when it was stored inline (then ``chunks`` is empty)."""
+
+    size: int
+    sha256: str
+    chunks: tuple[tuple[bytes, int], ...]
+    inline: bytes | None
+
+
+def check_expected_sha256(expected: str | None) -> str | None:
+    """Normalise a client's ``X-Content-SHA256`` (64 hex). Raises InvalidArgument."""
+    if expected is None:
+        return None
+    text = expected.strip().lower()
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise InvalidArgument("X-Content-SHA256 must be 64 hexadecimal characters")
+    return text
+
+
+async def _one_piece(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def as_stream(body: AsyncIterable[bytes] | bytes) -> AsyncIterable[bytes]:
+    """Wrap ``bytes`` as a one-piece stream; pass streams through."""
+    if isinstance(body, bytes | bytearray | memoryview):
+        return _one_piece(bytes(body))
+    return body
+
+
+def _hash_chunk(whole: Any, chunk: bytes) -> bytes:
+    whole.update(chunk)
+    return hashlib.sha256(chunk).digest()
+
+
+async def store_body(
+    body: AsyncIterable[bytes],
+    write_block: WriteBlock,
+    *,
+    chunk_size: int,
+    inline_threshold: int,
+    depth: int,
+    max_bytes: int,
+    content_length: int | None = None,
+    expected_sha256: str | None = None,
+) -> StoredBody:
+    """Cut, hash and replicate ``body``; return its size, SHA-256 and chunk list.
+
+    Raises EntityTooLarge (over ``max_bytes``), IncompleteBody (shorter than
+    ``content_length``), InvalidArgument (longer), BadDigest (``expected_sha256`` differs),
+    or the first write error (e.g. InsufficientReplicas). On any error every chunk write
+    still running is cancelled; blocks already written are unreferenced (collected later).
+    """
+    expected = check_expected_sha256(expected_sha256)
+    if content_length is not None and content_length > max_bytes:
+        raise EntityTooLarge(f"object of {content_length} bytes is over the {max_bytes}-byte limit")
+    whole = hashlib.sha256()
+    chunks: list[tuple[asyncio.Future[bytes], int]] = []
+    inline: bytes | None = None
+    size = 0
+    slots = asyncio.Semaphore(depth)
+    running: set[asyncio.Task[None]] = set()
+    failures: list[BaseException] = []
+    executor: ThreadPoolExecutor | None = None
+    loop = asyncio.get_running_loop()
+
+    async def replicate(digest_future: asyncio.Future[bytes], chunk: bytes) -> None:
+        try:
+            await write_block(chunk, await digest_future)
+        finally:
+            slots.release()
+
+    def on_done(task: asyncio.Task[None]) -> None:
+        running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            failures.append(task.exception())  # type: ignore[arg-type]
+
+    try:
+        async for chunk in iter_chunks(body, chunk_size, max_bytes=max_bytes):
+            size += len(chunk)
+            if not chunks and len(chunk) < chunk_size and len(chunk) <= inline_threshold:
+                whole.update(chunk)  # a short first chunk is the whole body: keep inline
+                inline = chunk
+                continue
+            if executor is None:
+                executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dfspeer-hash")
+            await slots.acquire()
+            if failures:
+                slots.release()
+                raise failures[0]
+            digest_future = loop.run_in_executor(executor, _hash_chunk, whole, chunk)
+            chunks.append((digest_future, len(chunk)))
+            task = asyncio.create_task(replicate(digest_future, chunk))
+            running.add(task)
+            task.add_done_callback(on_done)
+            del chunk
+        if running:
+            await asyncio.wait(set(running))
+        if failures:
+            raise failures[0]
+        digests = [(await fut, n) for fut, n in chunks]
+    except BaseException:
+        for task in list(running):
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        raise
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=False)
+    if content_length is not None and size < content_length:
+        raise IncompleteBody(f"body ended after {size} of {content_length} bytes")
+    if content_length is not None and size > content_length:
+        raise InvalidArgument(f"body is longer ({size}) than its Content-Length")
+    if inline is None and not digests:
+        inline = b""
+    sha = whole.hexdigest()
+    if expected is not None and sha != expected:
+        raise BadDigest(f"body hashes to {sha}, not to the X-Content-SHA256 {expected}")
+    return StoredBody(size=size, sha256=sha, chunks=tuple(digests), inline=inline)

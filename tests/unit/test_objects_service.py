@@ -1,0 +1,355 @@
+"""ObjectService end to end, in process: 3 real block stores behind real internal apps on
+aiohttp test servers, each peer with its own view, RPC client, replicator and service."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from dfspeer.api.internal import internal_app
+from dfspeer.blockstore import BlockStore
+from dfspeer.cluster.replication import Replicator
+from dfspeer.cluster.rpc import PeerRpcClient
+from dfspeer.cluster.view import ClusterView
+from dfspeer.config import PeerConfig
+from dfspeer.errors import (
+    BadDigest,
+    DataUnavailable,
+    InsufficientReplicas,
+    InvalidBucketName,
+    InvalidKey,
+    InvalidRange,
+    NoSuchKey,
+)
+from dfspeer.gossip import Keyring, Member, MemberState
+from dfspeer.objects import MANIFEST_TABLE, HybridLogicalClock, ObjectService
+from dfspeer.objects.manifest import table_key
+from dfspeer.ring import Partitioner
+
+CHUNK = 64 * 1024
+DEAD = "127.0.0.1:1"  # nothing listens there: connection refused
+KEYRING = Keyring([bytes(range(32))])
+
+
+@dataclasses.dataclass
+class Node:
+    peer_id: str
+    store: BlockStore
+    server: TestServer
+    view: ClusterView
+    rpc: PeerRpcClient
+    replicator: Replicator
+    service: ObjectService
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+
+class Cluster:
+    def __init__(self, nodes: list[Node]) -> None:
+        self.nodes = nodes
+
+    def members(self, down: tuple[str, ...] = ()) -> list[Member]:
+        return [
+            Member(
+                n.peer_id,
+                ("127.0.0.1", 0),
+                DEAD if n.peer_id in down else n.address,
+                1,
+                MemberState.ALIVE,
+            )
+            for n in self.nodes
+        ]
+
+    def set_down(self, *peer_ids: str, on: tuple[int, ...] = (0, 1, 2)) -> None:
+        """Make ``peer_ids`` unreachable (as seen from nodes ``on``), still ALIVE in the view."""
+        for i in on:
+            self.nodes[i].view.update(self.members(peer_ids))
+
+    def heal(self) -> None:
+        self.set_down()
+
+
+CONFIG = PeerConfig(
+    chunk_size_bytes=CHUNK,
+    partition_bits=4,
+    request_timeout_s=5.0,
+    upload_pipeline_depth=3,
+    download_prefetch_chunks=2,
+).validate()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    partitioner = Partitioner(CONFIG.partition_bits)
+    nodes: list[Node] = []
+    for i in range(3):
+        peer_id = f"peer-{i}"
+        store = BlockStore(
+            tmp_path / peer_id,
+            map_size_bytes=256 << 20,
+            durable=False,
+            partition_of=partitioner.partition,
+        )
+        app = web.Application()
+        app.add_subapp("/internal/", internal_app(store, KEYRING, self_id=peer_id))
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        view = ClusterView(
+            peer_id,
+            partition_bits=CONFIG.partition_bits,
+            replication_factor=CONFIG.replication_factor,
+        )
+        rpc = PeerRpcClient(KEYRING, peer_id, timeout_s=CONFIG.request_timeout_s)
+        replicator = Replicator(CONFIG, view, store, rpc)
+        nodes.append(
+            Node(
+                peer_id,
+                store,
+                server,
+                view,
+                rpc,
+                replicator,
+                ObjectService(CONFIG, view, store, replicator),
+            )
+        )
+    cl = Cluster(nodes)
+    cl.heal()
+    yield cl
+    for n in nodes:
+        await n.replicator.close()
+        await n.rpc.close()
+        await n.server.close()
+        await n.store.close()
+
+
+async def read_all(
+    node: Node, bucket: str, key: str, start: int = 0, end: int | None = None
+) -> bytes:
+    _, stream = await node.service.get_object(bucket, key, start=start, end=end)
+    return b"".join([piece async for piece in stream])
+
+
+async def pieces(data: bytes, step: int) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), step):
+        yield data[i : i + step]
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 4097, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 5])
+async def test_round_trip_from_every_peer(cluster: Cluster, size: int) -> None:
+    data = os.urandom(size)
+    info = await cluster.nodes[0].service.put_object(
+        "bucket",
+        f"obj-{size}",
+        pieces(data, 10_000),
+        content_length=size,
+        expected_sha256=hashlib.sha256(data).hexdigest(),
+        content_type="application/x-test",
+    )
+    assert info.size == size and info.sha256 == hashlib.sha256(data).hexdigest()
+    assert info.chunks == (0 if size <= 4096 else -(-size // CHUNK))
+    for node in cluster.nodes:
+        assert await read_all(node, "bucket", f"obj-{size}") == data
+        stat = await node.service.stat_object("bucket", f"obj-{size}")
+        assert stat == info and stat.content_type == "application/x-test"
+    if info.chunks:  # every replica holds every chunk (N = 3 on 3 peers)
+        await cluster.nodes[0].replicator.drain()
+        for node in cluster.nodes:
+            assert node.store.stats().block_count == info.chunks
+
+
+async def test_ranges(cluster: Cluster) -> None:
+    data = os.urandom(3 * CHUNK + 123)
+    await cluster.nodes[0].service.put_object("bucket", "ranged", data)
+    n = len(data)
+    cases = [
+        (0, 1),
+        (0, n),
+        (CHUNK - 1, CHUNK + 1),
+        (CHUNK, 2 * CHUNK),
+        (5, 3 * CHUNK + 7),
+        (n - 1, n),
+        (n - 10, None),
+        (100, 100),
+        (7, n + 1000),
+    ]
+    for i, (start, end) in enumerate(cases):
+        node = cluster.nodes[i % 3]
+        assert await read_all(node, "bucket", "ranged", start, end) == data[start:end]
+    with pytest.raises(InvalidRange):
+        await cluster.nodes[1].service.get_object("bucket", "ranged", start=n)
+
+
+async def test_bad_digest_leaves_old_version(cluster: Cluster) -> None:
+    svc = cluster.nodes[0].service
+    old = os.urandom(CHUNK + 10)
+    await svc.put_object("bucket", "k", old)
+    with pytest.raises(BadDigest):
+        await svc.put_object("bucket", "k", os.urandom(2 * CHUNK), expected_sha256="0" * 64)
+    with pytest.raises(BadDigest):
+        await svc.put_object("bucket", "k", b"tiny", expected_sha256="1" * 64)
+    assert await read_all(cluster.nodes[2], "bucket", "k") == old
+
+
+async def test_quorum_failure_leaves_nothing_visible(cluster: Cluster) -> None:
+    svc = cluster.nodes[0].service
+    await svc.put_object("bucket", "existing", b"v1")
+    cluster.set_down("peer-1", "peer-2", on=(0,))
+    for key, body in [
+        ("new-small", b"small"),
+        ("new-big", os.urandom(2 * CHUNK)),
+        ("existing", b"v2"),
+    ]:
+        with pytest.raises(InsufficientReplicas) as info:
+            await svc.put_object("bucket", key, body)
+        assert info.value.status == 503
+    # the local replica took the small manifest, then retracted it
+    assert (
+        cluster.nodes[0].store.table(MANIFEST_TABLE).get(table_key("bucket", "new-small")) is None
+    )
+    with pytest.raises(InsufficientReplicas):
+        await svc.stat_object("bucket", "existing")
+    cluster.heal()
+    for node in cluster.nodes:
+        for key in ("new-small", "new-big"):
+            with pytest.raises(NoSuchKey):
+                await node.service.stat_object("bucket", key)
+        assert await read_all(node, "bucket", "existing") == b"v1"
+    listing = await svc.list_objects("bucket")
+    assert [o.key for o in listing.objects] == ["existing"]
+
+
+async def test_one_peer_down_still_serves(cluster: Cluster) -> None:
+    cluster.set_down("peer-2")
+    svc = cluster.nodes[0].service
+    data = os.urandom(2 * CHUNK + 3)
+    await svc.put_object("bucket", "w2", data)
+    assert await read_all(cluster.nodes[1], "bucket", "w2") == data
+    assert [o.key for o in (await svc.list_objects("bucket")).objects] == ["w2"]
+    cluster.heal()
+    # read repair brings the manifest to the replica that missed it
+    await cluster.nodes[0].service.stat_object("bucket", "w2")
+    await cluster.nodes[0].replicator.drain()
+    key = table_key("bucket", "w2")
+    assert cluster.nodes[2].store.table(MANIFEST_TABLE).get(key) is not None
+
+
+async def test_listing(cluster: Cluster) -> None:
+    svc = cluster.nodes[1].service
+    keys = ["a.txt", "docs/x.md", "docs/y.md", "docs/sub/z.md", "img/1.png", "img/2.png", "zz"]
+    for k in keys:
+        await svc.put_object("bucket", k, k.encode())
+    await svc.put_object("other", "docs/nope", b"x")
+    everything = await svc.list_objects("bucket")
+    assert [o.key for o in everything.objects] == sorted(keys)
+    assert not everything.is_truncated and everything.next_start_after is None
+    top = await svc.list_objects("bucket", delimiter="/")
+    assert [o.key for o in top.objects] == ["a.txt", "zz"]
+    assert top.common_prefixes == ["docs/", "img/"]
+    docs = await svc.list_objects("bucket", prefix="docs/", delimiter="/")
+    assert [o.key for o in docs.objects] == ["docs/x.md", "docs/y.md"]
+    assert docs.common_prefixes == ["docs/sub/"]
+    # pagination, entries = objects + common prefixes
+    seen: list[str] = []
+    marker = ""
+    while True:
+        page = await svc.list_objects("bucket", delimiter="/", limit=1, start_after=marker)
+        seen += [o.key for o in page.objects] + page.common_prefixes
+        if not page.is_truncated:
+            break
+        assert page.next_start_after is not None
+        marker = page.next_start_after
+    assert seen == ["a.txt", "docs/", "img/", "zz"]
+    page = await svc.list_objects("bucket", limit=3)
+    assert [o.key for o in page.objects] == sorted(keys)[:3] and page.is_truncated
+    # one replica down: every partition still has R = 2 answers; two down: refused
+    cluster.set_down("peer-0", on=(1,))
+    assert len((await svc.list_objects("bucket")).objects) == len(keys)
+    cluster.set_down("peer-0", "peer-2", on=(1,))
+    with pytest.raises(InsufficientReplicas):
+        await svc.list_objects("bucket")
+
+
+async def test_listing_does_not_wait_for_a_hung_peer(cluster: Cluster) -> None:
+    svc = cluster.nodes[0].service
+    await svc.put_object("bucket", "k1", b"x")
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 20)  # accept the request, never answer
+
+    hung = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = hung.sockets[0].getsockname()[1]
+    members = [
+        dataclasses.replace(m, api_address=f"127.0.0.1:{port}") if m.id == "peer-2" else m
+        for m in cluster.members()
+    ]
+    cluster.nodes[0].view.update(members)
+    # R = 2 of 3 replicas answer at once; the hung one would take the 5 s RPC timeout
+    listing = await asyncio.wait_for(svc.list_objects("bucket"), timeout=4.0)
+    assert [o.key for o in listing.objects] == ["k1"]
+    hung.close()
+
+
+async def test_overwrite_wins_even_from_a_peer_with_a_slow_clock(cluster: Cluster) -> None:
+    fast, slow = cluster.nodes[0].service, cluster.nodes[1].service
+    fast.clock = HybridLogicalClock(lambda: 4_000_000_000.0)  # a clock far in the future
+    await fast.put_object("bucket", "k", b"first")
+    second = await slow.put_object("bucket", "k", os.urandom(CHUNK * 2))
+    for node in cluster.nodes:
+        assert (await node.service.stat_object("bucket", "k")).version == second.version
+    third = await fast.put_object("bucket", "k", b"third")
+    assert third.version > second.version
+    assert await read_all(cluster.nodes[2], "bucket", "k") == b"third"
+
+
+async def test_delete(cluster: Cluster) -> None:
+    svc = cluster.nodes[0].service
+    await svc.put_object("bucket", "gone", os.urandom(CHUNK + 1))
+    await svc.put_object("bucket", "stays", b"x")
+    await cluster.nodes[2].service.delete_object("bucket", "gone")
+    for node in cluster.nodes:
+        with pytest.raises(NoSuchKey) as info:
+            await node.service.get_object("bucket", "gone")
+        assert info.value.status == 404
+    await svc.delete_object("bucket", "gone")  # idempotent
+    await svc.delete_object("bucket", "never-existed")
+    assert [o.key for o in (await svc.list_objects("bucket")).objects] == ["stays"]
+    await svc.put_object("bucket", "gone", b"back")  # a later put resurrects the key
+    assert await read_all(cluster.nodes[1], "bucket", "gone") == b"back"
+
+
+async def test_read_fails_over_and_reports_unavailable(cluster: Cluster) -> None:
+    svc = cluster.nodes[0].service
+    data = os.urandom(2 * CHUNK)
+    info = await svc.put_object("bucket", "f", data)
+    await svc.replicator.drain()
+    digests = list(cluster.nodes[0].store.iter_digests())
+    assert len(digests) == info.chunks
+    for d in digests:  # the coordinator and one more replica lose every chunk
+        await cluster.nodes[0].store.delete(d)
+        await cluster.nodes[1].store.delete(d)
+    assert await read_all(cluster.nodes[0], "bucket", "f") == data
+    for d in digests:
+        await cluster.nodes[2].store.delete(d)
+    with pytest.raises(DataUnavailable) as err:
+        await svc.get_object("bucket", "f")
+    assert err.value.status == 503
+
+
+async def test_invalid_names(cluster: Cluster) -> None:
+    svc = cluster.nodes[0].service
+    with pytest.raises(InvalidBucketName):
+        await svc.put_object("Bad_Bucket", "k", b"x")
+    with pytest.raises(InvalidKey):
+        await svc.put_object("bucket", "k" * 1025, b"x")
+    with pytest.raises(InvalidBucketName):
+        await svc.list_objects("..")
