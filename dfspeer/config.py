@@ -50,11 +50,11 @@ class PeerConfig:
     write_quorum: int = 2
     read_quorum: int = 2
     # data path
-    chunk_size_bytes: int = 4 * MiB
+    chunk_size_bytes: int = 2 * MiB  # benchmarks/throughput.py sweep: 2 MiB best of 1/2/4/8
     inline_threshold_bytes: int = 4096
     upload_pipeline_depth: int = 4
     download_prefetch_chunks: int = 2
-    max_object_size_bytes: int = 5 * 1024 * GiB
+    max_object_size_bytes: int = 1024 * GiB  # keeps a manifest's chunk list under ~25 MiB
     request_timeout_s: float = 30.0
     # block store
     map_size_bytes: int = 64 * GiB

@@ -185,7 +185,7 @@ def _pick_ranges(rng: random.Random, size: int, count: int) -> list[tuple[int, i
     """Edge cases first (first byte, last byte, a suffix, chunk-boundary crossings), then
     random spans of 1 byte .. 3 MiB."""
     picks: list[tuple[int, int | None]] = [(0, 1), (size - 1, None), (-4096, None)]
-    for boundary in (4 * MiB, 8 * MiB, 1 * MiB):
+    for boundary in (1 * MiB, 2 * MiB, 4 * MiB, 8 * MiB):
         if boundary < size:
             picks.append((boundary - 7, min(size, boundary + 9)))
     while len(picks) < count:
