@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from dfspeer import __version__
 from dfspeer.client import PeerUnreachable
-from dfspeer.commands import agent, cluster, objects, up
+from dfspeer.commands import agent, cluster, drain, objects, up
 from dfspeer.commands.common import UsageError
 from dfspeer.config import ConfigError
 from dfspeer.errors import DfsError
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(sub)
     objects.register(sub)
     cluster.register(sub)
+    drain.register(sub)
     return parser
 
 

@@ -410,6 +410,15 @@ class Client:
         """``GET /v1/cluster/status`` of this peer."""
         return await self._get_json("/v1/cluster/status")
 
+    async def drain(self) -> dict[str, Any]:
+        """``POST /v1/cluster/drain``: start draining this peer; its drain progress."""
+        _, _, doc = await self._request("POST", self.base_url + "/v1/cluster/drain")
+        return doc if isinstance(doc, dict) else {}
+
+    async def drain_progress(self) -> dict[str, Any]:
+        """``GET /v1/cluster/drain``: ``{"state", "partitions_remaining", ...}``."""
+        return await self._get_json("/v1/cluster/drain")
+
     async def ready(self) -> bool:
         """True if ``GET /ready`` answers 200; False on 503 or if unreachable."""
         try:

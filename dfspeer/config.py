@@ -59,6 +59,14 @@ class PeerConfig:
     # block store
     map_size_bytes: int = 64 * GiB
     durable: bool = True
+    # repair (issue 5; see dfspeer/cluster/handoff.py, scrub.py, tombstones.py)
+    hinted_handoff: bool = True
+    hint_delivery_interval_s: float = 10.0
+    max_hints: int = 100_000
+    scrub_rate_bytes_per_s: int = 32 * MiB  # 0 disables scrub
+    scrub_interval_s: float = 7 * 86400.0  # pause between two full scrub passes
+    tombstone_grace_s: float = 10 * 86400.0  # > the longest outage a peer may come back from
+    tombstone_purge_interval_s: float = 3600.0
     # gossip (SWIM + Lifeguard; defaults follow memberlist's LAN profile)
     probe_interval_s: float = 1.0
     probe_timeout_s: float = 0.5
@@ -72,6 +80,11 @@ class PeerConfig:
     push_pull_interval_s: float = 30.0
     join_timeout_s: float = 30.0
     dead_member_reap_s: float = 3600.0
+    # anti-entropy repair and ring changes (dfspeer.cluster.antientropy / .rebalance)
+    anti_entropy_interval_s: float = 60.0
+    dead_member_evict_s: float = 600.0  # a DEAD member keeps its partitions this long
+    repair_concurrency: int = 4  # block/record transfers in flight per repair
+    repair_bandwidth_bytes_per_s: int = 0  # cap on repair traffic; 0 = unlimited
     # operations
     log_level: str = "info"
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -123,6 +136,14 @@ class PeerConfig:
             "must be in 0..64 KiB",
         )
         need(1 <= self.upload_pipeline_depth <= 64, "upload_pipeline_depth", "must be in 1..64")
+        need(self.anti_entropy_interval_s > 0, "anti_entropy_interval_s", "must be > 0")
+        need(self.dead_member_evict_s >= 0, "dead_member_evict_s", "must be >= 0")
+        need(1 <= self.repair_concurrency <= 64, "repair_concurrency", "must be in 1..64")
+        need(
+            self.repair_bandwidth_bytes_per_s >= 0,
+            "repair_bandwidth_bytes_per_s",
+            "must be >= 0 (0 = unlimited)",
+        )
         need(
             0 <= self.download_prefetch_chunks <= 64,
             "download_prefetch_chunks",
@@ -130,6 +151,9 @@ class PeerConfig:
         )
         need(self.max_object_size_bytes > 0, "max_object_size_bytes", "must be > 0")
         need(self.map_size_bytes >= 16 * MiB, "map_size_bytes", "must be >= 16 MiB")
+        need(0 <= self.max_hints <= 10**9, "max_hints", "must be in 0..1e9")
+        need(self.scrub_rate_bytes_per_s >= 0, "scrub_rate_bytes_per_s", "must be >= 0 (0: off)")
+        need(self.scrub_interval_s >= 0, "scrub_interval_s", "must be >= 0")
         for name in (
             "request_timeout_s",
             "probe_interval_s",
@@ -138,6 +162,9 @@ class PeerConfig:
             "push_pull_interval_s",
             "join_timeout_s",
             "dead_member_reap_s",
+            "hint_delivery_interval_s",
+            "tombstone_grace_s",
+            "tombstone_purge_interval_s",
         ):
             need(getattr(self, name) > 0, name, "must be > 0")
         need(

@@ -26,7 +26,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -39,7 +39,12 @@ from dfspeer.api.app import build_app
 from dfspeer.api.cluster_routes import host_port
 from dfspeer.api.internal import internal_app
 from dfspeer.api.middleware import AccessLogger
+from dfspeer.api.repair_routes import DRAIN_KEY
+from dfspeer.api.repair_routes import routes as repair_routes
 from dfspeer.blockstore import BlockStore, BlockStoreStats
+from dfspeer.cluster.drain import Drainer
+from dfspeer.cluster.maintenance import Maintenance, MaintenanceMetrics
+from dfspeer.cluster.repair import RepairMetrics, RepairService
 from dfspeer.cluster.replication import Replicator
 from dfspeer.cluster.rpc import PeerRpcClient
 from dfspeer.cluster.view import ClusterView
@@ -48,6 +53,7 @@ from dfspeer.gossip import GossipAgent, Keyring, Member, MemberEvent, MemberStat
 from dfspeer.gossip import load_keyring as _load_keyring
 from dfspeer.gossip.metrics import GossipMetrics
 from dfspeer.objects import ListResult, ObjectInfo, ObjectService
+from dfspeer.objects.manifest import MANIFEST_TABLE, merge_manifest
 from dfspeer.ring import Partitioner, Ring
 
 log = logging.getLogger("dfspeer.peer")
@@ -143,6 +149,12 @@ class Peer:
         self._objects: ObjectService | None = None
         self._rpc: PeerRpcClient | None = None
         self._runner: web.AppRunner | None = None
+        self._repair: RepairService | None = None
+        self._drainer: Drainer | None = None
+        self._maintenance: Maintenance | None = None
+        self.left = asyncio.Event()  # set once a drain finished and the peer left the cluster
+        self.repair_status_sources: list[Callable[[], Mapping[str, Any]]] = []
+        """Extra fields for the ``"repair"`` status object (hints, scrub, ...)."""
         self._stack = contextlib.AsyncExitStack()
         self._started = False
         self._running = False
@@ -247,6 +259,7 @@ class Peer:
             self.peer_id,
             partition_bits=config.partition_bits,
             replication_factor=config.replication_factor,
+            dead_member_evict_s=config.dead_member_evict_s,
         )
         await self._start_gossip()
         self._rpc = PeerRpcClient(self.keyring, self.peer_id, timeout_s=config.request_timeout_s)
@@ -254,11 +267,15 @@ class Peer:
         replicator = Replicator(config, self._view, self._store, self._rpc)
         self._defer(replicator.close, "replicator")
         self._objects = ObjectService(config, self._view, self._store, replicator)
+        self._start_repair()
+        self._start_maintenance(replicator)
         if sock is not None:
             await self._start_http(sock)
         seeds = [parse_host_port(s, what="join") for s in config.join]
         await self.gossip.join(seeds)
         self._defer(self.gossip.leave, "gossip leave")
+        await _need(self._repair).start()
+        await _need(self._maintenance).start()
 
     async def _start_gossip(self) -> None:
         config = self.config
@@ -288,9 +305,15 @@ class Peer:
             self.config,
             registry=self.registry,
             internal=internal_app(
-                self.store, _need(self.keyring), self_id=self.peer_id, status=self._rpc_status
+                self.store,
+                _need(self.keyring),
+                self_id=self.peer_id,
+                status=self._rpc_status,
+                hints=_need(self._maintenance).hints,
             ),
         )
+        app[DRAIN_KEY] = _need(self._drainer)
+        app.add_routes(repair_routes)
         self._runner = web.AppRunner(
             app,
             handle_signals=False,
@@ -301,6 +324,60 @@ class Peer:
         await self._runner.setup()
         self._defer(self._runner.cleanup, "http server")
         await web.SockSite(self._runner, sock).start()
+
+    def _start_repair(self) -> None:
+        """Anti-entropy + partition handoff (every peer) and the drain control."""
+        self._repair = RepairService(
+            self.config,
+            self.view,
+            self.store,
+            _need(self._rpc),
+            merges={MANIFEST_TABLE: merge_manifest},
+            refresh=self._refresh_view,
+        )
+        self._drainer = Drainer(
+            self._repair,
+            publish_weight=self._publish_weight,
+            leave=self.gossip.leave,
+            on_done=self.left.set,
+        )
+        RepairMetrics(self._repair).register(self.registry)
+        self._defer(self._repair.close, "repair service")
+        self._defer(self._drainer.close, "drain")
+
+    def _start_maintenance(self, replicator: Replicator) -> None:
+        """Hinted handoff, block read repair, scrub, tombstone purge (cluster.maintenance)."""
+        self._maintenance = Maintenance(
+            self.config, self.view, self.store, _need(self._rpc), replicator
+        )
+        self.registry.register(MaintenanceMetrics(self._maintenance))
+        self.repair_status_sources.append(self._maintenance.status)
+        self._defer(self._maintenance.stop, "maintenance")
+
+    def _refresh_view(self) -> bool:
+        """Rebuild the view from gossip (a dead member's eviction is a matter of time)."""
+        if self.view.update(self.gossip.members()):
+            ring = self.view.ring
+            log.info("ring changed digest=%s peers=%d", ring.digest, len(ring.members))
+            return True
+        return False
+
+    def _publish_weight(self, weight: float) -> None:
+        self.gossip.update_local(weight=weight)
+        self._refresh_view()
+
+    def repair_status(self) -> dict[str, Any]:
+        """The ``"repair"`` object of ``GET /v1/cluster/status``."""
+        doc = self._repair.status() if self._repair is not None else {}
+        if self._drainer is not None:
+            doc["drain"] = self._drainer.progress()
+        for source in self.repair_status_sources:
+            doc.update(source())
+        return doc
+
+    async def drain(self) -> dict[str, Any]:
+        """Start draining this peer (see :mod:`dfspeer.cluster.drain`); its progress."""
+        return _need(self._drainer).start()
 
     def _rpc_status(self) -> dict[str, Any]:
         """Extra fields of ``GET /internal/status`` (other peers compare ring digests)."""
@@ -322,9 +399,9 @@ class Peer:
             member.incarnation,
             member.api_address,
         )
-        view = _need(self._view)
-        if view.update(self.gossip.members()):
-            log.info("ring changed digest=%s peers=%d", view.ring.digest, len(view.ring.members))
+        self._refresh_view()
+        if self._maintenance is not None:
+            self._maintenance.on_member_event(event)
 
     def _defer(self, close: Callable[[], Awaitable[Any]], what: str) -> None:
         """Unwind ``close`` on stop; a failing step is logged and the others still run."""

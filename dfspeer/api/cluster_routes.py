@@ -10,7 +10,7 @@ Shapes (issue 3 and 4):
   [partition, ...]}}``.
 - ``GET /v1/cluster/status``: ``{"id", "ready", "blocks", "block_bytes", "map_used_bytes",
   "map_size_bytes", "partitions_held", "members": {state: count}, "ring_digest",
-  "version"}``.
+  "version", "repair": {...}}`` (``repair``: :meth:`dfspeer.peer.Peer.repair_status`).
 - ``GET /health``: 200 ``{"status": "ok"}`` while the process serves HTTP.
 - ``GET /ready``: 200 ``{"status": "ready"}`` once joined, else 503 ``not_ready``.
 - ``GET /metrics``: Prometheus text.
@@ -84,6 +84,8 @@ async def status(request: web.Request) -> web.Response:
     by_state = {s.value: 0 for s in MemberState}
     for member in state.members():
         by_state[member.state.value] += 1
+    repair = getattr(state, "repair_status", None)  # a Peer has it; test doubles may not
+    extra = {"repair": repair()} if callable(repair) else {}
     return web.json_response(
         {
             "id": state.peer_id,
@@ -96,6 +98,7 @@ async def status(request: web.Request) -> web.Response:
             "members": by_state,
             "ring_digest": current.digest,
             "version": dfspeer.__version__,
+            **extra,
         }
     )
 

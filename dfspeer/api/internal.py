@@ -29,6 +29,9 @@ DELETE   /tables/{table}/records/{hex key}      ?version=<hex utf-8>: remove onl
 GET      /tables/{table}/scan                   ?prefix=<hex>&start_after=<hex>&limit=<1..1000>
                                                 &omit=<field,...>: 200 CBOR [[key, record], ...]
 GET      /status                                200 JSON: block store stats + ``status()``
+POST     /merkle/{tree}                         CBOR summary request of the anti-entropy diff
+                                                (tree: "blocks" or a table): 200 CBOR answer
+                                                (:func:`dfspeer.blockstore.merkle_diff.serve`)
 =======  =====================================  =============================================
 
 ``tables`` maps the table names peers may use to their merge function (default:
@@ -37,6 +40,7 @@ GET      /status                                200 JSON: block store stats + ``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -46,6 +50,7 @@ from typing import Any
 import cbor2
 from aiohttp import web
 
+from dfspeer.api.internal_hints import add_hint_routes
 from dfspeer.blockstore import (
     BlockNotFound,
     BlockStore,
@@ -54,7 +59,11 @@ from dfspeer.blockstore import (
     DigestMismatch,
     StoreFull,
 )
+from dfspeer.blockstore.merkle import BLOCKS_TREE
+from dfspeer.blockstore.merkle_diff import serve as merkle_serve
+from dfspeer.blockstore.summary import SummaryReader
 from dfspeer.cluster.auth import HEADER_BODY_SHA256, RpcAuth, error_response, rpc_auth_middleware
+from dfspeer.cluster.handoff import HintStore
 from dfspeer.cluster.records import MergeFn, merge_by_version
 from dfspeer.cluster.rpc import MAX_RECORD_BYTES, MAX_SCAN_LIMIT, TABLE_NAME_RE, sha256_hex
 from dfspeer.gossip import Keyring
@@ -62,6 +71,7 @@ from dfspeer.gossip import Keyring
 MiB = 1024 * 1024
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _MAX_TABLE_KEY_BYTES = 511  # LMDB's maximum key size
+MAX_SUMMARY_REQUEST_BYTES = 1024 * 1024  # 4096 items of <= 51 bytes + a partition bitmap
 STORE_KEY = web.AppKey("dfspeer.internal.store", BlockStore)
 
 
@@ -233,6 +243,34 @@ class _Internal:
             ]
         return await _cbor_response([[k, v] for k, v in rows])
 
+    async def merkle(self, request: web.Request) -> web.Response:
+        tree = request.match_info["tree"]
+        if tree != BLOCKS_TREE and (not TABLE_NAME_RE.match(tree) or tree not in self.tables):
+            return error_response(404, "no_such_table", f"unknown summary {tree!r}", request)
+        body = await self._read_body(request, MAX_SUMMARY_REQUEST_BYTES)
+        if isinstance(body, web.Response):
+            return body
+        if await sha256_hex(body) != request.headers.get(HEADER_BODY_SHA256):
+            return error_response(400, "bad_digest", "body does not match its signed hash", request)
+
+        def open_reader(name: str) -> SummaryReader:
+            if name != tree:
+                raise ValueError(f"summary request names {name!r} on the route of {tree!r}")
+            return self.store.merkle(name)
+
+        try:
+            if len(body) <= 4096:
+                answer = merkle_serve(open_reader, body)
+            else:  # up to 4096 node reads: keep them off the event loop
+                answer = await asyncio.to_thread(merkle_serve, open_reader, body)
+        except ValueError as exc:
+            return error_response(400, "invalid_argument", f"bad summary request: {exc}", request)
+        except BlockStoreError as exc:
+            return error_response(500, exc.code, exc.message, request)
+        response = web.Response(body=answer, content_type="application/cbor")
+        response.headers[HEADER_BODY_SHA256] = await sha256_hex(answer)
+        return response
+
     async def status(self, request: web.Request) -> web.Response:
         stats = self.store.stats()
         doc: dict[str, Any] = {
@@ -271,13 +309,16 @@ def internal_app(
     max_block_bytes: int = 64 * MiB,
     max_skew_s: float = 300.0,
     clock: Callable[[], float] = time.time,
+    hints: HintStore | None = None,
 ) -> web.Application:
     """The ``/internal/`` sub-application (see the module docstring for routes).
 
     ``store``: this peer's block store; ``keyring``: the cluster keyring (RPC subkeys are
     derived from it); ``self_id``: this peer's id (reported by /status); ``tables``: table
     name -> merge function; ``status``: extra fields for /status; ``max_block_bytes``:
-    largest block accepted; ``max_skew_s`` / ``clock``: signature date window and clock.
+    largest block accepted; ``max_skew_s`` / ``clock``: signature date window and clock;
+    ``hints``: this peer's hint store, which adds the hinted-handoff routes
+    (:mod:`dfspeer.api.internal_hints`).
     """
     handlers = _Internal(
         store, tables or {"manifests": merge_by_version}, status, max_block_bytes, self_id
@@ -293,4 +334,7 @@ def internal_app(
     app.router.add_delete("/tables/{table}/records/{key}", handlers.retract_record)
     app.router.add_get("/tables/{table}/scan", handlers.scan, allow_head=False)
     app.router.add_get("/status", handlers.status, allow_head=False)
+    app.router.add_post("/merkle/{tree}", handlers.merkle)
+    if hints is not None:
+        add_hint_routes(app, hints, tables=handlers.tables, max_block_bytes=max_block_bytes)
     return app

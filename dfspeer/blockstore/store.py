@@ -304,8 +304,11 @@ class BlockStore:
         with self._read_txn() as txn:
             return txn.get(digest, db=self._dbs.blocks) is not None
 
-    def iter_digests(self, partition: int | None = None) -> Iterator[bytes]:
-        """Stored digests (32 bytes each) in byte order: all, or those of ``partition``.
+    def iter_digests(
+        self, partition: int | None = None, *, start_after: bytes | None = None
+    ) -> Iterator[bytes]:
+        """Stored digests (32 bytes each) in byte order: all, or those of ``partition``;
+        only those after ``start_after`` (a digest) if given (resumable scans, e.g. scrub).
 
         Reads pages of 1024 digests, each in its own short read transaction, so a slow
         consumer never pins an old snapshot; digests written or deleted meanwhile may or may
@@ -316,10 +319,11 @@ class BlockStore:
                 raise ValueError("iter_digests(partition) needs a store opened with partition_of")
             if not 0 <= partition <= MAX_PARTITION:
                 raise ValueError(f"partition must be in 0..65535, got {partition}")
-        return self._iter_digests(partition)
+        if start_after is not None:
+            check_digest(start_after)
+        return self._iter_digests(partition, start_after)
 
-    def _iter_digests(self, partition: int | None) -> Iterator[bytes]:
-        after: bytes | None = None
+    def _iter_digests(self, partition: int | None, after: bytes | None) -> Iterator[bytes]:
         while True:
             with self._read_txn() as txn:
                 page = digest_page(txn, self._dbs, partition, after, ITER_PAGE)

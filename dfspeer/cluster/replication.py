@@ -1,11 +1,12 @@
 """Replicator: quorum writes and reads of blocks and table records (local store + RPC).
 
 Placement: a block lives on the N replicas of ``partition(digest)``; a record on the N
-replicas of ``partition(partition_key)`` (for manifests: ``bucket/key``). Writes go to every
+replicas of ``partition(partition_key)`` (for manifests: the table key). Writes go to every
 replica of the preference list at once and return when W acknowledged durably; reads ask
 every replica and return when R answered (Dynamo, DeCandia et al. 2007). A replica that is
-down, times out or errs counts as a failed ack. Sloppy quorum / hinted handoff is issue 5:
-:meth:`Replicator.write_targets` and :meth:`Replicator.on_replica_write_failed` are the hooks.
+down, times out or errs counts as a failed ack — unless a stand-in takes its write with a
+hint (sloppy quorum / hinted handoff, :mod:`.handoff`, via :attr:`Replicator.handoff`).
+Block reads repair what they find missing or corrupt (:mod:`.readrepair`).
 
 Stragglers (replicas still writing when W acked) finish in the background, bounded by
 ``max_background`` writes; once that many are in flight, further writes wait for all their
@@ -24,15 +25,19 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dfspeer.blockstore import BlockNotFound, BlockStore, CorruptBlock
 from dfspeer.cluster.quorum import QuorumOutcome, cancel_all, wait_quorum, wait_until
 from dfspeer.cluster.records import MergeFn, is_stale, lww_pick, merge_by_version, record_version
-from dfspeer.cluster.rpc import PeerRpcClient, PeerUnreachable, sha256_hex
+from dfspeer.cluster.rpc import PeerRpcClient, PeerUnreachable, RpcError, sha256_hex
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
 from dfspeer.errors import DataUnavailable, DfsError, InsufficientReplicas
+
+if TYPE_CHECKING:
+    from dfspeer.cluster.handoff import HintedHandoff
+    from dfspeer.cluster.readrepair import BlockRepair
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,6 +88,10 @@ class Replicator:
         self._repairs: set[asyncio.Task[None]] = set()
         self._rotate = 0
         self.counters: Counter[str] = Counter()
+        self.handoff: HintedHandoff | None = None
+        """Sloppy quorum + hints (issue 5, :mod:`.handoff`); None: strict quorum."""
+        self.block_repair: BlockRepair | None = None
+        """Block read repair + quarantine (issue 5, :mod:`.readrepair`); None: off."""
 
     async def drain(self) -> None:
         """Wait until every straggler write and read repair running now has finished."""
@@ -97,15 +106,16 @@ class Replicator:
 
     # ------------------------------------------------------------------ hooks
     def write_targets(self, partition: int) -> tuple[str, ...]:
-        """Peers a write of ``partition`` goes to: its N replicas. Hook for sloppy quorum
-        (issue 5: extend with the next peers of the preference list when one is down)."""
+        """Peers a write of ``partition`` goes to: its N replicas. With :attr:`handoff`,
+        the write for a replica that is down or fails goes on to a stand-in instead
+        (sloppy quorum; the stand-in's ack counts toward W, see :mod:`.handoff`)."""
         return self.view.replicas(partition)
 
     def on_replica_write_failed(
         self, peer: str, partition: int, what: str, exc: BaseException
     ) -> None:
-        """A replica missed a write (``what``: "block <hex>" or "record <table>"). Hook for
-        hinted handoff (issue 5); today the gap is left to anti-entropy repair."""
+        """A replica missed a write (``what``: "block <hex>" or "record <table>") and no
+        stand-in took it either (see :mod:`.handoff`): the gap is left to anti-entropy."""
         self.counters["replica_write_failures"] += 1
         log.debug("replica %s missed %s of partition %d: %s", peer, what, partition, exc)
 
@@ -157,7 +167,10 @@ class Replicator:
             else:
                 await self.rpc.put_block(self._address(peer), digest, data)
 
-        outcome = await wait_quorum(self._spawn(targets, put), need)
+        op: Callable[[str], Awaitable[None]] = put
+        if self.handoff is not None:
+            op = self.handoff.wrap_block(partition, targets, put, digest, data)
+        outcome = await wait_quorum(self._spawn(targets, op), need)
         if not outcome.reached(need):
             await cancel_all(outcome.pending)
             self._settle(outcome, partition, what)
@@ -201,19 +214,29 @@ class Replicator:
     async def read_block(self, digest: bytes) -> bytes:
         """A verified copy of a block: local store first, then the partition's replicas
         (ALIVE before SUSPECT, rotated), then any other ring member; each answer is hashed
-        and a wrong or failed one skipped. Raises DataUnavailable if none has it."""
+        and a wrong or failed one skipped. Raises DataUnavailable if none has it.
+
+        Read repair (issue 5, with :attr:`block_repair`): a corrupt local copy is
+        quarantined; replicas that answered missing or corrupt before the good copy came,
+        and this peer if its copy was corrupt (or missing while it is a replica), get the
+        good copy back in the background (:mod:`.readrepair`)."""
         problems: list[str] = []
+        local_missing = local_corrupt = False
         try:
             return await self.store.get(digest)  # verified by the store
         except BlockNotFound:
-            pass
-        except (CorruptBlock, DfsError) as exc:
+            local_missing = True
+        except CorruptBlock as exc:
+            problems.append(f"local: {exc}")
+            local_corrupt = await self._quarantine(digest, exc)
+        except DfsError as exc:
             problems.append(f"local: {exc}")
         partition = self.view.partition_of(digest)
         replicas = self.view.replicas(partition)
         self._rotate += 1
         order = self.view.rank_for_read(replicas, self._rotate)
         order += [p for p in self.view.extended_preference(partition) if p not in replicas]
+        lacking: list[str] = []  # replicas that answered "missing" or "corrupt"
         for peer in order:
             if peer == self.view.self_id:
                 continue
@@ -221,16 +244,33 @@ class Replicator:
                 data = await self.rpc.get_block(self._address(peer), digest)
             except Exception as exc:  # any failure: try the next replica
                 problems.append(f"{peer}: {exc}")
+                if peer in replicas and _lacks_block(exc):
+                    lacking.append(peer)
                 continue
             if await sha256_hex(data) == digest.hex():
+                if self.block_repair is not None:
+                    local = local_corrupt or (local_missing and self.view.self_id in replicas)
+                    self.block_repair.write_back(digest, data, lacking, local=local)
                 return data
             self.counters["block_digest_mismatch"] += 1
             problems.append(f"{peer}: answer does not hash to the digest")
+            if peer in replicas:
+                lacking.append(peer)
         self.counters["block_unavailable"] += 1
         raise DataUnavailable(
             f"no replica returned a verified copy of chunk {digest.hex()}: "
             + ("; ".join(problems) if problems else "no replica in the ring")
         )
+
+    async def _quarantine(self, digest: bytes, exc: CorruptBlock) -> bool:
+        """Quarantine a corrupt local block (True if :attr:`block_repair` is set)."""
+        if self.block_repair is None:
+            return False
+        try:
+            await self.block_repair.quarantine(digest, exc, by="read")
+        except Exception:  # the read goes on from the replicas regardless
+            log.exception("could not quarantine corrupt block %s", digest.hex())
+        return True
 
     # ------------------------------------------------------------------ records
     async def _put_record_on(self, peer: str, table: str, key: bytes, value: Any) -> None:
@@ -268,9 +308,14 @@ class Replicator:
         need = self.write_quorum
         if len(targets) < need:
             raise self._insufficient(what, need, None, targets)
-        outcome = await wait_quorum(
-            self._spawn(targets, lambda p: self._put_record_on(p, table, key, value)), need
-        )
+
+        async def put(peer: str) -> None:
+            await self._put_record_on(peer, table, key, value)
+
+        op: Callable[[str], Awaitable[None]] = put
+        if self.handoff is not None:
+            op = self.handoff.wrap_record(partition, targets, put, table, key, value)
+        outcome = await wait_quorum(self._spawn(targets, op), need)
         if not outcome.reached(need):
             # the stragglers may still land; wait for them so the retraction follows them
             await self._finish(outcome, partition, what)
@@ -377,6 +422,13 @@ class Replicator:
             sum(1 for p in self.view.replicas(partition) if p in answered) >= need
             for partition in range(ring.partition_count)
         )
+
+
+def _lacks_block(exc: BaseException) -> bool:
+    """True if a replica's answer says it has no good copy (vs. being unreachable)."""
+    return isinstance(exc, BlockNotFound) or (
+        isinstance(exc, RpcError) and exc.code == "corrupt_block"
+    )
 
 
 def _omit(value: Any, fields: tuple[str, ...]) -> Any:

@@ -192,6 +192,33 @@ class PeerRpcClient:
             raise self._error(address, status, body)
         return cbor2.loads(await self._checked_body(address, claimed, body))
 
+    async def put_hinted_block(self, address: str, target: str, digest: bytes, data: bytes) -> None:
+        """Store a block on stand-in ``address`` with a hint that it is meant for peer
+        ``target`` (hinted handoff, :mod:`dfspeer.cluster.handoff`); durable when it returns.
+        Raises RpcError (507 ``hints_full`` when the stand-in keeps too many hints)."""
+        status, _, body = await self._call(
+            "PUT",
+            address,
+            f"/internal/hints/blocks/{digest.hex()}?target={target.encode().hex()}",
+            body=data,
+            body_sha256=digest.hex(),
+            content_type="application/octet-stream",
+        )
+        if status not in (200, 201, 204):
+            raise self._error(address, status, body)
+
+    async def put_hinted_record(
+        self, address: str, target: str, table: str, key: bytes, value: Any
+    ) -> None:
+        """Keep a record on stand-in ``address`` for peer ``target`` (hinted handoff)."""
+        path = (
+            f"/internal/hints/records/{check_table_name(table)}/{key.hex()}"
+            f"?target={target.encode().hex()}"
+        )
+        status, _, body = await self._call("PUT", address, path, body=cbor2.dumps(value))
+        if status not in (200, 201, 204):
+            raise self._error(address, status, body)
+
     async def retract_record(self, address: str, table: str, key: bytes, version: str) -> bool:
         """Remove a record from a peer only if its stored version is exactly ``version``
         (undo of a write that failed its quorum). True if something was removed."""
@@ -230,6 +257,19 @@ class PeerRpcClient:
             return [(bytes(k), v) for k, v in items]
         except (TypeError, ValueError) as exc:
             raise RpcError(f"{address}: malformed scan answer") from exc
+
+    async def merkle_exchange(self, address: str, tree: str, request: bytes) -> bytes:
+        """One round trip of the anti-entropy summary diff (:mod:`dfspeer.blockstore.
+        merkle_diff`): send a CBOR request about ``tree`` ("blocks" or a table name), get
+        the peer's CBOR answer. Raises RpcError (e.g. 400 for a malformed request)."""
+        if tree != "blocks":
+            check_table_name(tree)
+        status, claimed, body = await self._call(
+            "POST", address, f"/internal/merkle/{tree}", body=request
+        )
+        if status != 200:
+            raise self._error(address, status, body)
+        return await self._checked_body(address, claimed, body)
 
     async def status(self, address: str) -> dict[str, Any]:
         """The peer's ``/internal/status`` document."""

@@ -124,6 +124,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+DRAINED_EXIT_DELAY_S = 2.0
+
+
 async def _run_peer(config: PeerConfig) -> None:
     from dfspeer.peer import Peer
 
@@ -140,7 +143,13 @@ async def _run_peer(config: PeerConfig) -> None:
             config.advertised_host,
             config.gossip_port,
         )
-        await stop.wait()
+        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(peer.left.wait())]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        if peer.left.is_set() and not stop.is_set():
+            log.info("drained and left the cluster: stopping")
+            await asyncio.sleep(DRAINED_EXIT_DELAY_S)  # `dfspeer drain` sees "done" first
         log.info("stopping: leaving the cluster")
     log.info("stopped")
 

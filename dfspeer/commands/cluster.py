@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import time
 from typing import Any
 
 from dfspeer.client import Client
@@ -15,6 +16,7 @@ from dfspeer.commands.common import (
     human_bytes,
     peer_url,
 )
+from dfspeer.commands.maintenance_rows import maintenance_value
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,9 +63,43 @@ def status_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
             value = f"{value} ({human_bytes(value)})"
         elif name == "members" and isinstance(value, dict):
             value = ", ".join(f"{n} {state}" for state, n in sorted(value.items())) or "-"
+        elif name == "repair" and isinstance(value, dict):
+            rows += repair_rows(value)
+            continue
         elif isinstance(value, (dict, list)):
             value = json.dumps(value, sort_keys=True)
         rows.append((name.replace("_", " "), value))
+    return rows
+
+
+def repair_rows(repair: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Rows of the ``"repair"`` status object (anti-entropy, handoff, drain, and any
+    fields other subsystems add), each prefixed ``repair``."""
+    rows: list[tuple[str, Any]] = []
+    for name, value in repair.items():
+        if name in ("last_full_sync",) and isinstance(value, (int, float)):
+            ago = max(0.0, time.time() - value)
+            value = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(value))} ({ago:.0f} s ago)"
+        elif name.endswith("bytes_to_move") or name == "bytes_repaired":
+            value = f"{value} ({human_bytes(int(value or 0))})"
+        elif name == "drain" and isinstance(value, dict):
+            if value.get("state") == "idle":
+                continue
+            value = f"{value.get('state')}: {value.get('partitions_remaining')} partition(s) left"
+        elif name == "last_round" and isinstance(value, dict):
+            value = (
+                f"{value.get('pairs', 0)} pair(s), {value.get('failed_pairs', 0)} failed, "
+                f"{value.get('pushed', 0)} pushed, {value.get('pulled', 0)} pulled, "
+                f"{value.get('moved', 0)} partition(s) handed off in "
+                f"{value.get('duration_s', 0)} s"
+            )
+        elif (text := maintenance_value(name, value)) is not None:
+            value = text
+        elif value is None:
+            value = "-"
+        elif isinstance(value, (dict, list)):
+            value = json.dumps(value, sort_keys=True)
+        rows.append(("repair " + name.replace("_", " "), value))
     return rows
 
 

@@ -9,12 +9,14 @@ own version. Record layout (a CBOR map)::
      "chunk_count": int, "inline": bytes | None, "content_type": str,
      "modified": float (unix s), "deleted": bool}
 
-Placement: the record lives on the replicas of ``partition(bucket + b"/" + key)`` (the
-key's replicas). Table key: the same bytes, except that keys longer than
-:data:`TABLE_KEY_LIMIT` bytes (LMDB keys are at most 511 bytes) are cut there and followed
-by ``0xff`` and 16 bytes of their SHA-256: listings stay in byte order except among long
-keys sharing the same first 448 bytes, which come in hash order (and stay stable, so
-pagination neither repeats nor skips).
+Table key: ``bucket + b"/" + key``, except that keys longer than :data:`TABLE_KEY_LIMIT`
+bytes (LMDB keys are at most 511 bytes) are cut there and followed by ``0xff`` and 16 bytes
+of their SHA-256: listings stay in byte order except among long keys sharing the same first
+448 bytes, which come in hash order (and stay stable, so pagination neither repeats nor
+skips). Placement: the record lives on the replicas of ``partition(table key)``
+(:func:`placement_key`) — the same partition the table's Merkle summary files it under
+(``partition_of(table key)``), so anti-entropy compares a record on the replicas that own
+it; for keys up to 448 bytes that is ``partition(bucket/key)``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ def encode_table_key(full: bytes) -> bytes:
 
 def table_key(bucket: str, key: str) -> bytes:
     return encode_table_key(partition_key(bucket, key))
+
+
+def placement_key(bucket: str, key: str) -> bytes:
+    """Bytes whose ring partition places an object's manifest: its table key (equal to
+    :func:`partition_key` for keys up to :data:`TABLE_KEY_LIMIT` bytes)."""
+    return table_key(bucket, key)
 
 
 def scan_prefix(full_prefix: bytes) -> bytes:

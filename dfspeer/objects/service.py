@@ -32,7 +32,7 @@ from dfspeer.objects.manifest import (
     MANIFEST_TABLE,
     Manifest,
     ObjectInfo,
-    partition_key,
+    placement_key,
     table_key,
 )
 from dfspeer.objects.names import validate_bucket, validate_key
@@ -60,7 +60,7 @@ class ObjectService:
     # ------------------------------------------------------------------ manifests
     async def _read_manifest(self, bucket: str, key: str) -> Manifest | None:
         record = await self.replicator.read_record(
-            MANIFEST_TABLE, partition_key(bucket, key), table_key(bucket, key)
+            MANIFEST_TABLE, placement_key(bucket, key), table_key(bucket, key)
         )
         if record is None:
             return None
@@ -74,7 +74,7 @@ class ObjectService:
     async def _write_manifest(self, manifest: Manifest) -> None:
         await self.replicator.write_record(
             MANIFEST_TABLE,
-            partition_key(manifest.bucket, manifest.key),
+            placement_key(manifest.bucket, manifest.key),
             table_key(manifest.bucket, manifest.key),
             manifest.to_record(),
         )
