@@ -26,6 +26,9 @@ Faults (all per host ``i``, 1-based):
 - packets: :meth:`set_loss` (netem, else a BPF random-drop classifier) and
   :meth:`set_delay` (netem only) on both directions of the host's link; :meth:`clear_shaping`.
 
+Waiting for readiness and gossip views is in :mod:`tests.faults.membership`, the
+invariants in :mod:`tests.faults.checks`.
+
 Everything is deleted by :meth:`close` (also the context-manager exit) even after a
 failure; namespaces left by a crashed run are deleted on the next one
 (:func:`~tests.faults.nsutil.cleanup_stale`). Agents also die with the test process
