@@ -34,14 +34,15 @@ FAST_SETTINGS: dict[str, object] = {
     "log_level": "info",
 }
 # Fast timers of the repair mechanisms (PeerConfig, issue 5): anti-entropy rounds every
-# 2 s, hints retried every second, a scrub pass every 3 s (a few MB per peer at the default
-# 32 MiB/s), and a DEAD peer evicted from the ring after 15 s: shorter than the 30 s
-# partition of scenario 3 (so its partitions move and come back) and longer than the few
-# seconds h3 is down in scenario 1 (hinted handoff and anti-entropy fill it in).
+# 2 s, hints retried every second, a scrub pass every 10 s (a few MB per peer at the
+# default 32 MiB/s; each pass logs a line, so not more often), and a DEAD peer evicted
+# from the ring after 15 s: shorter than the 30 s partition of scenario 3 (so partitions
+# move and come back) and longer than the few seconds h3 is down in scenario 1 (hinted
+# handoff and anti-entropy fill it in).
 REPAIR_SETTINGS: dict[str, object] = {
     "anti_entropy_interval_s": 2.0,
     "hint_delivery_interval_s": 1.0,
-    "scrub_interval_s": 3.0,
+    "scrub_interval_s": 10.0,
     "dead_member_evict_s": 15.0,
 }
 
@@ -66,3 +67,13 @@ def net(fault_support: None, tmp_path: Path) -> Iterator[FaultNet]:
     with FaultNet(tmp_path, 5, settings={**FAST_SETTINGS, **REPAIR_SETTINGS}) as fault_net:
         fault_net.run(start_cluster(fault_net), timeout_s=120)
         yield fault_net
+        check_responsive(fault_net)
+
+
+def check_responsive(net: FaultNet) -> None:
+    """A running agent must answer HTTP; a hung one is a bug: fail (at teardown)
+    with the stacks of its threads (faulthandler, on SIGABRT)."""
+    hung = net.run(net.unresponsive(), timeout_s=60)
+    if hung:
+        stacks = "\n".join(f"----- h{i}:\n{net.dump_stacks(i)}" for i in hung)
+        pytest.fail(f"agent(s) {[f'h{i}' for i in hung]} stopped answering:\n{stacks}")

@@ -53,6 +53,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from dfspeer.client import Client
+from dfspeer.errors import DfsError
 from dfspeer.loopback import die_with_parent
 from tests.faults import nsutil
 from tests.faults.nsutil import NetError, NetnsLoop, ip
@@ -253,6 +254,7 @@ class FaultNet:
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DFSPEER_")}
         env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT dumps every thread's stack to the log
         for name, value in self.settings.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             env["DFSPEER_" + name.upper()] = text
@@ -392,6 +394,27 @@ class FaultNet:
     def clear_shaping(self, index: int) -> None:
         for ns, dev in self._links(index, True):
             nsutil.clear_qdisc(ns, dev)
+
+    def dump_stacks(self, index: int) -> str:
+        """SIGABRT host ``index``'s agent (it dies: diagnosis of a hung peer only) and
+        return the end of its log, with every thread's stack from faulthandler."""
+        self.kill(index, signal.SIGABRT)
+        return self.host(index).log_tail(80)
+
+    async def unresponsive(self, timeout_s: float = 5.0) -> list[int]:
+        """Running hosts that do not answer ``GET /v1/cluster/status`` within ``timeout_s``."""
+
+        async def answers(i: int) -> bool:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self.client(i).status()
+            except (TimeoutError, DfsError):
+                return False
+            return True
+
+        alive = self.running()
+        ok = await asyncio.gather(*(answers(i) for i in alive))
+        return [i for i, good in zip(alive, ok, strict=True) if not good]
 
     # ------------------------------------------------------------------ tools
     async def cli(self, *args: str, timeout_s: float = 300.0) -> subprocess.CompletedProcess[str]:

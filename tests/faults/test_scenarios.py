@@ -75,7 +75,10 @@ async def _sigkill_during_uploads(net: FaultNet) -> None:
     stream = asyncio.create_task(
         upload_stream(net, ledger, items, lambda _n: net.running(), pause_s=0.15)
     )
-    done = lambda: len(ledger.acked) + len(ledger.failed)  # noqa: E731
+
+    def done() -> int:
+        return len(ledger.acked) + len(ledger.failed)
+
     await until("60 uploads", lambda: done() >= 60)
     net.kill(3)
     await wait_view(net, [1, 2, 4, 5], timeout_s=30)
