@@ -80,6 +80,8 @@ class PeerConfig:
     push_pull_interval_s: float = 30.0
     join_timeout_s: float = 30.0
     dead_member_reap_s: float = 3600.0
+    reconnect_interval_s: float = 30.0  # retry one DEAD member (Serf reconnect), see SwimConfig
+    reconnect_timeout_s: float = 86400.0  # ... until this long after its death (0: never)
     # anti-entropy repair and ring changes (dfspeer.cluster.antientropy / .rebalance)
     anti_entropy_interval_s: float = 60.0
     dead_member_evict_s: float = 600.0  # a DEAD member keeps its partitions this long
@@ -162,11 +164,13 @@ class PeerConfig:
             "push_pull_interval_s",
             "join_timeout_s",
             "dead_member_reap_s",
+            "reconnect_interval_s",
             "hint_delivery_interval_s",
             "tombstone_grace_s",
             "tombstone_purge_interval_s",
         ):
             need(getattr(self, name) > 0, name, "must be > 0")
+        need(self.reconnect_timeout_s >= 0, "reconnect_timeout_s", "must be >= 0 (0: never)")
         need(
             self.probe_timeout_s < self.probe_interval_s,
             "probe_timeout_s",

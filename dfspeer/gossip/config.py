@@ -26,6 +26,12 @@ class SwimConfig:
     * ``replay_window_s``: datagrams stamped further than this from ``now`` are dropped.
     * ``gossip_to_dead_s``: DEAD/LEFT members still receive gossip this long, so a
       wrongly declared member hears about it and refutes (memberlist GossipToTheDeadTime).
+    * ``reconnect_interval_s``: every this often, with probability ``failed / live``
+      (capped at 1; Serf's reconnect rule), push-pull with one random DEAD (never LEFT)
+      member, so the sides of a healed partition find each other again after gossip to
+      the dead has stopped.
+    * ``reconnect_timeout_s``: a DEAD member is retried this long after it was declared
+      dead (Serf's reconnect_timeout, 24 h), even after it is reaped from the table.
     * ``lifeguard``: False runs plain SWIM for comparison (simulations): no health
       awareness, fixed suspicion timeout, no buddy hint, no nacks, no last calls.
 
@@ -46,6 +52,8 @@ class SwimConfig:
     dead_member_reap_s: float = 3600.0
     replay_window_s: float = 60.0
     gossip_to_dead_s: float = 30.0
+    reconnect_interval_s: float = 30.0
+    reconnect_timeout_s: float = 86400.0
     lifeguard: bool = True
 
     def __post_init__(self) -> None:
@@ -60,10 +68,12 @@ class SwimConfig:
             "push_pull_interval_s",
             "dead_member_reap_s",
             "replay_window_s",
+            "reconnect_interval_s",
         ):
             value = getattr(self, name)
             need(math.isfinite(value) and value > 0, name, "must be > 0")
         need(self.gossip_to_dead_s >= 0, "gossip_to_dead_s", "must be >= 0")
+        need(self.reconnect_timeout_s >= 0, "reconnect_timeout_s", "must be >= 0 (0: off)")
         need(
             self.probe_timeout_s < self.probe_interval_s,
             "probe_timeout_s",

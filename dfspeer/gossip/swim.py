@@ -82,6 +82,7 @@ class Swim:
         self._overhead = wire.datagram_overhead(self._sender)
         self._out: list[tuple[Address, bytes]] = []
         self._push_pull: list[Address] = []
+        self._failed: dict[str, tuple[Address, float]] = {}  # reconnect: id -> (addr, since)
         self._replies: list[tuple[Address, bytes]] = []
         self._started = False
         self._gossip_armed = False  # the gossip timer only runs while there is news
@@ -350,6 +351,8 @@ class Swim:
         self._timers.at(self._gossip_phase, self._gossip_tick)
         interval = push_pull_interval(cfg.push_pull_interval_s, self._table.live_count)
         self._timers.at(now + rnd() * interval, self._push_pull_tick)
+        # No jitter draw: the rng sequence of a cluster without deaths is unchanged.
+        self._timers.at(now + cfg.reconnect_interval_s, self._reconnect_tick)
 
     def _probe_tick(self, _: Any, now: float) -> None:
         self._timers.at(self._prober.tick(now), self._probe_tick)
@@ -401,6 +404,39 @@ class Swim:
             self.counters["push_pulls"] += 1
         interval = push_pull_interval(self.config.push_pull_interval_s, self._table.live_count)
         self._timers.at(now + interval, self._push_pull_tick)
+
+    def _reconnect_tick(self, _: Any, now: float) -> None:
+        """Serf's reconnect: push-pull with one random DEAD member, with probability
+        ``failed / live`` (capped at 1), so a healthy cluster sends nothing extra.
+
+        Push-pull to ALIVE members and gossip to the dead (``gossip_to_dead_s``) stop
+        reaching a member once it is declared DEAD; without this, the two sides of a
+        healed partition would see each other dead forever. The exchange merges state
+        both ways, and a side that reads it was declared dead refutes (higher
+        incarnation). A DEAD member stays a candidate for ``reconnect_timeout_s`` after
+        its death, also once reaped from the table (``dead_member_reap_s``); one that
+        comes back (ALIVE/SUSPECT) or LEFT stops being one.
+        """
+        cfg = self.config
+        self._timers.at(now + cfg.reconnect_interval_s, self._reconnect_tick)
+        failed = self._failed
+        changed_at = self._table.changed_at
+        for m in self._table.members():
+            if m.state is DEAD:
+                failed[m.id] = (m.gossip_address, changed_at.get(m.id, now))
+            elif m.id in failed:
+                del failed[m.id]
+        expired = [k for k, (_, since) in failed.items() if now - since >= cfg.reconnect_timeout_s]
+        for mid in expired:
+            del failed[mid]
+        if not failed or self._membership.leaving:
+            return
+        live = max(1, self._table.live_count)
+        if self.rng.random() >= min(1.0, len(failed) / live):
+            return
+        mid = self.rng.choice(sorted(failed))
+        self._push_pull.append(failed[mid][0])
+        self.counters["reconnects"] += 1
 
 
 def _is_alive(m: Member) -> bool:

@@ -30,6 +30,7 @@ FAST_SETTINGS: dict[str, object] = {
     "suspicion_mult": 3,
     "suspicion_max_timeout_mult": 2,
     "push_pull_interval_s": 5.0,
+    "reconnect_interval_s": 1.0,  # healed partitions re-merge within seconds
     "request_timeout_s": 10.0,
     "log_level": "info",
 }

@@ -85,6 +85,19 @@ class Net:
         if both:
             self.blocked.add((b.local.gossip_address, a.local.gossip_address))
 
+    def partition(self, *sides: Iterable[Swim]) -> None:
+        """Drop every datagram and push-pull between members of different ``sides``."""
+        groups = [[s.local.gossip_address for s in side] for side in sides]
+        for i, a_side in enumerate(groups):
+            for b_side in groups[i + 1 :]:
+                for a in a_side:
+                    for b in b_side:
+                        self.blocked.update({(a, b), (b, a)})
+
+    def heal(self) -> None:
+        """Undo every ``block`` and ``partition``."""
+        self.blocked.clear()
+
     def inject(self, dst: Swim, data: bytes, src: Address = ("10.9.9.9", 7946)) -> None:
         """Deliver raw bytes now, outside the network (tests of hostile input)."""
         dst.receive(data, src, self.now)

@@ -307,3 +307,68 @@ def test_last_calls_precede_a_declared_death() -> None:
     # (stretched by the survivor's health multiplier: all its probes fail)
     assert 6 * 4.0 + 3 * 0.5 <= net.now - suspected_at <= 6 * 4.0 + 3 * 0.5 * 8
     assert sent_to_victim
+
+
+def _partition_and_heal(net: Net, swims: list[Swim], split_s: float) -> None:
+    """Split ``swims`` 2|3 until each side holds the other DEAD past gossip_to_dead_s."""
+    left, right = swims[:2], swims[2:]
+    net.partition(left, right)
+    net.run(split_s)
+    cfg = net.config
+    for a, b_side in [*((s, right) for s in left), *((s, left) for s in right)]:
+        for b in b_side:
+            assert net.state_of(a, b.local.id) is DEAD, (a.local.id, b.local.id)
+            changed = a._table.changed_at[b.local.id]
+            assert net.now - changed > cfg.gossip_to_dead_s  # gossip to the dead is over
+    net.heal()
+
+
+def test_healed_partition_remerges_through_reconnect() -> None:
+    cfg = SwimConfig(reconnect_interval_s=2.0, gossip_to_dead_s=10.0)
+    net = Net(seed=21, config=cfg)
+    swims = net.cluster(5)
+    _partition_and_heal(net, swims, 60.0)
+    before = sum(s.counters["reconnects"] for s in swims)
+    assert net.run_until(lambda: net.converged(swims), 30.0), [
+        (s.local.id, sorted((m.id, m.state.name) for m in s.members())) for s in swims
+    ]
+    assert sum(s.counters["reconnects"] for s in swims) > before
+    assert any(s.counters["refutations"] for s in swims)
+    _no_internal_errors(net)
+
+
+def test_without_reconnect_a_healed_partition_stays_split() -> None:
+    # the regression: push-pull only samples ALIVE members, gossip to the dead expires
+    cfg = SwimConfig(reconnect_interval_s=2.0, reconnect_timeout_s=0.0, gossip_to_dead_s=10.0)
+    net = Net(seed=21, config=cfg)
+    swims = net.cluster(5)
+    _partition_and_heal(net, swims, 60.0)
+    net.run(120.0)
+    assert not net.converged(swims)
+    assert sum(s.counters["reconnects"] for s in swims) == 0
+
+
+def test_reconnect_gives_up_after_reconnect_timeout_and_survives_reaping() -> None:
+    cfg = SwimConfig(reconnect_interval_s=1.0, reconnect_timeout_s=20.0, dead_member_reap_s=5.0)
+    net = Net(seed=22, config=cfg)
+    swims = net.cluster(3)
+    victim = swims[2]
+    net.crash(victim)
+    assert net.run_until(lambda: net.state_of(swims[0], victim.local.id) is None, 90.0)  # reaped
+    n = sum(s.counters["reconnects"] for s in swims[:2])
+    net.run(8.0)  # still retried once reaped: it died less than 20 s ago
+    assert sum(s.counters["reconnects"] for s in swims[:2]) > n
+    net.run(20.0)
+    n = sum(s.counters["reconnects"] for s in swims[:2])
+    net.run(30.0)
+    assert sum(s.counters["reconnects"] for s in swims[:2]) == n
+
+
+def test_healthy_cluster_sends_no_reconnect_push_pulls() -> None:
+    cfg = SwimConfig(reconnect_interval_s=1.0)
+    net = Net(seed=23, config=cfg)
+    swims = net.cluster(5)
+    net.run(120.0)
+    assert net.converged(swims)
+    assert all(s.counters["reconnects"] == 0 for s in swims)
+    assert all(s.counters["deaths"] == 0 for s in swims)
