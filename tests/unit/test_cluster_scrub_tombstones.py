@@ -30,14 +30,14 @@ async def test_scrub_finds_a_flipped_byte_and_refetches(cluster: Cluster) -> Non
     data = os.urandom(4 * CHUNK)
     await cluster.by_id["peer-0"].service.put_object("bkt", "s", data)
     await cluster.drain()
-    record = cluster.by_id["peer-0"].view
+    view = cluster.by_id["peer-0"].view
     manifest = next(
         rec
         for n in cluster.nodes
         if (rec := n.store.table(MANIFEST_TABLE).get(table_key("bkt", "s"))) is not None
     )
     digest = bytes(manifest["chunks"][2][0])
-    node = cluster.by_id[record.replicas(record.partition_of(digest))[1]]
+    node = cluster.by_id[view.replicas(view.partition_of(digest))[1]]
     flip_byte(node.store, digest, at=1000)
     scrubber = node.maintenance.scrubber
     assert await scrubber.scan() is True  # one whole pass
