@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dfspeer.gossip.config import SwimConfig
+
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
@@ -158,33 +160,17 @@ class PeerConfig:
         need(self.scrub_interval_s >= 0, "scrub_interval_s", "must be >= 0")
         for name in (
             "request_timeout_s",
-            "probe_interval_s",
-            "probe_timeout_s",
-            "gossip_interval_s",
-            "push_pull_interval_s",
             "join_timeout_s",
-            "dead_member_reap_s",
-            "reconnect_interval_s",
             "hint_delivery_interval_s",
             "tombstone_grace_s",
             "tombstone_purge_interval_s",
         ):
             need(getattr(self, name) > 0, name, "must be > 0")
-        need(self.reconnect_timeout_s >= 0, "reconnect_timeout_s", "must be >= 0 (0: never)")
-        need(
-            self.probe_timeout_s < self.probe_interval_s,
-            "probe_timeout_s",
-            "must be < probe_interval_s",
-        )
-        for name in (
-            "indirect_checks",
-            "gossip_fanout",
-            "retransmit_mult",
-            "suspicion_mult",
-            "suspicion_max_timeout_mult",
-            "awareness_max_multiplier",
-        ):
-            need(1 <= getattr(self, name) <= 64, name, "must be in 1..64")
+        # The gossip settings have one rule book: SwimConfig's own checks.
+        try:
+            SwimConfig.from_settings(self)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc).removeprefix("SwimConfig.")) from exc
         need(
             self.log_level in ("debug", "info", "warning", "error"),
             "log_level",
