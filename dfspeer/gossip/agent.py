@@ -25,7 +25,6 @@ import dataclasses
 import functools
 import logging
 import random
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
@@ -37,17 +36,22 @@ import asyncio_dgram
 from dfspeer.gossip.config import SwimConfig
 from dfspeer.gossip.keyring import Keyring
 from dfspeer.gossip.swim import Swim
+from dfspeer.gossip.transport import (
+    FrameError,
+    HostResolver,
+    close_stream,
+    is_ip,
+    read_frame,
+    write_frame,
+)
 from dfspeer.gossip.types import Member, MemberEvent, MemberState
 
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 
-MAX_FRAME_BYTES = 32 * 1024 * 1024  # push-pull frame cap, bytes
 STREAM_TIMEOUT_S = 10.0  # whole push-pull exchange (either side)
 CONNECT_TIMEOUT_S = 3.0
-RESOLVE_TIMEOUT_S = 2.0
-RESOLVE_TTL_S = 30.0  # cache of hostname -> IP for member gossip addresses
 MIN_SLEEP_S = 0.005
 MAX_SLEEP_S = 1.0
 SEND_QUEUE_MAX = 8192  # datagrams waiting for the socket
@@ -55,36 +59,6 @@ MAX_OUTBOUND_STREAMS = 4  # concurrent push-pull exchanges we start
 MAX_INBOUND_STREAMS = 16  # concurrent push-pull exchanges we serve
 JOIN_BACKOFF_INITIAL_S = 0.5
 JOIN_BACKOFF_MAX_S = 8.0
-
-
-class FrameError(Exception):
-    """A push-pull frame is larger than the cap."""
-
-
-async def read_frame(reader: asyncio.StreamReader, max_bytes: int = MAX_FRAME_BYTES) -> bytes:
-    """Read one ``4-byte BE length + payload`` frame. Raises FrameError,
-    asyncio.IncompleteReadError."""
-    size = int.from_bytes(await reader.readexactly(4), "big")
-    if size > max_bytes:
-        raise FrameError(f"frame of {size} bytes exceeds {max_bytes}")
-    return await reader.readexactly(size)
-
-
-async def write_frame(writer: asyncio.StreamWriter, payload: bytes) -> None:
-    """Write one frame and wait for the transport to drain. Raises FrameError, OSError."""
-    if len(payload) > MAX_FRAME_BYTES:
-        raise FrameError(f"frame of {len(payload)} bytes exceeds {MAX_FRAME_BYTES}")
-    writer.write(len(payload).to_bytes(4, "big"))
-    writer.write(payload)
-    await writer.drain()
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class GossipAgent:
@@ -116,7 +90,6 @@ class GossipAgent:
         self._subscribers: list[Callable[[MemberEvent], None]] = []
         self._udp: Any = None
         self._tcp: asyncio.Server | None = None
-        self._family: int = socket.AF_INET
         self._self_addrs: set[Address] = set()
         self._send_q: asyncio.Queue[tuple[Address, bytes]] = asyncio.Queue(SEND_QUEUE_MAX)
         self._wake = asyncio.Event()
@@ -126,8 +99,7 @@ class GossipAgent:
         self._join_task: asyncio.Task[None] | None = None
         self._outbound: set[Address] = set()
         self._inbound = 0
-        self._resolved: dict[str, tuple[str | None, float]] = {}
-        self._resolving: set[str] = set()
+        self._resolver = HostResolver(self.counters, self._spawn)
         self._started = False
         self._stopped = False
 
@@ -237,7 +209,7 @@ class GossipAgent:
                     raise
                 continue  # ephemeral UDP port was taken on TCP: try another
             self._udp = udp
-            self._family = udp.socket.family
+            self._resolver.family = udp.socket.family
             break
         if port != self.local_member.gossip_address[1]:
             # Port 0 resolved before anything ran: rebuild the core around the real port.
@@ -254,7 +226,7 @@ class GossipAgent:
             return True
         port = self.local_member.gossip_address[1]
         wildcard = self.bind_host in ("", "0.0.0.0", "::")
-        return wildcard and addr[1] == port and _is_ip(addr[0]) and ip_address(addr[0]).is_loopback
+        return wildcard and addr[1] == port and is_ip(addr[0]) and ip_address(addr[0]).is_loopback
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -333,7 +305,7 @@ class GossipAgent:
 
     def _flush(self) -> None:
         for dest, data in self.swim.drain_datagrams():
-            addr = self._route(dest)
+            addr = self._resolver.route(dest, stopped=self._stopped)
             if addr is None:
                 continue
             try:
@@ -363,45 +335,6 @@ class GossipAgent:
             self._joined.set()
             log.info("gossip %s joined the cluster", self.local_member.id)
 
-    def _route(self, dest: Address) -> Address | None:
-        """An IP destination for ``dest``; None (datagram dropped) while a hostname resolves."""
-        host, port = dest
-        if _is_ip(host):
-            return dest
-        ip, expires = self._resolved.get(host, (None, 0.0))
-        if time.monotonic() >= expires and host not in self._resolving and not self._stopped:
-            self._resolving.add(host)
-            self._spawn(self._resolve_cached(host, port), "gossip-resolve")
-        if ip is None:
-            self.counters["dropped.unresolved"] += 1
-            return None
-        return (ip, port)
-
-    async def _resolve_cached(self, host: str, port: int) -> None:
-        try:
-            ip = await self._resolve(host, port)
-            ttl = RESOLVE_TTL_S if ip is not None else RESOLVE_TTL_S / 6
-            old = self._resolved.get(host, (None, 0.0))[0]
-            self._resolved[host] = (ip or old, time.monotonic() + ttl)
-        finally:
-            self._resolving.discard(host)
-
-    async def _resolve(self, host: str, port: int) -> str | None:
-        """First address of ``host`` in the socket's family, or None (logged) on failure."""
-        if _is_ip(host):
-            return host
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(host, port, family=self._family, type=socket.SOCK_DGRAM),
-                timeout=RESOLVE_TIMEOUT_S,
-            )
-        except (OSError, TimeoutError) as exc:
-            self.counters["resolve_errors"] += 1
-            log.warning("gossip: cannot resolve %s: %s", host, exc or "timeout")
-            return None
-        return str(infos[0][4][0]) if infos else None
-
     # ------------------------------------------------------------------ join
     async def _join_loop(self, seeds: list[Address]) -> None:
         delay = JOIN_BACKOFF_INITIAL_S
@@ -410,7 +343,7 @@ class GossipAgent:
             attempt += 1
             resolved: list[Address] = []
             unresolved = 0
-            ips = await asyncio.gather(*(self._resolve(h, int(p)) for h, p in seeds))
+            ips = await asyncio.gather(*(self._resolver.resolve(h, int(p)) for h, p in seeds))
             for ip, (_, port) in zip(ips, seeds, strict=True):
                 if ip is None:
                     unresolved += 1
@@ -463,14 +396,14 @@ class GossipAgent:
         finally:
             self._outbound.discard(target)
             if writer is not None:
-                await _close(writer)
+                await close_stream(writer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Answer one push-pull: merge the caller's state, reply with ours."""
         task = asyncio.current_task()
         if self._stopped or self._inbound >= MAX_INBOUND_STREAMS or task is None:
             self.counters["push_pull.refused"] += 1
-            await _close(writer)
+            await close_stream(writer)
             return
         self._inbound += 1
         self._tasks.add(task)
@@ -489,10 +422,4 @@ class GossipAgent:
         finally:
             self._inbound -= 1
             self._tasks.discard(task)
-            await _close(writer)
-
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(OSError, TimeoutError):
-        await asyncio.wait_for(writer.wait_closed(), timeout=1.0)
+            await close_stream(writer)

@@ -19,10 +19,11 @@ from typing import Any
 import prometheus_client
 import pytest
 
-from dfspeer.gossip.agent import MAX_FRAME_BYTES, GossipAgent, write_frame
+from dfspeer.gossip.agent import GossipAgent
 from dfspeer.gossip.config import SwimConfig
 from dfspeer.gossip.keyring import Keyring
 from dfspeer.gossip.metrics import GossipMetrics
+from dfspeer.gossip.transport import MAX_FRAME_BYTES, write_frame
 from dfspeer.gossip.types import Member, MemberEvent, MemberState
 from tests.integration._gossip_helpers import (
     GossipProc,
