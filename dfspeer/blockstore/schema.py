@@ -184,13 +184,15 @@ def open_schema(
     is forgotten, so that a later open with summaries rebuilds them. Raises ValueError for
     an unknown on-disk format.
     """
-    dbs = Dbs(
-        blocks=env.open_db(BLOCKS_DB),
-        by_partition=env.open_db(PARTITION_DB),
-        meta=env.open_db(META_DB),
-        summary=env.open_db(BLOCKS_SUMMARY_DB) if summaries else None,
-    )
+    # open_db with an explicit write txn: without one, py-lmdb begins its own write txn
+    # while holding the GIL (see dfspeer.blockstore.writer).
     with env.begin(write=True, buffers=True) as txn:
+        dbs = Dbs(
+            blocks=env.open_db(BLOCKS_DB, txn=txn),
+            by_partition=env.open_db(PARTITION_DB, txn=txn),
+            meta=env.open_db(META_DB, txn=txn),
+            summary=env.open_db(BLOCKS_SUMMARY_DB, txn=txn) if summaries else None,
+        )
         fmt = txn.get(FORMAT_KEY, db=dbs.meta)
         if fmt is None:
             txn.put(FORMAT_KEY, FORMAT, db=dbs.meta)

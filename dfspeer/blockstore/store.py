@@ -57,7 +57,14 @@ from dfspeer.blockstore.schema import (
     zero_partition,
 )
 from dfspeer.blockstore.summary import MerkleReader
-from dfspeer.blockstore.tables import MetaTable, TableHandle, check_table_name, open_table
+from dfspeer.blockstore.tables import (
+    MetaTable,
+    TableHandle,
+    check_table_name,
+    open_existing_tables,
+    open_table,
+    summary_current,
+)
 from dfspeer.blockstore.writer import GroupCommitWriter, WriteTxn
 
 GiB = 1024**3
@@ -149,6 +156,10 @@ class BlockStore:
             raise BlockStoreError(f"cannot open LMDB environment {self.path}: {exc}") from exc
         try:
             self._dbs, self._counters = open_schema(self._env, partition_of, summaries)
+            # Open the existing tables' sub-dbs now, while no other thread uses the env, so
+            # that a later first use of one needs no write transaction (see table()).
+            with self._env.begin(write=True, buffers=True) as txn:
+                self._dbis = open_existing_tables(self._env, txn, summaries, max_tables)
         except lmdb.Error as exc:
             self._env.close()
             raise self._map_error(exc) from exc
@@ -161,6 +172,7 @@ class BlockStore:
         self._handles: dict[str, TableHandle] = {}
         self._readers_by_name: dict[str, MerkleReader] = {}
         self._tables_lock = threading.Lock()
+        self._open_lock = threading.Lock()
         self._readers = 0
         self._readers_cond = threading.Condition()
         self._closing = False
@@ -358,9 +370,14 @@ class BlockStore:
         Merkle summary; default: the store's ``partition_of`` (all keys in partition 0
         without one). Give it at the first use of the table in the process (also before a
         :meth:`write_batch` on it); a different one later raises ValueError. If the summary
-        on disk was built with another partitioner (or none), it is rebuilt here, in one
-        write transaction on the calling thread. Raises ``BlockStoreError`` when more than
-        ``max_tables`` would exist.
+        on disk was built with another partitioner (or none), it is rebuilt here.
+
+        The first use of a table that did not exist when the store was opened (or whose
+        summary must be rebuilt) creates it in the writer thread, alone in its own write
+        transaction, and blocks the caller (event loop included) until that is committed:
+        at most the current group commit plus the creation. Raises ``BlockStoreError`` when
+        more than ``max_tables`` would exist, or when such a first use happens inside the
+        writer thread (e.g. in an update callback).
         """
         handle = self._table_handle(name, partition_key_of)
         with self._tables_lock:
@@ -401,23 +418,63 @@ class BlockStore:
         self, name: str, partition_key_of: Callable[[bytes], int] | None = None
     ) -> TableHandle:
         check_table_name(name)
-        # mdb_dbi_open must not run in two transactions at once: hence the lock.
-        with self._tables_lock:
-            handle = self._handles.get(name)
+        handle = self._cached_handle(name, partition_key_of)
+        if handle is not None:
+            return handle
+        if self._writer.in_writer_thread():
+            raise BlockStoreError(
+                f"cannot open table {name!r} for the first time inside the block store's "
+                "writer thread (e.g. in an update callback); open it beforehand"
+            )
+        # One opener at a time (so two first uses cannot rebuild the summary with two
+        # partitioners); never held by the writer thread, nor while holding _tables_lock.
+        with self._open_lock:
+            handle = self._cached_handle(name, partition_key_of)
             if handle is not None:
-                if partition_key_of is not None and partition_key_of != handle.partition_of:
-                    raise ValueError(f"table {name!r} is already open with another partitioner")
                 return handle
             partition_of = partition_key_of or self._partition_of or zero_partition
             with self._reading():
-                try:
-                    handle = open_table(self._env, self._dbs, name, partition_of, self.summaries)
-                except lmdb.DbsFullError as exc:
-                    raise BlockStoreError(f"cannot create table {name!r}: too many tables") from exc
-                except lmdb.Error as exc:
-                    raise self._map_error(exc) from exc
-            self._handles[name] = handle
+                handle = self._open_handle(name, partition_of)
+            with self._tables_lock:
+                self._handles[name] = handle
             return handle
+
+    def _cached_handle(
+        self, name: str, partition_key_of: Callable[[bytes], int] | None
+    ) -> TableHandle | None:
+        with self._tables_lock:
+            handle = self._handles.get(name)
+        if (
+            handle is not None
+            and partition_key_of is not None
+            and partition_key_of != handle.partition_of
+        ):
+            raise ValueError(f"table {name!r} is already open with another partitioner")
+        return handle
+
+    def _open_handle(self, name: str, partition_of: PartitionOf) -> TableHandle:
+        """Handle of table ``name``: from the sub-dbs opened at store open if its summary is
+        current (a read), else created/rebuilt in the writer thread. Never begins a write
+        transaction on this thread: see :mod:`dfspeer.blockstore.writer` for why."""
+        dbis = self._dbis.get(name)
+        if dbis is not None:
+            db, summary = dbis
+            if summary is None:
+                return TableHandle(name, db, None, partition_of)
+            with self._read_txn() as txn:
+                if summary_current(txn, self._dbs, name, partition_of):
+                    return TableHandle(name, db, summary, partition_of)
+        try:
+            handle: TableHandle = self._writer.run_exclusive(
+                lambda txn: open_table(
+                    self._env, txn, self._dbs, name, partition_of, self.summaries
+                )
+            )
+        except lmdb.DbsFullError as exc:
+            raise BlockStoreError(f"cannot create table {name!r}: too many tables") from exc
+        except lmdb.Error as exc:
+            raise self._map_error(exc) from exc
+        return handle
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager

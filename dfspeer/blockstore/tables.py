@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 import cbor2
 import lmdb
 
-from dfspeer.blockstore.merkle import BLOCKS_TREE, record_change, value_hash
+from dfspeer.blockstore.merkle import BLOCKS_TREE, fingerprint, record_change, value_hash
 from dfspeer.blockstore.schema import (
+    SUMMARY_FINGERPRINT_PREFIX,
     TABLE_PREFIX,
     TABLE_SUMMARY_PREFIX,
     Dbs,
@@ -87,29 +88,75 @@ class TableHandle:
         return partition
 
 
+def open_table_dbs(
+    env: lmdb.Environment, txn: lmdb.Transaction[memoryview], name: str, summaries: bool
+) -> tuple[lmdb._Database, lmdb._Database | None]:
+    """Open (creating if needed) the sub-db of table ``name`` and, with ``summaries``, of its
+    Merkle trie, inside the write transaction ``txn``.
+
+    Always pass the transaction: ``env.open_db()`` without one begins a write transaction
+    while holding the GIL, which deadlocks against the writer thread (see
+    :mod:`.writer`). The handles are usable by other transactions once ``txn`` commits
+    (an abort closes them). Raises ``lmdb.Error`` (e.g. ``DbsFullError``: too many tables).
+    """
+    db = env.open_db(TABLE_PREFIX + name.encode(), txn=txn)
+    summary = env.open_db(TABLE_SUMMARY_PREFIX + name.encode(), txn=txn) if summaries else None
+    return db, summary
+
+
+def open_existing_tables(
+    env: lmdb.Environment, txn: lmdb.Transaction[memoryview], summaries: bool, limit: int
+) -> dict[str, tuple[lmdb._Database, lmdb._Database | None]]:
+    """Open the sub-dbs of (at most ``limit`` of) the tables that exist, inside ``txn``
+    (the store does this at open, before its writer thread starts, so that later uses of
+    existing tables need no write transaction). Returns name -> (db, summary db)."""
+    names: list[str] = []
+    with txn.cursor() as cursor:
+        if cursor.set_range(TABLE_PREFIX):
+            for key in cursor.iternext(keys=True, values=False):
+                raw = bytes(key)
+                if not raw.startswith(TABLE_PREFIX):
+                    break
+                name = raw[len(TABLE_PREFIX) :].decode(errors="replace")
+                if TABLE_NAME.fullmatch(name) and name != BLOCKS_TREE:
+                    names.append(name)
+    return {name: open_table_dbs(env, txn, name, summaries) for name in names[:limit]}
+
+
+def summary_current(
+    txn: lmdb.Transaction[memoryview], dbs: Dbs, name: str, partition_of: PartitionOf
+) -> bool:
+    """True if the Merkle trie of table ``name`` was built with ``partition_of`` (read-only
+    check: then opening the table needs no write transaction)."""
+    stored = txn.get(SUMMARY_FINGERPRINT_PREFIX + TABLE_SUMMARY_PREFIX + name.encode(), db=dbs.meta)
+    return stored is not None and bytes(stored) == fingerprint(partition_of)
+
+
 def open_table(
-    env: lmdb.Environment, dbs: Dbs, name: str, partition_of: PartitionOf, summaries: bool
+    env: lmdb.Environment,
+    txn: lmdb.Transaction[memoryview],
+    dbs: Dbs,
+    name: str,
+    partition_of: PartitionOf,
+    summaries: bool,
 ) -> TableHandle:
     """Open (creating if needed) table ``name`` and, with ``summaries``, its Merkle trie,
-    rebuilt first if missing or built with another partitioner.
-
-    Runs write transactions on the calling thread (they wait for the writer's current
-    commit); the caller serializes calls (``mdb_dbi_open`` is not reentrant). Raises
-    ``lmdb.Error`` (e.g. ``DbsFullError``: too many tables).
+    rebuilt first if missing or built with another partitioner — all inside the write
+    transaction ``txn``, which the caller commits (the store runs this in its writer
+    thread, see ``GroupCommitWriter.run_exclusive``). Raises ``lmdb.Error`` (e.g.
+    ``DbsFullError``: too many tables).
     """
-    db = env.open_db(TABLE_PREFIX + name.encode())
-    if not summaries:
+    db, summary = open_table_dbs(env, txn, name, summaries)
+    if summary is None:
         return TableHandle(name, db, None, partition_of)
-    sub_db = TABLE_SUMMARY_PREFIX + name.encode()
-    summary = env.open_db(sub_db)
 
-    def leaves(txn: lmdb.Transaction[memoryview]) -> Iterator[tuple[bytes, bytes]]:
+    def leaves() -> Iterator[tuple[bytes, bytes]]:
         with txn.cursor(db=db) as cursor:
             for key, value in cursor:
                 yield bytes(key), value_hash(bytes(value))
 
-    with env.begin(write=True, buffers=True) as txn:
-        check_summary(txn, dbs, sub_db, summary, partition_of, leaves(txn))
+    sub_db = TABLE_SUMMARY_PREFIX + name.encode()
+    check_summary(txn, dbs, sub_db, summary, partition_of, leaves())
     return TableHandle(name, db, summary, partition_of)
 
 

@@ -23,12 +23,22 @@ Failure isolation:
 
 Cancelling the awaiting coroutine does not withdraw a queued request: it may still be
 applied.
+
+No write transaction is ever begun outside the writer thread. Work that needs a write
+transaction of its own — creating a table's sub-databases (``mdb_dbi_open``) and checking
+or rebuilding its Merkle summary — is queued as an *exclusive* request
+(:meth:`GroupCommitWriter.run_exclusive`), run alone in its own transaction between two
+groups. This matters beyond serialization: py-lmdb's ``Environment.open_db()`` without a
+``txn`` begins a write transaction while *holding the GIL*, so calling it on another thread
+while the writer holds (or is acquiring) LMDB's write mutex deadlocks the process — that
+thread waits for the mutex with the GIL, the writer waits for the GIL with the mutex.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Callable
@@ -86,6 +96,14 @@ class _Request:
     error: BaseException | None = field(default=None)
 
 
+@dataclass(slots=True, eq=False)
+class _Exclusive:
+    """Run ``fn(txn)`` alone in its own write transaction; the result goes to ``future``."""
+
+    fn: Callable[[lmdb.Transaction[memoryview]], Any]
+    future: concurrent.futures.Future[Any]
+
+
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if future.done():  # the caller was cancelled; the write may still have happened
         return
@@ -123,7 +141,7 @@ class GroupCommitWriter:
         self._map_error = map_error
         self._max_group_bytes = max_group_bytes
         self._max_group_requests = max_group_requests
-        self._queue: collections.deque[_Request] = collections.deque()
+        self._queue: collections.deque[_Request | _Exclusive] = collections.deque()
         self._cond = threading.Condition()
         self._closing = False
         self.commits = 0
@@ -150,6 +168,35 @@ class GroupCommitWriter:
             self._cond.notify()
         return await request.future
 
+    def in_writer_thread(self) -> bool:
+        """True if called from the writer thread itself."""
+        return threading.current_thread() is self._thread
+
+    def run_exclusive(self, fn: Callable[[lmdb.Transaction[memoryview]], Any]) -> Any:
+        """Run ``fn(txn)`` in the writer thread, alone in its own write transaction
+        (``buffers=True``) between two groups; commit it and return ``fn``'s result.
+
+        Blocking: callable from any thread but the writer's own (the event loop included —
+        it waits at most for the group being committed; use it for rare work such as
+        opening a table). Raises what ``fn`` raised (the transaction is then aborted, so
+        nothing of it is written), ``lmdb.Error`` (unmapped), or ``BlockStoreError`` if the
+        writer is closed or if called from the writer thread (it would wait for itself).
+        Not counted in ``commits``/``requests``.
+        """
+        if self.in_writer_thread():
+            raise BlockStoreError(
+                "cannot run an exclusive write (e.g. open a new table) from inside the "
+                "block store's writer thread (e.g. in a table update callback): it would "
+                "wait for itself"
+            )
+        request = _Exclusive(fn, concurrent.futures.Future())
+        with self._cond:
+            if self._closing:
+                raise BlockStoreError("block store is closed")
+            self._queue.append(request)
+            self._cond.notify()
+        return request.future.result()
+
     async def close(self) -> None:
         """Refuse new requests, let the thread finish everything queued, and join it."""
         with self._cond:
@@ -160,6 +207,9 @@ class GroupCommitWriter:
     # ------------------------------------------------------------------ writer thread
     def _run(self) -> None:
         while (group := self._take()) is not None:
+            if isinstance(group, _Exclusive):
+                self._run_exclusive(group)
+                continue
             try:
                 self._process(group)
             except BaseException as exc:  # a bug here must not leave callers hanging
@@ -172,24 +222,41 @@ class GroupCommitWriter:
                         _settle, request.future, request.result, request.error
                     )
 
-    def _take(self) -> list[_Request] | None:
-        """Block until work is queued; pop a group. None once closing and drained."""
+    def _take(self) -> list[_Request] | _Exclusive | None:
+        """Block until work is queued; pop a group (or one exclusive request, which never
+        joins a group). None once closing and drained."""
         with self._cond:
             while not self._queue and not self._closing:
                 self._cond.wait()
             if not self._queue:
                 return None
-            group = [self._queue.popleft()]
-            size = group[0].size
-            while (
-                self._queue
-                and len(group) < self._max_group_requests
-                and size + self._queue[0].size <= self._max_group_bytes
-            ):
-                request = self._queue.popleft()
-                size += request.size
-                group.append(request)
+            first = self._queue.popleft()
+            if isinstance(first, _Exclusive):
+                return first
+            group = [first]
+            size = first.size
+            while self._queue and len(group) < self._max_group_requests:
+                head = self._queue[0]
+                if isinstance(head, _Exclusive) or size + head.size > self._max_group_bytes:
+                    break
+                self._queue.popleft()
+                size += head.size
+                group.append(head)
             return group
+
+    def _run_exclusive(self, request: _Exclusive) -> None:
+        try:
+            txn = self._env.begin(write=True, buffers=True)
+            try:
+                result = request.fn(txn)
+                txn.commit()
+            except BaseException:
+                txn.abort()
+                raise
+        except BaseException as exc:  # the waiting caller gets it; the writer goes on
+            request.future.set_exception(exc)
+        else:
+            request.future.set_result(result)
 
     def _process(self, group: list[_Request]) -> None:
         if len(group) > 1:
