@@ -49,6 +49,7 @@ import aiohttp
 import psutil  # type: ignore[import-untyped]
 from aiohttp import web
 
+from dfspeer.config import PeerConfig
 from dfspeer.localcluster import LocalCluster
 
 MiB = 1024 * 1024
@@ -418,7 +419,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller objects, fewer samples")
-    parser.add_argument("--chunk-size", type=int, default=4 * MiB, help="main run chunk size")
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=PeerConfig().chunk_size_bytes,
+        help="main run chunk size (default: PeerConfig's)",
+    )
     parser.add_argument(
         "--chunk-sizes",
         type=lambda s: [int(x) for x in s.split(",")],
