@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import socket
@@ -66,8 +65,7 @@ _T = TypeVar("_T")
 
 def swim_config(config: PeerConfig) -> SwimConfig:
     """The gossip settings of ``config`` (every SwimConfig field that PeerConfig names)."""
-    names = {f.name for f in dataclasses.fields(SwimConfig)}
-    return SwimConfig(**{n: getattr(config, n) for n in names if hasattr(config, n)})
+    return SwimConfig.from_settings(config)
 
 
 def load_keyring(config: PeerConfig) -> Keyring:
