@@ -1,20 +1,26 @@
-"""An in-process cluster for the issue-5 tests: real block stores behind real internal apps
-(with the hint routes) on aiohttp test servers, each peer with its own view, RPC client,
-replicator, object service and :class:`~dfspeer.cluster.maintenance.Maintenance`."""
+"""A shared in-process cluster for the unit tests: real block stores behind real internal apps
+on aiohttp test servers, each peer with its own view and RPC client, plus (chosen by the
+builder's arguments) a replicator and object service, a
+:class:`~dfspeer.cluster.maintenance.Maintenance` (with the hint routes) and/or a
+:class:`~dfspeer.cluster.repair.RepairService`."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from dfspeer.api.internal import internal_app
 from dfspeer.blockstore import BlockStore
+from dfspeer.cluster.antientropy import AntiEntropy
 from dfspeer.cluster.maintenance import Maintenance
+from dfspeer.cluster.records import MergeFn
+from dfspeer.cluster.repair import RepairService
 from dfspeer.cluster.replication import Replicator
 from dfspeer.cluster.rpc import PeerRpcClient
 from dfspeer.cluster.view import ClusterView
@@ -35,6 +41,15 @@ CONFIG = PeerConfig(
 ).validate()
 
 
+T = TypeVar("T")
+
+
+def _required(value: T | None, what: str) -> T:
+    if value is None:
+        raise AttributeError(f"this cluster was built without a {what}")
+    return value
+
+
 @dataclasses.dataclass
 class Node:
     peer_id: str
@@ -42,13 +57,45 @@ class Node:
     server: TestServer
     view: ClusterView
     rpc: PeerRpcClient
-    replicator: Replicator
-    service: ObjectService
-    maintenance: Maintenance
+    replicator_: Replicator | None = None
+    service_: ObjectService | None = None
+    maintenance_: Maintenance | None = None
+    repair_: RepairService | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.server.port}"
+
+    @property
+    def replicator(self) -> Replicator:
+        return _required(self.replicator_, "replicator")
+
+    @property
+    def service(self) -> ObjectService:
+        return _required(self.service_, "object service")
+
+    @property
+    def maintenance(self) -> Maintenance:
+        return _required(self.maintenance_, "maintenance")
+
+    @property
+    def repair(self) -> RepairService:
+        return _required(self.repair_, "repair service")
+
+    @property
+    def ae(self) -> AntiEntropy:
+        return self.repair.ae
+
+    async def close(self) -> None:
+        if self.maintenance_ is not None:
+            await self.maintenance_.stop()
+        if self.replicator_ is not None:
+            await self.replicator_.close()
+        if self.repair_ is not None:
+            await self.repair_.close()
+        await self.rpc.close()
+        await self.server.close()
+        await self.store.close()
 
 
 class Cluster:
@@ -57,26 +104,43 @@ class Cluster:
         self.by_id = {n.peer_id: n for n in nodes}
 
     def members(
-        self, down: tuple[str, ...] = (), state: MemberState = MemberState.ALIVE
+        self,
+        down: tuple[str, ...] = (),
+        state: MemberState = MemberState.ALIVE,
+        *,
+        ids: Iterable[str] | None = None,
     ) -> list[Member]:
+        """Members ``ids`` (default every node); ``down`` ones unreachable, in gossip ``state``."""
         return [
             Member(
-                n.peer_id,
+                p,
                 ("127.0.0.1", 0),
-                DEAD if n.peer_id in down else n.address,
+                DEAD if p in down else self.by_id[p].address,
                 1,
-                state if n.peer_id in down else MemberState.ALIVE,
+                state if p in down else MemberState.ALIVE,
             )
-            for n in self.nodes
+            for p in (self.by_id if ids is None else ids)
         ]
 
-    def set_down(self, *peer_ids: str, state: MemberState = MemberState.ALIVE) -> None:
-        """Make ``peer_ids`` unreachable as seen by every node (gossip ``state`` for them)."""
-        for n in self.nodes:
-            n.view.update(self.members(peer_ids, state))
+    def set_down(
+        self,
+        *peer_ids: str,
+        state: MemberState = MemberState.ALIVE,
+        on: tuple[int, ...] | None = None,
+    ) -> None:
+        """Make ``peer_ids`` unreachable (gossip ``state`` for them) as seen by nodes ``on``
+        (indexes; default every node)."""
+        for i in range(len(self.nodes)) if on is None else on:
+            self.nodes[i].view.update(self.members(peer_ids, state))
 
     def heal(self) -> None:
         self.set_down()
+
+    def set_view(self, members: list[str], down: tuple[str, ...] = ()) -> None:
+        """Every node's view: ``members`` (ids) ALIVE, ``down`` ones unreachable."""
+        listed = self.members(down, ids=members)
+        for n in self.nodes:
+            n.view.update(listed)
 
     async def drain(self) -> None:
         for n in self.nodes:
@@ -85,6 +149,10 @@ class Cluster:
 
     async def holders(self, digest: bytes) -> set[str]:
         return {n.peer_id for n in self.nodes if await n.store.has(digest)}
+
+    async def close(self) -> None:
+        for n in self.nodes:
+            await n.close()
 
 
 def flip_byte(store: BlockStore, digest: bytes, at: int = 0) -> None:
@@ -96,44 +164,82 @@ def flip_byte(store: BlockStore, digest: bytes, at: int = 0) -> None:
         txn.put(digest, bytes(data))
 
 
-@asynccontextmanager
-async def make_cluster(
-    tmp_path: Path, size: int = 4, config: PeerConfig = CONFIG
-) -> AsyncIterator[Cluster]:
+async def start_cluster(
+    tmp_path: Path,
+    size: int,
+    config: PeerConfig,
+    *,
+    objects: bool = False,
+    maintenance: bool = False,
+    repair_merges: Mapping[str, MergeFn] | None = None,
+) -> Cluster:
+    """Start ``size`` peers; ``objects`` adds a replicator and object service, ``maintenance``
+    adds those plus a Maintenance (and the hint routes), ``repair_merges`` a RepairService.
+    Every view lists every peer ALIVE. Close with :meth:`Cluster.close`."""
     partitioner = Partitioner(config.partition_bits)
     nodes: list[Node] = []
-    for i in range(size):
-        peer_id = f"peer-{i}"
-        store = BlockStore(
-            tmp_path / peer_id,
-            map_size_bytes=256 << 20,
-            durable=False,
-            partition_of=partitioner.partition,
-        )
-        view = ClusterView(
-            peer_id,
-            partition_bits=config.partition_bits,
-            replication_factor=config.replication_factor,
-        )
-        rpc = PeerRpcClient(KEYRING, peer_id, timeout_s=config.request_timeout_s)
-        replicator = Replicator(config, view, store, rpc)
-        maintenance = Maintenance(config, view, store, rpc, replicator)
-        app = web.Application()
-        app.add_subapp(
-            "/internal/", internal_app(store, KEYRING, self_id=peer_id, hints=maintenance.hints)
-        )
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        service = ObjectService(config, view, store, replicator)
-        nodes.append(Node(peer_id, store, server, view, rpc, replicator, service, maintenance))
+    try:
+        for i in range(size):
+            peer_id = f"peer-{i}"
+            store = BlockStore(
+                tmp_path / peer_id,
+                map_size_bytes=256 << 20,
+                durable=False,
+                partition_of=partitioner.partition,
+            )
+            view = ClusterView(
+                peer_id,
+                partition_bits=config.partition_bits,
+                replication_factor=config.replication_factor,
+            )
+            rpc = PeerRpcClient(KEYRING, peer_id, timeout_s=config.request_timeout_s)
+            replicator: Replicator | None = None
+            service: ObjectService | None = None
+            maint: Maintenance | None = None
+            repair: RepairService | None = None
+            if objects or maintenance:
+                replicator = Replicator(config, view, store, rpc)
+                if maintenance:
+                    maint = Maintenance(config, view, store, rpc, replicator)
+                service = ObjectService(config, view, store, replicator)
+            if repair_merges is not None:
+                repair = RepairService(config, view, store, rpc, merges=repair_merges)
+            app = web.Application()
+            hints = maint.hints if maint is not None else None
+            app.add_subapp("/internal/", internal_app(store, KEYRING, self_id=peer_id, hints=hints))
+            server = TestServer(app, host="127.0.0.1")
+            node = Node(peer_id, store, server, view, rpc, replicator, service, maint, repair)
+            nodes.append(node)
+            await node.server.start_server()
+    except BaseException:
+        await Cluster(nodes).close()
+        raise
     cluster = Cluster(nodes)
     cluster.heal()
+    return cluster
+
+
+@asynccontextmanager
+async def make_cluster(
+    tmp_path: Path,
+    size: int = 4,
+    config: PeerConfig = CONFIG,
+    *,
+    objects: bool = False,
+    maintenance: bool = True,
+    repair_merges: Mapping[str, MergeFn] | None = None,
+) -> AsyncIterator[Cluster]:
+    """:func:`start_cluster` as a context manager (by default with Maintenance, for the
+    issue-5 tests), closing every peer on exit."""
+    cluster = await start_cluster(
+        tmp_path,
+        size,
+        config,
+        objects=objects,
+        maintenance=maintenance,
+        repair_merges=repair_merges,
+    )
     try:
         yield cluster
     finally:
-        for n in nodes:
-            await n.maintenance.stop()
-            await n.replicator.close()
-            await n.rpc.close()
-            await n.server.close()
-            await n.store.close()
+        await cluster.close()

@@ -4,7 +4,6 @@ RepairService (anti-entropy + rebalancer)."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 from collections.abc import AsyncIterator, Callable
@@ -12,26 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 
-from dfspeer.api.internal import internal_app
-from dfspeer.blockstore import BlockStore, PutBlock, TablePut
+from dfspeer.blockstore import PutBlock, TablePut
 from dfspeer.blockstore.merkle import BLOCKS_TREE
-from dfspeer.cluster.antientropy import AntiEntropy
-from dfspeer.cluster.repair import RepairMetrics, RepairService
+from dfspeer.cluster.repair import RepairMetrics
 from dfspeer.cluster.replication import Replicator
-from dfspeer.cluster.rpc import PeerRpcClient
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
-from dfspeer.gossip import Keyring, Member, MemberState
+from dfspeer.gossip import Member, MemberState
 from dfspeer.objects import ObjectService
 from dfspeer.objects.manifest import MANIFEST_TABLE, merge_manifest, table_key
-from dfspeer.ring import Partitioner
+from tests.unit.maintenance_cluster import Cluster, Node, start_cluster
 
-KEYRING = Keyring([bytes(range(32))])
-DEAD = "127.0.0.1:1"
 MERGES = {MANIFEST_TABLE: merge_manifest}
 
 
@@ -47,66 +39,9 @@ def config(rf: int = 3) -> PeerConfig:
     ).validate()
 
 
-@dataclasses.dataclass
-class Node:
-    peer_id: str
-    store: BlockStore
-    server: TestServer
-    view: ClusterView
-    rpc: PeerRpcClient
-    repair: RepairService
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.server.port}"
-
-    @property
-    def ae(self) -> AntiEntropy:
-        return self.repair.ae
-
-
-class Cluster:
-    def __init__(self, nodes: list[Node]) -> None:
-        self.nodes = nodes
-
-    def set_view(self, members: list[str], down: tuple[str, ...] = ()) -> None:
-        """Every node's view: ``members`` (ids) ALIVE, ``down`` ones unreachable."""
-        by_id = {n.peer_id: n for n in self.nodes}
-        listed = [
-            Member(
-                p, ("127.0.0.1", 0), DEAD if p in down else by_id[p].address, 1, MemberState.ALIVE
-            )
-            for p in members
-        ]
-        for n in self.nodes:
-            n.view.update(listed)
-
-
-async def make_cluster(tmp_path: Path, count: int, rf: int) -> tuple[Cluster, list[Any]]:
-    cfg = config(rf)
-    partitioner = Partitioner(cfg.partition_bits)
-    nodes: list[Node] = []
-    for i in range(count):
-        peer_id = f"peer-{i}"
-        store = BlockStore(
-            tmp_path / peer_id,
-            map_size_bytes=256 << 20,
-            durable=False,
-            partition_of=partitioner.partition,
-        )
-        app = web.Application()
-        app.add_subapp("/internal/", internal_app(store, KEYRING, self_id=peer_id))
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        view = ClusterView(
-            peer_id, partition_bits=cfg.partition_bits, replication_factor=cfg.replication_factor
-        )
-        rpc = PeerRpcClient(KEYRING, peer_id, timeout_s=cfg.request_timeout_s)
-        repair = RepairService(cfg, view, store, rpc, merges=MERGES)
-        nodes.append(Node(peer_id, store, server, view, rpc, repair))
-    cluster = Cluster(nodes)
-    cluster.set_view([n.peer_id for n in nodes])
-    return cluster, nodes
+async def make_cluster(tmp_path: Path, count: int, rf: int) -> tuple[Cluster, list[Node]]:
+    cluster = await start_cluster(tmp_path, count, config(rf), repair_merges=MERGES)
+    return cluster, cluster.nodes
 
 
 @pytest.fixture
@@ -118,10 +53,7 @@ async def trio(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 async def close(nodes: list[Node]) -> None:
     for n in nodes:
-        await n.repair.close()
-        await n.rpc.close()
-        await n.server.close()
-        await n.store.close()
+        await n.close()
 
 
 def record(version: str, **extra: Any) -> dict[str, Any]:

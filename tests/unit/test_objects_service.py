@@ -11,14 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from dfspeer.api.internal import internal_app
-from dfspeer.blockstore import BlockStore
-from dfspeer.cluster.replication import Replicator
-from dfspeer.cluster.rpc import PeerRpcClient
-from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
 from dfspeer.errors import (
     BadDigest,
@@ -29,55 +22,9 @@ from dfspeer.errors import (
     InvalidRange,
     NoSuchKey,
 )
-from dfspeer.gossip import Keyring, Member, MemberState
-from dfspeer.objects import MANIFEST_TABLE, HybridLogicalClock, ObjectService
+from dfspeer.objects import MANIFEST_TABLE, HybridLogicalClock
 from dfspeer.objects.manifest import table_key
-from dfspeer.ring import Partitioner
-
-CHUNK = 64 * 1024
-DEAD = "127.0.0.1:1"  # nothing listens there: connection refused
-KEYRING = Keyring([bytes(range(32))])
-
-
-@dataclasses.dataclass
-class Node:
-    peer_id: str
-    store: BlockStore
-    server: TestServer
-    view: ClusterView
-    rpc: PeerRpcClient
-    replicator: Replicator
-    service: ObjectService
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.server.port}"
-
-
-class Cluster:
-    def __init__(self, nodes: list[Node]) -> None:
-        self.nodes = nodes
-
-    def members(self, down: tuple[str, ...] = ()) -> list[Member]:
-        return [
-            Member(
-                n.peer_id,
-                ("127.0.0.1", 0),
-                DEAD if n.peer_id in down else n.address,
-                1,
-                MemberState.ALIVE,
-            )
-            for n in self.nodes
-        ]
-
-    def set_down(self, *peer_ids: str, on: tuple[int, ...] = (0, 1, 2)) -> None:
-        """Make ``peer_ids`` unreachable (as seen from nodes ``on``), still ALIVE in the view."""
-        for i in on:
-            self.nodes[i].view.update(self.members(peer_ids))
-
-    def heal(self) -> None:
-        self.set_down()
-
+from tests.unit.maintenance_cluster import CHUNK, Cluster, Node, make_cluster
 
 CONFIG = PeerConfig(
     chunk_size_bytes=CHUNK,
@@ -90,46 +37,8 @@ CONFIG = PeerConfig(
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    partitioner = Partitioner(CONFIG.partition_bits)
-    nodes: list[Node] = []
-    for i in range(3):
-        peer_id = f"peer-{i}"
-        store = BlockStore(
-            tmp_path / peer_id,
-            map_size_bytes=256 << 20,
-            durable=False,
-            partition_of=partitioner.partition,
-        )
-        app = web.Application()
-        app.add_subapp("/internal/", internal_app(store, KEYRING, self_id=peer_id))
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        view = ClusterView(
-            peer_id,
-            partition_bits=CONFIG.partition_bits,
-            replication_factor=CONFIG.replication_factor,
-        )
-        rpc = PeerRpcClient(KEYRING, peer_id, timeout_s=CONFIG.request_timeout_s)
-        replicator = Replicator(CONFIG, view, store, rpc)
-        nodes.append(
-            Node(
-                peer_id,
-                store,
-                server,
-                view,
-                rpc,
-                replicator,
-                ObjectService(CONFIG, view, store, replicator),
-            )
-        )
-    cl = Cluster(nodes)
-    cl.heal()
-    yield cl
-    for n in nodes:
-        await n.replicator.close()
-        await n.rpc.close()
-        await n.server.close()
-        await n.store.close()
+    async with make_cluster(tmp_path, 3, CONFIG, objects=True, maintenance=False) as cl:
+        yield cl
 
 
 async def read_all(
