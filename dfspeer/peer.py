@@ -22,11 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
-import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -47,75 +44,19 @@ from dfspeer.cluster.repair import RepairMetrics, RepairService
 from dfspeer.cluster.replication import Replicator
 from dfspeer.cluster.rpc import PeerRpcClient
 from dfspeer.cluster.view import ClusterView
-from dfspeer.config import ConfigError, PeerConfig, parse_host_port
-from dfspeer.gossip import GossipAgent, Keyring, Member, MemberEvent, MemberState, SwimConfig
-from dfspeer.gossip import load_keyring as _load_keyring
+from dfspeer.config import PeerConfig, parse_host_port
+from dfspeer.gossip import GossipAgent, Keyring, Member, MemberEvent, MemberState
 from dfspeer.gossip.metrics import GossipMetrics
 from dfspeer.objects import ListResult, ObjectInfo, ObjectService
 from dfspeer.objects.manifest import MANIFEST_TABLE, merge_manifest
+from dfspeer.peer_setup import bind_socket, load_keyring, load_peer_id, swim_config
 from dfspeer.ring import Partitioner, Ring
 
 log = logging.getLogger("dfspeer.peer")
 
-PEER_ID_FILE = "peer_id"
 HTTP_SHUTDOWN_TIMEOUT_S = 5.0  # in-flight requests get this long to finish on stop
 READY_POLL_S = 0.05
 _T = TypeVar("_T")
-
-
-def swim_config(config: PeerConfig) -> SwimConfig:
-    """The gossip settings of ``config`` (every SwimConfig field that PeerConfig names)."""
-    return SwimConfig.from_settings(config)
-
-
-def load_keyring(config: PeerConfig) -> Keyring:
-    """The cluster keyring. Raises ConfigError without a key file unless ``insecure``."""
-    if config.cluster_key_file is not None:
-        try:
-            return _load_keyring(config.cluster_key_file)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cluster_key_file: {exc}") from exc
-    if config.insecure:
-        log.warning("running with the well-known insecure cluster key (--insecure)")
-        return Keyring.insecure()
-    raise ConfigError(
-        "cluster_key_file: a cluster key is required (create one with `dfspeer keygen`), "
-        "or pass --insecure for a throwaway local cluster"
-    )
-
-
-def load_peer_id(data_dir: Path, configured: str | None) -> str:
-    """The peer's id: ``configured``, else the one stored in ``<data_dir>/peer_id``, else a
-    new 16-hex-digit random id. Persisted (atomically) on first use. Raises ConfigError if
-    the stored id differs from ``configured`` (the data directory belongs to another peer)."""
-    path = data_dir / PEER_ID_FILE
-    try:
-        stored: str | None = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        stored = None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"data_dir: cannot read {path}: {exc}") from exc
-    if stored is not None and not (0 < len(stored) <= 128 and stored.isprintable()):
-        raise ConfigError(f"data_dir: {path} does not hold a valid peer id")
-    if stored and configured and stored != configured:
-        raise ConfigError(
-            f"peer_id: {configured!r} given, but {data_dir} belongs to peer {stored!r}"
-        )
-    peer_id = configured or stored or uuid.uuid4().hex[:16]
-    if stored != peer_id:
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(peer_id + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    return peer_id
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``(host, port)``; port 0 picks a free one. Raises OSError."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=1024)
 
 
 class Peer:
