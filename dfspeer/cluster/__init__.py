@@ -2,8 +2,9 @@
 
 from dfspeer.cluster.auth import RpcAuth
 from dfspeer.cluster.records import MergeFn, lww_pick, merge_by_version
-from dfspeer.cluster.replication import Replicator, ScanPage
+from dfspeer.cluster.replication import Replicator
 from dfspeer.cluster.rpc import PeerRpcClient, PeerUnreachable, RpcError
+from dfspeer.cluster.scan import ScanPage
 from dfspeer.cluster.view import ClusterView
 
 __all__ = [

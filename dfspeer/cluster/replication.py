@@ -24,13 +24,13 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dfspeer.blockstore import BlockNotFound, BlockStore, CorruptBlock
 from dfspeer.cluster.quorum import QuorumOutcome, cancel_all, wait_quorum, wait_until
 from dfspeer.cluster.records import MergeFn, is_stale, lww_pick, merge_by_version, record_version
 from dfspeer.cluster.rpc import PeerRpcClient, PeerUnreachable, RpcError, sha256_hex
+from dfspeer.cluster.scan import ScanPage, merge_scans, omit_fields
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
 from dfspeer.errors import DataUnavailable, DfsError, InsufficientReplicas
@@ -42,20 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _MAX_REPAIR_TASKS = 64
-
-
-@dataclass(frozen=True)
-class ScanPage:
-    """One merged page of a cluster-wide table scan.
-
-    ``items``: (table key, LWW-winning record) in key order, tombstones included; every key
-    ``<= cursor`` that any answering replica holds is here. ``more``: keys past ``cursor``
-    may exist (scan again with ``start_after=cursor``).
-    """
-
-    items: list[tuple[bytes, Any]]
-    more: bool
-    cursor: bytes | None
 
 
 class Replicator:
@@ -394,7 +380,7 @@ class Replicator:
                 rows = self.store.table(table).scan(
                     prefix=prefix, start_after=start_after, limit=limit
                 )
-                return [(k, _omit(v, omit)) for k, v in rows]
+                return [(k, omit_fields(v, omit)) for k, v in rows]
             return await self.rpc.scan_records(
                 self._address(peer),
                 table,
@@ -428,31 +414,4 @@ def _lacks_block(exc: BaseException) -> bool:
     """True if a replica's answer says it has no good copy (vs. being unreachable)."""
     return isinstance(exc, BlockNotFound) or (
         isinstance(exc, RpcError) and exc.code == "corrupt_block"
-    )
-
-
-def _omit(value: Any, fields: tuple[str, ...]) -> Any:
-    if fields and isinstance(value, dict):
-        return {k: v for k, v in value.items() if k not in fields}
-    return value
-
-
-def merge_scans(answers: Any, limit: int) -> ScanPage:
-    """k-way merge of per-replica scan answers (each sorted, each at most ``limit`` rows).
-
-    A full answer (``limit`` rows) only speaks for keys up to its last key, so the merged
-    page stops at the smallest such last key (the horizon) and says ``more``.
-    """
-    rows: dict[bytes, list[Any]] = {}
-    horizon: bytes | None = None
-    for answer in answers:
-        for key, value in answer:
-            rows.setdefault(key, []).append(value)
-        if len(answer) >= limit and answer:
-            last = answer[-1][0]
-            horizon = last if horizon is None else min(horizon, last)
-    keys = sorted(k for k in rows if horizon is None or k <= horizon)
-    items = [(k, lww_pick(rows[k])) for k in keys]
-    return ScanPage(
-        items=[(k, v) for k, v in items if v is not None], more=horizon is not None, cursor=horizon
     )

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dfspeer.cluster.quorum import cancel_all, wait_all, wait_quorum
-from dfspeer.cluster.replication import merge_scans
+from dfspeer.cluster.scan import merge_scans
 
 
 async def value(delay: float, result: int) -> int:
