@@ -50,7 +50,7 @@ from typing import Any
 import cbor2
 from aiohttp import web
 
-from dfspeer.api.internal_hints import add_hint_routes
+from dfspeer.api.internal_hints import add_hint_routes, read_body
 from dfspeer.blockstore import (
     BlockNotFound,
     BlockStore,
@@ -107,19 +107,6 @@ class _Internal:
             return error_response(400, "invalid_argument", "key must be 1..511 bytes, hex", request)
         return table, key
 
-    async def _read_body(self, request: web.Request, cap: int) -> bytes | web.Response:
-        length = request.content_length
-        if length is None:
-            return error_response(411, "length_required", "Content-Length is required", request)
-        if length > cap:
-            return error_response(413, "entity_too_large", f"body over {cap} bytes", request)
-        try:
-            return await request.content.readexactly(length)
-        except Exception:  # IncompleteReadError, connection reset: nothing written
-            return error_response(
-                400, "incomplete_body", "body shorter than Content-Length", request
-            )
-
     # ------------------------------------------------------------------ blocks
     async def put_block(self, request: web.Request) -> web.Response:
         digest = self._digest(request)
@@ -127,7 +114,7 @@ class _Internal:
             return error_response(400, "invalid_argument", "digest must be 64 hex", request)
         if request.headers.get(HEADER_BODY_SHA256) != digest.hex():
             return error_response(400, "bad_digest", "signed body hash is not the digest", request)
-        data = await self._read_body(request, self.max_block_bytes)
+        data = await read_body(request, self.max_block_bytes)
         if isinstance(data, web.Response):
             return data
         try:
@@ -166,7 +153,7 @@ class _Internal:
         if isinstance(parsed, web.Response):
             return parsed
         table, key = parsed
-        body = await self._read_body(request, MAX_RECORD_BYTES)
+        body = await read_body(request, MAX_RECORD_BYTES)
         if isinstance(body, web.Response):
             return body
         if await sha256_hex(body) != request.headers.get(HEADER_BODY_SHA256):
@@ -247,7 +234,7 @@ class _Internal:
         tree = request.match_info["tree"]
         if tree != BLOCKS_TREE and (not TABLE_NAME_RE.match(tree) or tree not in self.tables):
             return error_response(404, "no_such_table", f"unknown summary {tree!r}", request)
-        body = await self._read_body(request, MAX_SUMMARY_REQUEST_BYTES)
+        body = await read_body(request, MAX_SUMMARY_REQUEST_BYTES)
         if isinstance(body, web.Response):
             return body
         if await sha256_hex(body) != request.headers.get(HEADER_BODY_SHA256):

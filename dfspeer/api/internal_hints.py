@@ -40,7 +40,9 @@ def _target(request: web.Request) -> str | None:
     return target if 0 < len(target) <= 128 and target.isprintable() else None
 
 
-async def _body(request: web.Request, cap: int) -> bytes | web.Response:
+async def read_body(request: web.Request, cap: int) -> bytes | web.Response:
+    """The whole body (Content-Length required, at most ``cap`` bytes), or the error
+    response to send: 411, 413, or 400 ``incomplete_body``; nothing is written either way."""
     length = request.content_length
     if length is None:
         return error_response(411, "length_required", "Content-Length is required", request)
@@ -69,7 +71,7 @@ class _HintRoutes:
             return error_response(400, "invalid_argument", "need a hex digest and target", request)
         if request.headers.get(HEADER_BODY_SHA256) != text:
             return error_response(400, "bad_digest", "signed body hash is not the digest", request)
-        data = await _body(request, self.max_block_bytes)
+        data = await read_body(request, self.max_block_bytes)
         if isinstance(data, web.Response):
             return data
         try:
@@ -92,7 +94,7 @@ class _HintRoutes:
             key = b""
         if target is None or not 0 < len(key) <= _MAX_KEY_BYTES:
             return error_response(400, "invalid_argument", "need a hex key and target", request)
-        body = await _body(request, MAX_RECORD_BYTES)
+        body = await read_body(request, MAX_RECORD_BYTES)
         if isinstance(body, web.Response):
             return body
         if await sha256_hex(body) != request.headers.get(HEADER_BODY_SHA256):
