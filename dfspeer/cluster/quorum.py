@@ -45,22 +45,9 @@ async def wait_quorum(tasks: Mapping[str, asyncio.Task[T]], need: int) -> Quorum
     ``pending``) as soon as the quorum is reached or is impossible. If the caller is
     cancelled, every task is cancelled too.
     """
-    outcome: QuorumOutcome[T] = QuorumOutcome()
-    peer_of = {task: peer for peer, task in tasks.items()}
-    pending: set[asyncio.Task[T]] = set(tasks.values())
-    try:
-        while pending and len(outcome.results) < need:
-            if len(outcome.results) + len(pending) < need:
-                break
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                _record(outcome, peer_of[task], task)
-    except asyncio.CancelledError:
-        for task in pending:
-            task.cancel()
-        raise
-    outcome.pending = {peer_of[task]: task for task in pending}
-    return outcome
+    return await _wait(
+        tasks, lambda results, pending: len(results) >= need or len(results) + pending < need
+    )
 
 
 async def wait_until(
@@ -68,11 +55,18 @@ async def wait_until(
 ) -> QuorumOutcome[T]:
     """Wait until ``satisfied(results so far)`` holds or every task has finished; the
     unfinished tasks are left in ``pending``. Cancelling the caller cancels every task."""
+    return await _wait(tasks, lambda results, _pending: satisfied(results))
+
+
+async def _wait(
+    tasks: Mapping[str, asyncio.Task[T]], stop: Callable[[Mapping[str, T], int], bool]
+) -> QuorumOutcome[T]:
+    """Collect task outcomes until ``stop(results, number still pending)`` or none is left."""
     outcome: QuorumOutcome[T] = QuorumOutcome()
     peer_of = {task: peer for peer, task in tasks.items()}
     pending: set[asyncio.Task[T]] = set(tasks.values())
     try:
-        while pending and not satisfied(outcome.results):
+        while pending and not stop(outcome.results, len(pending)):
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 _record(outcome, peer_of[task], task)
