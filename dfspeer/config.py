@@ -69,6 +69,10 @@ class PeerConfig:
     scrub_interval_s: float = 7 * 86400.0  # pause between two full scrub passes
     tombstone_grace_s: float = 10 * 86400.0  # > the longest outage a peer may come back from
     tombstone_purge_interval_s: float = 3600.0
+    # object lifecycle and garbage collection (dfspeer.cluster.blockmanager, dfspeer.model)
+    block_gc_grace_s: float = 600.0  # an unreferenced block lives this long (Garage's delay)
+    block_gc_interval_s: float = 10.0  # pause between two garbage-collection passes
+    upload_expiry_s: float = 86400.0  # an upload left `uploading` this long is aborted
     # gossip (SWIM + Lifeguard; defaults follow memberlist's LAN profile)
     probe_interval_s: float = 1.0
     probe_timeout_s: float = 0.5
@@ -91,7 +95,28 @@ class PeerConfig:
     repair_bandwidth_bytes_per_s: int = 0  # cap on repair traffic; 0 = unlimited
     # operations
     log_level: str = "info"
+    log_format: str = "text"  # "text" for a terminal, "json": one JSON object per line
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ construction
+    def __post_init__(self) -> None:
+        """Coerce, then check every field, so no invalid PeerConfig ever exists.
+
+        Path fields (``data_dir``, ``cluster_key_file``) take a ``str`` or any path-like and
+        hold a :class:`Path` (as given: ``~`` is expanded only for text read by
+        :meth:`from_sources`); ``join`` takes a list or a tuple and holds a tuple. Then every
+        field's type is checked (an int is fine where a float is expected; a bool is not a
+        number) and :meth:`validate` runs. Raises :class:`ConfigError` naming the field.
+        """
+        for name in _PATH_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, str | os.PathLike) and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+        if isinstance(self.join, list):
+            object.__setattr__(self, "join", tuple(self.join))
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name))
+        self.validate()
 
     # ------------------------------------------------------------------ derived
     @property
@@ -164,8 +189,11 @@ class PeerConfig:
             "hint_delivery_interval_s",
             "tombstone_grace_s",
             "tombstone_purge_interval_s",
+            "block_gc_interval_s",
+            "upload_expiry_s",
         ):
             need(getattr(self, name) > 0, name, "must be > 0")
+        need(self.block_gc_grace_s >= 0, "block_gc_grace_s", "must be >= 0")
         # The gossip settings have one rule book: SwimConfig's own checks.
         try:
             SwimConfig.from_settings(self)
@@ -176,6 +204,7 @@ class PeerConfig:
             "log_level",
             "must be one of debug, info, warning, error",
         )
+        need(self.log_format in ("text", "json"), "log_format", "must be text or json")
         for addr in self.join:
             parse_host_port(addr, what="join")
         if self.peer_id is not None:
@@ -235,6 +264,43 @@ class PeerConfig:
 
 
 _HINTS: dict[str, Any] = {}
+_PATH_FIELDS = ("data_dir", "cluster_key_file")
+
+
+def _field_hints() -> dict[str, Any]:
+    """Field name -> resolved type hint of :class:`PeerConfig` (computed once)."""
+    if not _HINTS:
+        _HINTS.update(typing.get_type_hints(PeerConfig))
+    return _HINTS
+
+
+def _check_type(name: str, value: Any) -> None:
+    """Raise :class:`ConfigError` naming ``name`` unless ``value`` fits the field's type."""
+    hint = _field_hints()[name]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        if value is None:
+            return
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is bool:
+        ok, what = isinstance(value, bool), "true or false"
+    elif hint is int:
+        ok, what = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        what = "a number"
+    elif hint is str:
+        ok, what = isinstance(value, str), "a string"
+    elif hint is Path:
+        ok, what = isinstance(value, Path), "a path (str or Path)"
+    elif typing.get_origin(hint) is tuple:
+        ok = isinstance(value, tuple) and all(isinstance(x, str) for x in value)
+        what = "a list of strings"
+    elif typing.get_origin(hint) is Mapping:
+        ok, what = isinstance(value, Mapping), "a mapping"
+    else:  # pragma: no cover - every field's type is handled above
+        ok, what = True, ""
+    if not ok:
+        raise ConfigError(f"{name}: must be {what} (got {value!r})")
 
 
 def _field_name(key: str, where: str) -> str:

@@ -65,6 +65,24 @@ class NoSuchKey(DfsError):
     code, status = "no_such_key", 404
 
 
+class NoSuchVersion(DfsError):
+    """The object has no such version (404)."""
+
+    code, status = "no_such_version", 404
+
+
+class NoSuchBucket(DfsError):
+    """The bucket does not exist (404)."""
+
+    code, status = "no_such_bucket", 404
+
+
+class BucketNotEmpty(DfsError):
+    """The bucket still holds object versions or delete markers (409)."""
+
+    code, status = "bucket_not_empty", 409
+
+
 class InvalidRange(DfsError):
     """The ``Range`` cannot be satisfied for the object's size (416)."""
 
@@ -93,3 +111,39 @@ class DataUnavailable(DfsError):
     """No replica could return a verified copy of a chunk (503)."""
 
     code, status = "data_unavailable", 503
+
+
+class InsufficientStorage(DfsError):
+    """A write failed because replicas have no space left (507): a block store's LMDB map
+    (``map_size_bytes``) is full. Nothing was written; reads and deletes keep working. Raised
+    by the replicator when full stores alone made the write quorum impossible (see
+    :meth:`dfspeer.cluster.replication.Replicator._insufficient`); a local
+    :class:`dfspeer.blockstore.StoreFull` is one too."""
+
+    code, status = "insufficient_storage", 507
+
+
+class RpcError(DfsError):
+    """A call to another peer's ``/internal/`` API failed (:mod:`dfspeer.cluster.rpc`).
+
+    When the peer answered an error, ``status`` and ``code`` are its answer's (e.g. 401
+    ``unauthorized``, 404 ``no_such_table``, 500 ``corrupt_block``, 507 ``store_full``);
+    otherwise (an unsigned, malformed or oversized answer) they are 502 ``peer_error``.
+    Internal: a coordinator folds peer failures into a quorum outcome, and the public API
+    never relays one as is (one that escapes is rendered 500 ``internal_error``, see
+    :func:`dfspeer.api.middleware.render_dfs_error`).
+    """
+
+    code, status = "peer_error", 502
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message, code=code, status=status)
+
+
+class PeerUnreachable(RpcError):
+    """No answer from a peer (503 ``peer_unreachable``): connection refused or reset, DNS,
+    timeout, or no address known for it. Internal like every :class:`RpcError`: the public
+    API never sends this code (``dfspeer.Client`` raises its own when it cannot reach a
+    peer)."""
+
+    code, status = "peer_unreachable", 503

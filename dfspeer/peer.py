@@ -23,7 +23,15 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Mapping,
+    Sequence,
+)
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -38,17 +46,20 @@ from dfspeer.api.middleware import AccessLogger
 from dfspeer.api.repair_routes import DRAIN_KEY
 from dfspeer.api.repair_routes import routes as repair_routes
 from dfspeer.blockstore import BlockStore, BlockStoreStats
+from dfspeer.cluster.blockmanager import BlockManager, GcMetrics
 from dfspeer.cluster.drain import Drainer
 from dfspeer.cluster.maintenance import Maintenance, MaintenanceMetrics
 from dfspeer.cluster.repair import RepairMetrics, RepairService
 from dfspeer.cluster.replication import Replicator
 from dfspeer.cluster.rpc import PeerRpcClient
+from dfspeer.cluster.table import TableRegistry, TableSchema
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig, parse_host_port
 from dfspeer.gossip import GossipAgent, Keyring, Member, MemberEvent, MemberState
 from dfspeer.gossip.metrics import GossipMetrics
+from dfspeer.model import LOCAL_TABLES, default_schemas
+from dfspeer.model.lifecycle import ObjectLifecycle
 from dfspeer.objects import ListResult, ObjectInfo, ObjectService
-from dfspeer.objects.manifest import MANIFEST_TABLE, merge_manifest
 from dfspeer.peer_setup import bind_socket, load_keyring, load_peer_id, swim_config
 from dfspeer.ring import Partitioner, Ring
 
@@ -65,8 +76,9 @@ class Peer:
     ``registry``: where Prometheus metrics go (a fresh one if omitted; never the global one,
     so several peers can share a process). ``serve_http=False`` runs no HTTP server: the
     Python API still works, but other peers cannot reach this one's blocks, so it suits a
-    single-peer embedding. A Peer starts once; to restart, build a new one on the same
-    ``data_dir`` (it keeps its id).
+    single-peer embedding. ``tables``: the replicated table schemas (default: the model's,
+    :func:`dfspeer.model.default_schemas`; a test may add its own). A Peer starts once; to
+    restart, build a new one on the same ``data_dir`` (it keeps its id).
     """
 
     def __init__(
@@ -75,8 +87,11 @@ class Peer:
         *,
         registry: CollectorRegistry | None = None,
         serve_http: bool = True,
+        tables: Sequence[TableSchema[Any]] | None = None,
     ) -> None:
         self.config = config.validate()
+        self.tables = TableRegistry(default_schemas() if tables is None else tables)
+        """The replicated tables: the one registry every part is built from."""
         self.registry = registry if registry is not None else CollectorRegistry()
         self.serve_http = serve_http
         self.peer_id = config.peer_id or ""
@@ -91,6 +106,7 @@ class Peer:
         self._repair: RepairService | None = None
         self._drainer: Drainer | None = None
         self._maintenance: Maintenance | None = None
+        self._lifecycle: ObjectLifecycle | None = None
         self.left = asyncio.Event()  # set once a drain finished and the peer left the cluster
         self.repair_status_sources: list[Callable[[], Mapping[str, Any]]] = []
         """Extra fields for the ``"repair"`` status object (hints, scrub, ...)."""
@@ -192,6 +208,9 @@ class Peer:
             map_size_bytes=config.map_size_bytes,
             durable=config.durable,
             partition_of=partitioner.partition,
+            table_hooks=self.tables.hooks(),
+            table_partitioners=self.tables.partitioners(partitioner.partition),
+            local_tables=LOCAL_TABLES,
         )
         self._defer(self._store.close, "block store")
         self._view = ClusterView(
@@ -203,11 +222,13 @@ class Peer:
         await self._start_gossip()
         self._rpc = PeerRpcClient(self.keyring, self.peer_id, timeout_s=config.request_timeout_s)
         self._defer(self._rpc.close, "peer rpc client")
-        replicator = Replicator(config, self._view, self._store, self._rpc)
+        replicator = Replicator(config, self._view, self._store, self._rpc, tables=self.tables)
         self._defer(replicator.close, "replicator")
         self._objects = ObjectService(config, self._view, self._store, replicator)
+        self._defer(self._objects.close, "object service")
         self._start_repair()
         self._start_maintenance(replicator)
+        self._start_lifecycle(replicator)
         if sock is not None:
             await self._start_http(sock)
         seeds = [parse_host_port(s, what="join") for s in config.join]
@@ -215,6 +236,7 @@ class Peer:
         self._defer(self.gossip.leave, "gossip leave")
         await _need(self._repair).start()
         await _need(self._maintenance).start()
+        self._start_task(_need(self._lifecycle).run(), "dfspeer-gc")
 
     async def _start_gossip(self) -> None:
         config = self.config
@@ -247,6 +269,7 @@ class Peer:
                 self.store,
                 _need(self.keyring),
                 self_id=self.peer_id,
+                tables=self.tables,
                 status=self._rpc_status,
                 hints=_need(self._maintenance).hints,
             ),
@@ -271,7 +294,7 @@ class Peer:
             self.view,
             self.store,
             _need(self._rpc),
-            merges={MANIFEST_TABLE: merge_manifest},
+            tables=self.tables,
             refresh=self._refresh_view,
         )
         self._drainer = Drainer(
@@ -292,6 +315,36 @@ class Peer:
         self.registry.register(MaintenanceMetrics(self._maintenance))
         self.repair_status_sources.append(self._maintenance.status)
         self._defer(self._maintenance.stop, "maintenance")
+
+    def _start_lifecycle(self, replicator: Replicator) -> None:
+        """Reference release, upload expiry, sweep and block collection (model.lifecycle)."""
+        blocks = BlockManager(self.store, grace_s=self.config.block_gc_grace_s)
+        self._lifecycle = ObjectLifecycle(self.config, self.view, self.store, replicator, blocks)
+        self.registry.register(GcMetrics(self.gc_status))
+
+    def _start_task(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``coro`` until the peer stops (cancelled on stop)."""
+        task = asyncio.create_task(coro, name=name)
+
+        async def cancel() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        self._defer(cancel, name)
+
+    def gc_status(self) -> dict[str, Any]:
+        """The ``"gc"`` object of ``GET /v1/cluster/status`` (see
+        :meth:`dfspeer.model.lifecycle.ObjectLifecycle.status`)."""
+        return self._lifecycle.status() if self._lifecycle is not None else {}
+
+    async def gc_pass(self) -> dict[str, int]:
+        """Run one garbage-collection pass now; what it did."""
+        return await _need(self._lifecycle).run_pass()
+
+    async def recount_block_refs(self) -> dict[str, int]:
+        """Rebuild this peer's reference counts from its ``block_refs`` table."""
+        return await _need(self._lifecycle).recount()
 
     def _refresh_view(self) -> bool:
         """Rebuild the view from gossip (a dead member's eviction is a matter of time)."""
@@ -376,8 +429,10 @@ class Peer:
         expected_sha256: str | None = None,
         content_length: int | None = None,
         content_type: str = "application/octet-stream",
+        meta: Mapping[str, str] | None = None,
     ) -> ObjectInfo:
-        """Store an object (see :meth:`ObjectService.put_object`)."""
+        """Store an object as a new version (see :meth:`ObjectService.put_object`);
+        ``meta``: user metadata ``{name: value}``."""
         return await self.objects.put_object(
             bucket,
             key,
@@ -385,28 +440,59 @@ class Peer:
             expected_sha256=expected_sha256,
             content_length=content_length,
             content_type=content_type,
+            meta=meta,
         )
 
     async def get_object(
-        self, bucket: str, key: str, *, start: int = 0, end: int | None = None
+        self,
+        bucket: str,
+        key: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        version: str | None = None,
     ) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
-        """Bytes ``[start, end)`` of an object as chunks (see :meth:`ObjectService.get_object`)."""
-        return await self.objects.get_object(bucket, key, start=start, end=end)
+        """Bytes ``[start, end)`` of the live version (or of ``version``) as chunks (see
+        :meth:`ObjectService.get_object`). Raises NoSuchKey, NoSuchVersion, InvalidRange."""
+        return await self.objects.get_object(bucket, key, start=start, end=end, version=version)
 
     async def read_object(
-        self, bucket: str, key: str, *, start: int = 0, end: int | None = None
+        self,
+        bucket: str,
+        key: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        version: str | None = None,
     ) -> bytes:
         """Bytes ``[start, end)`` of an object in memory (for small objects and ranges)."""
-        _, chunks = await self.get_object(bucket, key, start=start, end=end)
+        _, chunks = await self.get_object(bucket, key, start=start, end=end, version=version)
         return b"".join([chunk async for chunk in chunks])
 
-    async def stat_object(self, bucket: str, key: str) -> ObjectInfo:
-        """The current version's metadata. Raises NoSuchKey."""
-        return await self.objects.stat_object(bucket, key)
+    async def get_bytes(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        version: str | None = None,
+    ) -> bytes:
+        """Same as :meth:`read_object`: bytes ``[start, end)`` of the live version (or of
+        ``version``) in memory. Raises NoSuchKey, NoSuchVersion, InvalidRange."""
+        return await self.read_object(bucket, key, start=start, end=end, version=version)
 
-    async def delete_object(self, bucket: str, key: str) -> None:
-        """Write a tombstone (idempotent)."""
-        await self.objects.delete_object(bucket, key)
+    async def stat_object(self, bucket: str, key: str, *, version: str | None = None) -> ObjectInfo:
+        """The live version's info (or ``version``'s). Raises NoSuchKey, NoSuchVersion."""
+        return await self.objects.stat_object(bucket, key, version=version)
+
+    async def delete_object(
+        self, bucket: str, key: str, *, version: str | None = None
+    ) -> str | None:
+        """Without ``version``: add a delete marker and return its id (None when an
+        unversioned key had nothing to delete; idempotent). With ``version``: remove that
+        version for good and return it. Raises NoSuchVersion."""
+        return await self.objects.delete_object(bucket, key, version=version)
 
     async def list_objects(
         self,
@@ -421,6 +507,57 @@ class Peer:
         return await self.objects.list_objects(
             bucket, prefix=prefix, delimiter=delimiter, limit=limit, start_after=start_after
         )
+
+    async def list_object_versions(
+        self, bucket: str, key: str
+    ) -> list[dfspeer.objects.VersionInfo]:
+        """Every version of ``bucket/key`` (delete markers too), newest first; [] if none."""
+        return await self.objects.list_object_versions(bucket, key)
+
+    async def list_versions(
+        self, bucket: str, *, prefix: str = "", limit: int = 1000, start_after: str = ""
+    ) -> dfspeer.objects.VersionPage:
+        """One page of the versions of every key of ``bucket`` under ``prefix`` after key
+        ``start_after`` (``limit``: 1..1000, a key's versions are never split)."""
+        return await self.objects.list_versions(
+            bucket, prefix=prefix, limit=limit, start_after=start_after
+        )
+
+    async def create_bucket(
+        self, name: str, *, versioning: str | None = None
+    ) -> tuple[dfspeer.model.Bucket, bool]:
+        """Create bucket ``name``; ``(bucket, created)`` (False: it existed, and a given
+        ``versioning`` — ``unversioned`` | ``enabled`` | ``suspended`` — was applied).
+        Raises InvalidBucketName, InvalidArgument."""
+        return await self.objects.buckets.create(name, versioning)
+
+    async def list_buckets(self) -> list[dfspeer.model.Bucket]:
+        """Every live bucket, by name."""
+        return await self.objects.buckets.list()
+
+    async def get_bucket(self, name: str) -> tuple[dfspeer.model.Bucket, int, int]:
+        """``(bucket, objects, bytes)``: the bucket, its live objects and their logical
+        size in bytes. Raises InvalidBucketName, NoSuchBucket."""
+        dfspeer.objects.validate_bucket(name)
+        bucket = await self.objects.buckets.read(name)
+        if bucket is None:
+            raise dfspeer.errors.NoSuchBucket(f"no bucket {name}")
+        count, size = await self.objects.bucket_usage(name)
+        return bucket, count, size
+
+    async def set_bucket_versioning(self, name: str, status: str) -> dfspeer.model.Bucket:
+        """Set versioning of ``name`` to ``enabled`` or ``suspended``; the bucket. Raises
+        NoSuchBucket, InvalidArgument."""
+        return await self.objects.buckets.set_versioning(name, status)
+
+    async def delete_bucket(self, name: str) -> None:
+        """Delete bucket ``name``. Raises NoSuchBucket, BucketNotEmpty (a key still holds
+        a version or a delete marker)."""
+
+        async def is_empty() -> bool:
+            return await self.objects.bucket_is_empty(name)
+
+        await self.objects.buckets.delete(name, is_empty=is_empty)
 
 
 def _need(part: _T | None) -> _T:

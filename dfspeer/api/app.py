@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from dfspeer.api import cluster_routes, public
+from dfspeer.api import buckets, cluster_routes, public
 from dfspeer.api.context import (
     CONFIG_KEY,
     METRICS_KEY,
@@ -16,6 +16,7 @@ from dfspeer.api.context import (
 )
 from dfspeer.api.metrics import ApiMetrics, PeerStateCollector
 from dfspeer.api.middleware import add_request_id_header, error_middleware
+from dfspeer.api.observability import EventLoopLag, HttpTraffic, request_context_middleware
 from dfspeer.config import MiB, PeerConfig
 
 INTERNAL_PREFIX = "/internal/"
@@ -41,22 +42,32 @@ def build_app(
     """The public application of one peer.
 
     ``objects`` serves the object routes, ``state`` the cluster routes and gauges;
-    HTTP and state metrics are registered on ``registry`` (once per registry: a second
-    call raises ValueError). ``internal`` (the peer RPC sub-app) is mounted under
-    ``/internal/`` and shares the error shape and request metrics.
+    HTTP, state and event-loop lag metrics are registered on ``registry`` (once per
+    registry: a second call raises ValueError); log records made while a request is served
+    carry its id (:mod:`dfspeer.api.observability`). ``internal`` (the peer RPC sub-app) is
+    mounted under ``/internal/`` and shares the error shape and request metrics.
     """
     metrics = ApiMetrics(registry)
+    traffic = HttpTraffic(registry)
+    loop_lag = EventLoopLag(registry)
     registry.register(PeerStateCollector(state))
     app = web.Application(
-        middlewares=[metrics.middleware, error_middleware],
+        middlewares=[
+            request_context_middleware,
+            metrics.middleware,
+            traffic.middleware,
+            error_middleware,
+        ],
         client_max_size=client_max_size(config),
     )
+    app.cleanup_ctx.append(loop_lag.cleanup_ctx)
     app[OBJECTS_KEY] = objects
     app[STATE_KEY] = state
     app[CONFIG_KEY] = config
     app[METRICS_KEY] = metrics
     app.on_response_prepare.append(add_request_id_header)
     app.add_routes(public.routes)
+    app.add_routes(buckets.routes)
     app.add_routes(cluster_routes.routes)
     if internal is not None:
         app.add_subapp(INTERNAL_PREFIX, internal)

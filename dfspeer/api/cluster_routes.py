@@ -10,7 +10,8 @@ Shapes (issue 3 and 4):
   [partition, ...]}}``.
 - ``GET /v1/cluster/status``: ``{"id", "ready", "blocks", "block_bytes", "map_used_bytes",
   "map_size_bytes", "partitions_held", "members": {state: count}, "ring_digest",
-  "version", "repair": {...}}`` (``repair``: :meth:`dfspeer.peer.Peer.repair_status`).
+  "version", "repair": {...}, "gc": {...}}`` (``repair``:
+  :meth:`dfspeer.peer.Peer.repair_status`; ``gc``: :meth:`dfspeer.peer.Peer.gc_status`).
 - ``GET /health``: 200 ``{"status": "ok"}`` while the process serves HTTP.
 - ``GET /ready``: 200 ``{"status": "ready"}`` once joined, else 503 ``not_ready``.
 - ``GET /metrics``: Prometheus text.
@@ -86,6 +87,9 @@ async def status(request: web.Request) -> web.Response:
         by_state[member.state.value] += 1
     repair = getattr(state, "repair_status", None)  # a Peer has it; test doubles may not
     extra = {"repair": repair()} if callable(repair) else {}
+    gc = getattr(state, "gc_status", None)  # likewise
+    if callable(gc):
+        extra["gc"] = gc()
     return web.json_response(
         {
             "id": state.peer_id,

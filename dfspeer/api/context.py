@@ -7,7 +7,7 @@ peer's :class:`~dfspeer.objects.ObjectService`, or an in-memory double in tests)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
@@ -18,12 +18,43 @@ if TYPE_CHECKING:
     from dfspeer.api.metrics import ApiMetrics
     from dfspeer.blockstore import BlockStoreStats
     from dfspeer.gossip import Member
-    from dfspeer.objects import ListResult, ObjectInfo
+    from dfspeer.model.buckets import Bucket
+    from dfspeer.objects import ListResult, ObjectInfo, VersionInfo, VersionPage
     from dfspeer.ring import Ring
+
+
+class BucketBackend(Protocol):
+    """The bucket operations the API calls (the contract of ``BucketService``)."""
+
+    async def create(self, name: str, versioning: str | None = None) -> tuple[Bucket, bool]:
+        """``(bucket, created)``; an existing bucket gets ``versioning`` if given. Raises
+        InvalidBucketName, InvalidArgument."""
+        ...
+
+    async def read(self, name: str) -> Bucket | None:
+        """The live bucket ``name``, or None."""
+        ...
+
+    async def list(self) -> list[Bucket]:
+        """Every live bucket, by name."""
+        ...
+
+    async def set_versioning(self, name: str, status: str) -> Bucket:
+        """``status``: ``enabled`` | ``suspended``. Raises NoSuchBucket, InvalidArgument."""
+        ...
+
+    async def delete(self, name: str, *, is_empty: Callable[[], Awaitable[bool]]) -> None:
+        """Raises NoSuchBucket, BucketNotEmpty (when ``await is_empty()`` is False)."""
+        ...
 
 
 class ObjectBackend(Protocol):
     """The object operations the API calls (the contract of ``ObjectService``)."""
+
+    @property
+    def buckets(self) -> BucketBackend:
+        """The buckets (``ObjectService.buckets``)."""
+        ...
 
     async def put_object(
         self,
@@ -34,15 +65,29 @@ class ObjectBackend(Protocol):
         expected_sha256: str | None = None,
         content_length: int | None = None,
         content_type: str = "application/octet-stream",
+        meta: Mapping[str, str] | None = None,
     ) -> ObjectInfo: ...
 
-    async def stat_object(self, bucket: str, key: str) -> ObjectInfo: ...
+    async def stat_object(
+        self, bucket: str, key: str, *, version: str | None = None
+    ) -> ObjectInfo: ...
 
     async def get_object(
-        self, bucket: str, key: str, *, start: int = 0, end: int | None = None
+        self,
+        bucket: str,
+        key: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        version: str | None = None,
     ) -> tuple[ObjectInfo, AsyncIterator[bytes]]: ...
 
-    async def delete_object(self, bucket: str, key: str) -> None: ...
+    async def delete_object(
+        self, bucket: str, key: str, *, version: str | None = None
+    ) -> str | None:
+        """Without ``version``: the delete marker's id (None if none was written); with
+        one: that version, removed for good. Raises NoSuchVersion."""
+        ...
 
     async def list_objects(
         self,
@@ -53,6 +98,24 @@ class ObjectBackend(Protocol):
         limit: int = 1000,
         start_after: str = "",
     ) -> ListResult: ...
+
+    async def list_object_versions(self, bucket: str, key: str) -> list[VersionInfo]:
+        """Every version of ``bucket/key`` (delete markers too), newest first; [] if none."""
+        ...
+
+    async def list_versions(
+        self, bucket: str, *, prefix: str = "", limit: int = 1000, start_after: str = ""
+    ) -> VersionPage:
+        """A page of the versions of every key under ``prefix`` after key ``start_after``."""
+        ...
+
+    async def bucket_usage(self, bucket: str) -> tuple[int, int]:
+        """``(objects, bytes)``: live objects of ``bucket`` and their logical size."""
+        ...
+
+    async def bucket_is_empty(self, bucket: str) -> bool:
+        """True if no key of ``bucket`` holds a version or delete marker."""
+        ...
 
 
 class PeerState(Protocol):

@@ -9,7 +9,7 @@ Mount it in the public app (API+PEER helper)::
 Signature::
 
     def internal_app(store: BlockStore, keyring: Keyring, *, self_id: str = "",
-                     tables: Mapping[str, MergeFn] | None = None,
+                     tables: Mapping[str, TableSchema] | None = None,
                      status: Callable[[], Mapping[str, Any]] | None = None,
                      max_block_bytes: int = 64 MiB, max_skew_s: float = 300.0,
                      clock: Callable[[], float] = time.time) -> web.Application
@@ -19,13 +19,15 @@ Every route requires an HMAC signature (:mod:`dfspeer.cluster.auth`): otherwise 
 
 =======  =====================================  =============================================
 PUT      /blocks/{hex digest}                   raw body, Content-Length required (<= 64 MiB);
-                                                verified against the digest; 204 when durable
+                                                verified against the digest; 204 when durable;
+                                                ``?ref=<hex CBOR block_refs record>`` stores
+                                                the block and its reference in one txn
 GET      /blocks/{hex digest}                   200 raw bytes, 404 ``block_not_found``
 HEAD     /blocks/{hex digest}                   200 / 404
-PUT      /tables/{table}/records/{hex key}      CBOR record, merged (LWW) atomically; 204
+PUT      /tables/{table}/records/{hex key}      CBOR record, merged (schema) atomically; 204
 GET      /tables/{table}/records/{hex key}      200 CBOR, 404 ``no_such_record``
-DELETE   /tables/{table}/records/{hex key}      ?version=<hex utf-8>: remove only if the
-         (retract)                              stored version is exactly that; 204 / 404
+DELETE   /tables/{table}/records/{hex key}      ?version=<hex utf-8 token>: retract that
+         (retract)                              write (``TableSchema.retract``); 204 / 404
 GET      /tables/{table}/scan                   ?prefix=<hex>&start_after=<hex>&limit=<1..1000>
                                                 &omit=<field,...>: 200 CBOR [[key, record], ...]
 GET      /status                                200 JSON: block store stats + ``status()``
@@ -34,8 +36,8 @@ POST     /merkle/{tree}                         CBOR summary request of the anti
                                                 (:func:`dfspeer.blockstore.merkle_diff.serve`)
 =======  =====================================  =============================================
 
-``tables`` maps the table names peers may use to their merge function (default:
-``{"manifests": merge_by_version}``); other names answer 404 ``no_such_table``.
+``tables`` maps the table names peers may use to their schema
+(:class:`dfspeer.cluster.table.TableSchema`); other names answer 404 ``no_such_table``.
 """
 
 from __future__ import annotations
@@ -57,21 +59,26 @@ from dfspeer.blockstore import (
     BlockStoreError,
     CorruptBlock,
     DigestMismatch,
+    PutBlock,
     StoreFull,
+    TableUpdate,
+    WriteOp,
 )
 from dfspeer.blockstore.merkle import BLOCKS_TREE
 from dfspeer.blockstore.merkle_diff import serve as merkle_serve
 from dfspeer.blockstore.summary import SummaryReader
 from dfspeer.cluster.auth import HEADER_BODY_SHA256, RpcAuth, error_response, rpc_auth_middleware
 from dfspeer.cluster.handoff import HintStore
-from dfspeer.cluster.records import MergeFn, merge_by_version
 from dfspeer.cluster.rpc import MAX_RECORD_BYTES, MAX_SCAN_LIMIT, TABLE_NAME_RE, sha256_hex
+from dfspeer.cluster.table import TableSchema
 from dfspeer.gossip import Keyring
 
 MiB = 1024 * 1024
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _MAX_TABLE_KEY_BYTES = 511  # LMDB's maximum key size
 MAX_SUMMARY_REQUEST_BYTES = 1024 * 1024  # 4096 items of <= 51 bytes + a partition bitmap
+BLOCK_REFS = "block_refs"
+"""The table a block PUT's ``?ref=`` goes to (:mod:`dfspeer.model.block_refs`)."""
 STORE_KEY = web.AppKey("dfspeer.internal.store", BlockStore)
 
 
@@ -81,7 +88,7 @@ class _Internal:
     def __init__(
         self,
         store: BlockStore,
-        tables: Mapping[str, MergeFn],
+        tables: Mapping[str, TableSchema[Any]],
         status: Callable[[], Mapping[str, Any]] | None,
         max_block_bytes: int,
         self_id: str,
@@ -117,8 +124,14 @@ class _Internal:
         data = await read_body(request, self.max_block_bytes)
         if isinstance(data, web.Response):
             return data
+        ops = self._block_ref_ops(request, digest)
+        if isinstance(ops, web.Response):
+            return ops
         try:
-            await self.store.put_verified(digest, data)
+            if ops:
+                await self.store.write_batch([PutBlock(data, digest), *ops])
+            else:
+                await self.store.put_verified(digest, data)
         except DigestMismatch as exc:
             return error_response(400, "bad_digest", exc.message, request)
         except StoreFull as exc:
@@ -126,6 +139,25 @@ class _Internal:
         except BlockStoreError as exc:
             return error_response(500, exc.code, exc.message, request)
         return web.Response(status=204)
+
+    def _block_ref_ops(self, request: web.Request, digest: bytes) -> list[WriteOp] | web.Response:
+        """The ``?ref=`` block reference of a block PUT as a batch op ([] without one)."""
+        if "ref" not in request.query:
+            return []
+        schema = self.tables.get(BLOCK_REFS)
+        raw = _hex_param(request.query["ref"])
+        try:
+            if schema is None or raw is None:
+                raise ValueError("this peer keeps no block references, or ref is not hex")
+            record = cbor2.loads(raw)
+            ref = schema.decode(record)
+            if ref.digest != digest:
+                raise ValueError("the reference names another block")
+            key = digest + ref.version.encode()
+        except (ValueError, cbor2.CBORDecodeError) as exc:
+            return error_response(400, "invalid_argument", f"bad ref: {exc}", request)
+        merge = schema.merge_records
+        return [TableUpdate(BLOCK_REFS, key, lambda cur: merge(cur, record))]
 
     async def get_block(self, request: web.Request) -> web.Response:
         digest = self._digest(request)
@@ -158,7 +190,7 @@ class _Internal:
             return body
         if await sha256_hex(body) != request.headers.get(HEADER_BODY_SHA256):
             return error_response(400, "bad_digest", "body does not match its signed hash", request)
-        merge = self.tables[table]
+        merge = self.tables[table].merge_records
         try:
             value = cbor2.loads(body)
             merge(None, value)  # validates the record before touching the table
@@ -190,15 +222,15 @@ class _Internal:
         raw = _hex_param(request.query.get("version", ""))
         if not raw:
             return error_response(400, "invalid_argument", "version is required", request)
-        version = raw.decode("utf-8", "replace")
+        token = raw.decode("utf-8", "replace")
+        schema = self.tables[table]
         removed = False
 
         def drop(cur: Any | None) -> Any | None:
             nonlocal removed
-            if isinstance(cur, dict) and cur.get("version") == version:
-                removed = True
-                return None
-            return cur
+            left = schema.retract_record(cur, token)
+            removed = cur is not None and left != cur
+            return left
 
         await self.store.table(table).update(key, drop)
         return web.Response(status=204 if removed else 404)
@@ -291,7 +323,7 @@ def internal_app(
     keyring: Keyring,
     *,
     self_id: str = "",
-    tables: Mapping[str, MergeFn] | None = None,
+    tables: Mapping[str, TableSchema[Any]] | None = None,
     status: Callable[[], Mapping[str, Any]] | None = None,
     max_block_bytes: int = 64 * MiB,
     max_skew_s: float = 300.0,
@@ -302,13 +334,14 @@ def internal_app(
 
     ``store``: this peer's block store; ``keyring``: the cluster keyring (RPC subkeys are
     derived from it); ``self_id``: this peer's id (reported by /status); ``tables``: table
-    name -> merge function; ``status``: extra fields for /status; ``max_block_bytes``:
-    largest block accepted; ``max_skew_s`` / ``clock``: signature date window and clock;
+    name -> schema (none: no table routes answer); ``status``: extra fields for /status;
+    ``max_block_bytes``: largest block accepted; ``max_skew_s`` / ``clock``: signature
+    date window and clock;
     ``hints``: this peer's hint store, which adds the hinted-handoff routes
     (:mod:`dfspeer.api.internal_hints`).
     """
     handlers = _Internal(
-        store, tables or {"manifests": merge_by_version}, status, max_block_bytes, self_id
+        store, tables or {}, status, max_block_bytes, self_id
     )
     auth = RpcAuth(keyring, self_id or "server", max_skew_s=max_skew_s, clock=clock)
     app = web.Application(middlewares=[rpc_auth_middleware(auth)])

@@ -25,7 +25,6 @@ from aiohttp import web
 from dfspeer.blockstore import BlockStoreError, DigestMismatch
 from dfspeer.cluster.auth import HEADER_BODY_SHA256, error_response
 from dfspeer.cluster.handoff import HintsFull, HintStore
-from dfspeer.cluster.records import record_version
 from dfspeer.cluster.rpc import MAX_RECORD_BYTES, TABLE_NAME_RE, sha256_hex
 
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -101,7 +100,7 @@ class _HintRoutes:
             return error_response(400, "bad_digest", "body does not match its signed hash", request)
         try:
             record = cbor2.loads(body)
-            record_version(record)
+            self.hints.schema(table).decode(record)
         except (ValueError, cbor2.CBORDecodeError) as exc:
             return error_response(400, "invalid_argument", f"bad record: {exc}", request)
         try:

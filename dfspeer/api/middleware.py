@@ -4,7 +4,10 @@ Every response carries ``X-Request-Id`` (the client's own id when it sent a sane
 1..128 characters of ``[A-Za-z0-9._:-]``, else a fresh uuid4 hex). Every error leaves as
 ``{"error": {"code", "message", "request_id"}}`` with its HTTP status:
 
-- :class:`~dfspeer.errors.DfsError` -> its ``status`` and ``code``;
+- :class:`~dfspeer.errors.DfsError` -> its ``status`` and ``code``, except an
+  :class:`~dfspeer.errors.RpcError` (a peer call that failed and was not folded into a
+  quorum outcome): its status and code are another peer's, so it leaves as 500
+  ``internal_error`` like any unexpected error (logged with its detail, never shown);
 - aiohttp HTTP errors (unknown route, wrong method, body over ``client_max_size``) ->
   their status with ``not_found``, ``method_not_allowed``, ``entity_too_large``, ...;
 - anything else -> 500 ``internal_error``, logged with its traceback, never shown.
@@ -24,7 +27,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
 from dfspeer.api.context import REQUEST_ID_KEY
-from dfspeer.errors import DfsError
+from dfspeer.errors import DfsError, RpcError
 
 log = logging.getLogger("dfspeer.api")
 access_log = logging.getLogger("dfspeer.api.access")
@@ -72,7 +75,20 @@ def error_response(
 def render_dfs_error(
     request: web.BaseRequest, exc: DfsError, *, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    """Render a :class:`DfsError`; 5xx are logged at warning, 4xx at debug."""
+    """Render a :class:`DfsError`; 5xx are logged at warning, 4xx at debug. An
+    :class:`RpcError` is not relayed: 500 ``internal_error``, logged with its traceback."""
+    if isinstance(exc, RpcError):
+        log.error(
+            "peer call failed id=%s method=%s path=%s remote status=%d code=%s: %s",
+            request_id(request),
+            request.method,
+            request.path,
+            exc.status,
+            exc.code,
+            exc.message,
+            exc_info=exc,
+        )
+        return error_response(request, 500, "internal_error", "internal error", headers=headers)
     level = logging.WARNING if exc.status >= 500 else logging.DEBUG
     log.log(
         level,

@@ -1,9 +1,17 @@
-"""Public object routes: ``/v1/objects/{bucket}[/{key}]`` (issue 4).
+"""Public object routes: ``/v1/objects/{bucket}[/{key}]``.
 
 Thin handlers: parse, call the :class:`~dfspeer.api.context.ObjectBackend`, render. The
 upload body is streamed into ``put_object`` as it arrives (never buffered whole); the
 download is streamed out chunk by chunk from ``get_object``'s iterator. Range and
 precondition rules are in :mod:`dfspeer.api.ranges`.
+
+Versions: ``?version=V`` on GET / HEAD reads version V (404 ``no_such_version``), on
+DELETE removes it for good; ``?versions`` on a key lists its versions
+(``{"bucket", "key", "versions": [VersionInfo JSON]}``, newest first, 404 ``no_such_key``
+when it has none) and on a bucket lists a page of every key's versions (the
+:class:`~dfspeer.objects.VersionPage` JSON). User metadata: ``X-Meta-<name>`` request
+headers on PUT (names lower-cased, at most :data:`MAX_META_BYTES` of names and values),
+sent back as ``X-Meta-<name>`` on GET / HEAD.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from email.utils import formatdate
 from typing import TYPE_CHECKING
 
@@ -35,6 +43,7 @@ from dfspeer.errors import (
     IncompleteBody,
     InvalidArgument,
     InvalidRange,
+    NoSuchKey,
 )
 from dfspeer.objects.names import validate_bucket, validate_key
 
@@ -50,7 +59,12 @@ MAX_LIST_LIMIT = 1000
 MAX_PLAN_ATTEMPTS = 4
 MAX_CONTENT_TYPE_CHARS = 256
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+META_PREFIX = "x-meta-"
+MAX_META_BYTES = 2048
+"""Largest user metadata of one object: UTF-8 bytes of every name plus every value."""
+MAX_VERSION_CHARS = 128
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+_META_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
 _BODY_ERRORS = (
     web.RequestPayloadError,
     HttpProcessingError,
@@ -85,14 +99,53 @@ def etag(info: ObjectInfo) -> str:
 
 
 def object_headers(info: ObjectInfo) -> dict[str, str]:
-    """Headers every GET/HEAD/304 answer carries."""
-    return {
+    """Headers every GET/HEAD/304 answer carries (``X-Meta-<name>`` per metadata entry)."""
+    headers = {
         "ETag": etag(info),
         "Last-Modified": formatdate(info.modified, usegmt=True),
         "Accept-Ranges": "bytes",
         "Content-Type": info.content_type,
         "X-Object-Version": info.version,
     }
+    for name, value in sorted(info.meta.items()):
+        headers["X-Meta-" + name] = value
+    return headers
+
+
+def user_meta(headers: Mapping[str, str]) -> dict[str, str]:
+    """User metadata from ``X-Meta-<name>`` headers: ``{name lower-cased: value}``
+    (repeated headers joined with ``,``). Raises InvalidArgument for an empty or
+    non-token name, a value that is not printable ASCII, or more than
+    :data:`MAX_META_BYTES` bytes of names and values in all."""
+    meta: dict[str, str] = {}
+    for header, value in headers.items():
+        lowered = header.lower()
+        if not lowered.startswith(META_PREFIX):
+            continue
+        name = lowered[len(META_PREFIX) :]
+        if not _META_NAME.fullmatch(name):
+            raise InvalidArgument(f"{header}: metadata name must be a non-empty HTTP token")
+        value = value.strip()
+        if not (value.isascii() and value.isprintable()):
+            raise InvalidArgument(f"{header}: metadata value must be printable ASCII")
+        meta[name] = f"{meta[name]},{value}" if name in meta else value
+    total = sum(len(k.encode()) + len(v.encode()) for k, v in meta.items())
+    if total > MAX_META_BYTES:
+        raise InvalidArgument(
+            f"user metadata is {total} bytes; at most {MAX_META_BYTES} bytes are allowed"
+        )
+    return meta
+
+
+def version_param(request: web.Request) -> str | None:
+    """The ``?version=`` query parameter, or None. Raises InvalidArgument when it is empty
+    or not 1..128 printable characters."""
+    raw = request.query.get("version")
+    if raw is None:
+        return None
+    if not raw or len(raw) > MAX_VERSION_CHARS or not raw.isprintable():
+        raise InvalidArgument(f"version must be 1..{MAX_VERSION_CHARS} printable characters")
+    return raw
 
 
 async def _body(
@@ -148,6 +201,7 @@ async def _expect_upload(request: web.Request) -> web.StreamResponse | None:
     try:
         _names(request)
         _check_length(request)
+        user_meta(request.headers)
     except DfsError as exc:
         return render_dfs_error(request, exc)
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -171,6 +225,7 @@ async def put_object(request: web.Request) -> web.Response:
     content_type = request.headers.get("Content-Type", DEFAULT_CONTENT_TYPE)
     if len(content_type) > MAX_CONTENT_TYPE_CHARS or not content_type.isprintable():
         raise InvalidArgument(f"Content-Type must be 1..{MAX_CONTENT_TYPE_CHARS} printable chars")
+    meta = user_meta(request.headers)
     body = _body(
         request, timeout_s=config.request_timeout_s, max_bytes=config.max_object_size_bytes
     )
@@ -182,6 +237,7 @@ async def put_object(request: web.Request) -> web.Response:
             expected_sha256=expected,
             content_length=declared,
             content_type=content_type or DEFAULT_CONTENT_TYPE,
+            meta=meta,
         )
     finally:
         await body.aclose()
@@ -190,10 +246,14 @@ async def put_object(request: web.Request) -> web.Response:
 
 @routes.delete(OBJECT_PATH)
 async def delete_object(request: web.Request) -> web.Response:
-    """Write a tombstone; 204 whether or not the object existed."""
+    """Plain: write a delete marker; 204 whether or not the object existed, with
+    ``X-Object-Version`` = the marker's id when one was written. ``?version=V``: remove
+    version V for good; 204 with ``X-Object-Version: V``, 404 ``no_such_version``."""
     bucket, key = _names(request)
-    await request.app[OBJECTS_KEY].delete_object(bucket, key)
-    return web.Response(status=204)
+    version = version_param(request)
+    written = await request.app[OBJECTS_KEY].delete_object(bucket, key, version=version)
+    headers = {"X-Object-Version": written} if written is not None else None
+    return web.Response(status=204, headers=headers)
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -205,18 +265,33 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     return int(raw)
 
 
-@routes.get(BUCKET_PATH, allow_head=False)
-async def list_objects(request: web.Request) -> web.Response:
-    """``?prefix=&delimiter=&limit=&start_after=`` -> one page of keys (see README)."""
-    bucket = request.match_info["bucket"]
-    validate_bucket(bucket)
-    prefix = request.query.get("prefix", "")
-    delimiter = request.query.get("delimiter", "")
-    start_after = request.query.get("start_after", "")
-    limit = _int_param(request, "limit", MAX_LIST_LIMIT, 1, MAX_LIST_LIMIT)
-    for name, value in (("prefix", prefix), ("delimiter", delimiter), ("start_after", start_after)):
+def _text_params(request: web.Request, *names: str) -> list[str]:
+    """The query parameters ``names`` ("" when absent). Raises InvalidArgument past 1024
+    bytes."""
+    values = [request.query.get(name, "") for name in names]
+    for name, value in zip(names, values, strict=True):
         if len(value.encode()) > 1024:
             raise InvalidArgument(f"{name} is longer than 1024 bytes")
+    return values
+
+
+@routes.get(BUCKET_PATH, allow_head=False)
+async def list_objects(request: web.Request) -> web.Response:
+    """``?prefix=&delimiter=&limit=&start_after=`` -> one page of keys (see README);
+    ``?versions&prefix=&limit=&start_after=`` -> one page of versions
+    (``{"versions": [{"key", "version", "size", "sha256", "modified", "is_latest",
+    "delete_marker"}], "is_truncated", "next_start_after"}``; a page never splits a key's
+    versions, so it may hold more than ``limit``)."""
+    bucket = request.match_info["bucket"]
+    validate_bucket(bucket)
+    limit = _int_param(request, "limit", MAX_LIST_LIMIT, 1, MAX_LIST_LIMIT)
+    if "versions" in request.query:
+        prefix, start_after = _text_params(request, "prefix", "start_after")
+        page = await request.app[OBJECTS_KEY].list_versions(
+            bucket, prefix=prefix, limit=limit, start_after=start_after
+        )
+        return web.json_response({"bucket": bucket, "prefix": prefix, **page.to_json()})
+    prefix, delimiter, start_after = _text_params(request, "prefix", "delimiter", "start_after")
     result = await request.app[OBJECTS_KEY].list_objects(
         bucket, prefix=prefix, delimiter=delimiter, limit=limit, start_after=start_after
     )
@@ -290,16 +365,21 @@ async def get_object(request: web.Request) -> web.StreamResponse:
     """
     bucket, key = _names(request)
     objects = request.app[OBJECTS_KEY]
+    if "versions" in request.query:
+        return await _list_key_versions(request, bucket, key)
+    version = version_param(request)
     stream: AsyncIterator[bytes] | None = None
     covered: tuple[int, int] | None = None  # the bytes `stream` yields
     blind = _blind_span(request)
     info: ObjectInfo | None = None
     if blind is not None:
         with contextlib.suppress(InvalidRange):  # planned below, with the size known
-            info, stream = await objects.get_object(bucket, key, start=blind[0], end=blind[1])
+            info, stream = await objects.get_object(
+                bucket, key, start=blind[0], end=blind[1], version=version
+            )
             covered = (blind[0], info.size if blind[1] is None else min(blind[1], info.size))
     if info is None:
-        info = await objects.stat_object(bucket, key)
+        info = await objects.stat_object(bucket, key, version=version)
     try:
         for _ in range(MAX_PLAN_ATTEMPTS):
             plan = _plan(request, info)
@@ -310,7 +390,9 @@ async def get_object(request: web.Request) -> web.StreamResponse:
                 break
             await _close(stream)
             stream = None
-            info, stream = await objects.get_object(bucket, key, start=want[0], end=want[1])
+            info, stream = await objects.get_object(
+                bucket, key, start=want[0], end=want[1], version=version
+            )
             covered = (want[0], min(want[1], info.size))
         else:
             raise DfsError(
@@ -319,6 +401,18 @@ async def get_object(request: web.Request) -> web.StreamResponse:
         return await _respond(request, info, plan, stream)
     finally:
         await _close(stream)
+
+
+async def _list_key_versions(request: web.Request, bucket: str, key: str) -> web.Response:
+    """``GET ...?versions``: ``{"bucket", "key", "versions": [{"key", "version", "size",
+    "sha256", "modified", "is_latest", "delete_marker"}]}`` newest first. Raises NoSuchKey
+    when the key has no version at all."""
+    versions = await request.app[OBJECTS_KEY].list_object_versions(bucket, key)
+    if not versions:
+        raise NoSuchKey(f"no object {bucket}/{key}")
+    return web.json_response(
+        {"bucket": bucket, "key": key, "versions": [v.to_json() for v in versions]}
+    )
 
 
 async def _respond(

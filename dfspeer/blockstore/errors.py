@@ -9,7 +9,7 @@ caller, and nothing is written.
 
 from __future__ import annotations
 
-from dfspeer.errors import DfsError
+from dfspeer.errors import DfsError, InsufficientStorage
 
 
 class BlockStoreError(DfsError):
@@ -57,8 +57,32 @@ class DigestMismatch(BlockStoreError):
         self.actual = actual
 
 
-class StoreFull(BlockStoreError):
-    """The LMDB map (``map_size_bytes``) is full: the write was not applied, nothing already
-    stored is affected, and reads and deletes keep working."""
+class StoreFull(BlockStoreError, InsufficientStorage):
+    """The LMDB map (``map_size_bytes``) is full (507 ``store_full``): the write was not
+    applied, nothing already stored is affected, and reads and deletes keep working.
+
+    Also an :class:`~dfspeer.errors.InsufficientStorage`: ``store_full`` is the precise code
+    the ``/internal/`` API answers with (:class:`dfspeer.cluster.rpc.PeerStoreFull` on the
+    caller's side); a quorum write that full stores made impossible reaches a public client
+    as 507 ``insufficient_storage``."""
 
     code, status = "store_full", 507
+
+
+class StoreFormatError(BlockStoreError):
+    """The data dir holds a block store of another on-disk format than this dfspeer reads.
+
+    ``found``/``expected``: the two format versions (bytes, e.g. ``b"1"``). Nothing is
+    read or changed; the operator keeps the old release or wipes the peer (repair refills
+    it from the other replicas)."""
+
+    code, status = "store_format", 500
+
+    def __init__(self, found: bytes, expected: bytes) -> None:
+        super().__init__(
+            f"the block store holds on-disk format {found.decode(errors='replace')}, but this "
+            f"dfspeer reads format {expected.decode()} only; run the release that wrote it, "
+            "or wipe this peer's data dir and let repair refill it from the other replicas"
+        )
+        self.found = found
+        self.expected = expected

@@ -16,7 +16,13 @@ sub-database             key                             value
 ``table:<name>``         caller's bytes key              CBOR value (canonical encoding)
 ``merkle:blocks``        partition (2 B) + trie path     Merkle trie node of the blocks
 ``merkle:table:<name>``  partition (2 B) + trie path     Merkle trie node of table ``name``
+``refcounts``            digest (32 B)                   reference count + zero-since
+``gc_queue``             zero-since (8 B) + digest       empty (see :mod:`.refcount`)
 =======================  ==============================  ===================================
+
+``meta``'s ``format`` is the on-disk format version (:data:`FORMAT`); a store written in
+another format is refused at open (:class:`~dfspeer.blockstore.errors.StoreFormatError`),
+never misread.
 
 ``meta`` also holds ``summary_fingerprint:<sub-db>`` per Merkle tree (layout + partitioner,
 see :func:`dfspeer.blockstore.merkle.fingerprint`); a tree whose fingerprint is missing or
@@ -32,12 +38,15 @@ transaction as the block. Its fingerprint detects a store reopened with another 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import lmdb
 
+from dfspeer.blockstore.errors import StoreFormatError
 from dfspeer.blockstore.merkle import HASH_BYTES, fingerprint, rebuild, record_change
+from dfspeer.blockstore.refcount import RefDbs, ensure_row
 from dfspeer.blockstore.writer import WriteTxn
 
 BLOCKS_DB = b"blocks"
@@ -47,13 +56,17 @@ TABLE_PREFIX = b"table:"
 BLOCKS_SUMMARY_DB = b"merkle:blocks"
 TABLE_SUMMARY_PREFIX = b"merkle:table:"
 SUMMARY_FINGERPRINT_PREFIX = b"summary_fingerprint:"
-INTERNAL_DBS = 4
+REFCOUNTS_DB = b"refcounts"
+GC_QUEUE_DB = b"gc_queue"
+INTERNAL_DBS = 6
 
 COUNT_KEY = b"block_count"
 BYTES_KEY = b"block_bytes"
 FORMAT_KEY = b"format"
 FINGERPRINT_KEY = b"partition_fingerprint"
-FORMAT = b"1"
+FORMAT = b"2"
+"""On-disk format version. 2: reference counts and the collection queue (every block has a
+count kept by the block_refs table). Stores of format 1 are refused: they have no counts."""
 
 DIGEST_BYTES = 32
 MAX_PARTITION = 0xFFFF
@@ -70,6 +83,8 @@ class Dbs:
     meta: lmdb._Database
     summary: lmdb._Database | None
     """Merkle trie of the blocks; None when the store keeps no summaries."""
+    refs: RefDbs
+    """Reference counts and the collection queue (:mod:`.refcount`)."""
 
 
 def partition_key(partition: int, digest: bytes) -> bytes:
@@ -139,6 +154,7 @@ def put_block(w: WriteTxn, dbs: Dbs, digest: bytes, data: bytes, partition: int 
             record_change(
                 w.summary_changes, dbs.summary, partition or 0, digest, digest[:HASH_BYTES]
             )
+        ensure_row(w, dbs.refs, digest, int(time.time() * 1000))
         w.count_delta += 1
         w.bytes_delta += len(data)
     else:
@@ -147,11 +163,19 @@ def put_block(w: WriteTxn, dbs: Dbs, digest: bytes, data: bytes, partition: int 
 
 
 def delete_block(w: WriteTxn, dbs: Dbs, digest: bytes, partition: int | None) -> bool:
-    """Delete the block ``digest`` and its index entry; True if it existed."""
+    """Delete the block ``digest`` and its index entry; True if it existed. Its reference
+    count stays: references outlive a copy that repair may bring back."""
+    return delete_block_sized(w, dbs, digest, partition) is not None
+
+
+def delete_block_sized(
+    w: WriteTxn, dbs: Dbs, digest: bytes, partition: int | None
+) -> int | None:
+    """As :func:`delete_block`; returns the deleted block's size in bytes, None if absent."""
     txn = w.txn
     old = txn.get(digest, db=dbs.blocks)
     if old is None:
-        return False
+        return None
     size = len(old)
     txn.delete(digest, db=dbs.blocks)
     if partition is not None:
@@ -160,7 +184,7 @@ def delete_block(w: WriteTxn, dbs: Dbs, digest: bytes, partition: int | None) ->
         record_change(w.summary_changes, dbs.summary, partition or 0, digest, None)
     w.count_delta -= 1
     w.bytes_delta -= size
-    return True
+    return size
 
 
 def write_counters(txn: lmdb.Transaction[memoryview], dbs: Dbs, count: int, size: int) -> None:
@@ -192,12 +216,18 @@ def open_schema(
             by_partition=env.open_db(PARTITION_DB, txn=txn),
             meta=env.open_db(META_DB, txn=txn),
             summary=env.open_db(BLOCKS_SUMMARY_DB, txn=txn) if summaries else None,
+            refs=RefDbs(
+                refcounts=env.open_db(REFCOUNTS_DB, txn=txn),
+                gc_queue=env.open_db(GC_QUEUE_DB, txn=txn),
+            ),
         )
         fmt = txn.get(FORMAT_KEY, db=dbs.meta)
         if fmt is None:
+            if txn.stat(dbs.blocks)["entries"]:
+                raise StoreFormatError(b"1", FORMAT)  # written before formats were recorded
             txn.put(FORMAT_KEY, FORMAT, db=dbs.meta)
         elif bytes(fmt) != FORMAT:
-            raise ValueError(f"unknown block store format {bytes(fmt)!r}; expected {FORMAT!r}")
+            raise StoreFormatError(bytes(fmt), FORMAT)
         counters = _checked_counters(txn, dbs)
         _check_partition_index(txn, dbs, partition_of, counters[0])
         if dbs.summary is None:

@@ -19,8 +19,10 @@ own read transaction; each read transaction lives and ends on one thread.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -30,6 +32,7 @@ from typing import Any
 
 import lmdb
 
+from dfspeer.blockstore import refcount
 from dfspeer.blockstore.batch import prepare_batch, run_steps
 from dfspeer.blockstore.errors import (
     BlockNotFound,
@@ -49,6 +52,7 @@ from dfspeer.blockstore.schema import (
     check_digest,
     checked_partition,
     delete_block,
+    delete_block_sized,
     digest_page,
     open_schema,
     put_block,
@@ -58,8 +62,11 @@ from dfspeer.blockstore.schema import (
 )
 from dfspeer.blockstore.summary import MerkleReader
 from dfspeer.blockstore.tables import (
+    BoundHook,
+    HookTxn,
     MetaTable,
     TableHandle,
+    TableHook,
     check_table_name,
     open_existing_tables,
     open_table,
@@ -97,6 +104,10 @@ class BlockStoreStats:
     group_replays: int = 0
 
 
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 def _verified(digest: bytes, data: bytes) -> bytes:
     actual = sha256(data)
     if actual != digest:
@@ -118,9 +129,16 @@ class BlockStore:
     Opening rebuilds the blocks' summary if it is missing or was built with another
     partitioner (a scan of every digest, in one transaction).
 
+    ``table_hooks``: table name -> ``updated(txn, key, old, new)`` run inside the write
+    transaction of every change of that table's entries (see
+    :class:`~dfspeer.blockstore.tables.HookTxn`); ``table_partitioners``: table name ->
+    the partition of a key, for tables not placed by their whole key; ``local_tables``:
+    tables that are never compared with other peers, so they keep no Merkle summary.
+
     Use as ``async with BlockStore(path) as store:`` or call :meth:`close`. Raises
     ``BlockStoreError`` if the environment cannot be opened (e.g. already open in this
-    process). Keep one instance per directory per process.
+    process), ``StoreFormatError`` for a store of another on-disk format. Keep one
+    instance per directory per process.
     """
 
     def __init__(
@@ -132,6 +150,9 @@ class BlockStore:
         partition_of: Callable[[bytes], int] | None = None,
         max_tables: int = 32,
         summaries: bool = True,
+        table_hooks: Mapping[str, TableHook] | None = None,
+        table_partitioners: Mapping[str, PartitionOf] | None = None,
+        local_tables: Iterable[str] = (),
     ) -> None:
         self.path = Path(path)
         self.durable = durable
@@ -168,6 +189,9 @@ class BlockStore:
             raise
         self._psize = int(self._env.stat()["psize"])
         self._max_key = int(self._env.max_key_size())
+        self._hooks = dict(table_hooks or {})
+        self._table_partitioners = dict(table_partitioners or {})
+        self._local_tables = frozenset(local_tables)
         self._tables: dict[str, MetaTable] = {}
         self._handles: dict[str, TableHandle] = {}
         self._readers_by_name: dict[str, MerkleReader] = {}
@@ -183,6 +207,8 @@ class BlockStore:
             after_commit=self._after_commit,
             map_error=self._map_error,
         )
+        for name in sorted(self._local_tables):  # open now: table hooks may write to them
+            self.table(name)
 
     def __repr__(self) -> str:
         return f"BlockStore({str(self.path)!r}, durable={self.durable})"
@@ -310,6 +336,12 @@ class BlockStore:
             data = bytes(view)
         return _verified(digest, data)
 
+    def block_size(self, digest: bytes) -> int:
+        """Stored length of block ``digest`` in bytes (0 when absent; not verified)."""
+        with self._read_txn() as txn:
+            view = txn.get(check_digest(digest), db=self._dbs.blocks)
+            return 0 if view is None else len(view)
+
     async def has(self, digest: bytes) -> bool:
         """True if a block is stored under ``digest`` (not verified; see :meth:`get`)."""
         check_digest(digest)
@@ -432,7 +464,12 @@ class BlockStore:
             handle = self._cached_handle(name, partition_key_of)
             if handle is not None:
                 return handle
-            partition_of = partition_key_of or self._partition_of or zero_partition
+            partition_of = (
+                partition_key_of
+                or self._table_partitioners.get(name)
+                or self._partition_of
+                or zero_partition
+            )
             with self._reading():
                 handle = self._open_handle(name, partition_of)
             with self._tables_lock:
@@ -456,25 +493,94 @@ class BlockStore:
         """Handle of table ``name``: from the sub-dbs opened at store open if its summary is
         current (a read), else created/rebuilt in the writer thread. Never begins a write
         transaction on this thread: see :mod:`dfspeer.blockstore.writer` for why."""
+        hook = self._bind_hook(name)
+        summaries = self.summaries and name not in self._local_tables
         dbis = self._dbis.get(name)
         if dbis is not None:
             db, summary = dbis
-            if summary is None:
-                return TableHandle(name, db, None, partition_of)
+            if summary is None or not summaries:
+                return TableHandle(name, db, None, partition_of, hook)
             with self._read_txn() as txn:
                 if summary_current(txn, self._dbs, name, partition_of):
-                    return TableHandle(name, db, summary, partition_of)
+                    return TableHandle(name, db, summary, partition_of, hook)
         try:
             handle: TableHandle = self._writer.run_exclusive(
-                lambda txn: open_table(
-                    self._env, txn, self._dbs, name, partition_of, self.summaries
-                )
+                lambda txn: open_table(self._env, txn, self._dbs, name, partition_of, summaries)
             )
+            handle = dataclasses.replace(handle, hook=hook)
         except lmdb.DbsFullError as exc:
             raise BlockStoreError(f"cannot create table {name!r}: too many tables") from exc
         except lmdb.Error as exc:
             raise self._map_error(exc) from exc
         return handle
+
+    def _bind_hook(self, name: str) -> BoundHook | None:
+        hook = self._hooks.get(name)
+        if hook is None:
+            return None
+        user_hook = hook
+
+        def bound(w: WriteTxn, key: bytes, old: Any | None, new: Any | None) -> None:
+            user_hook(HookTxn(w, self._dbs, self._open_handle_of, _now_ms()), key, old, new)
+
+        return bound
+
+    def _open_handle_of(self, name: str) -> TableHandle:
+        with self._tables_lock:
+            handle = self._handles.get(name)
+        if handle is None:
+            raise BlockStoreError(f"table {name!r} must be opened before a hook writes to it")
+        return handle
+
+    # ------------------------------------------------------------------ reference counts
+    def refcount(self, digest: bytes) -> int:
+        """References to block ``digest`` (kept by the block_refs table's hook)."""
+        check_digest(digest)
+        with self._read_txn() as txn:
+            return refcount.count_of(txn, self._dbs.refs, digest)
+
+    def gc_queued(self) -> int:
+        """Digests with no reference, waiting for their grace to end (O(1))."""
+        with self._read_txn() as txn:
+            return refcount.queued(txn, self._dbs.refs)
+
+    def gc_candidates(self, horizon_ms: int, limit: int = 1024) -> list[tuple[int, bytes]]:
+        """Queued ``(zero_since_ms, digest)`` unreferenced since ``horizon_ms`` or before."""
+        with self._read_txn() as txn:
+            return refcount.candidates(txn, self._dbs.refs, horizon_ms, limit)
+
+    async def collect(
+        self,
+        found: Sequence[tuple[int, bytes]],
+        horizon_ms: int,
+        pinned: Callable[[lmdb.Transaction[memoryview], bytes], bool],
+    ) -> tuple[int, int]:
+        """Delete the blocks of ``found`` still unreferenced since before ``horizon_ms``,
+        re-checked in one write transaction (see :func:`.refcount.collect`);
+        ``pinned(txn, digest)`` keeps a block. Returns ``(blocks deleted, bytes freed)``."""
+
+        def delete(w: WriteTxn, digest: bytes) -> int | None:
+            partition = checked_partition(self._partition_of, digest)
+            return delete_block_sized(w, self._dbs, digest, partition)
+
+        def apply(w: WriteTxn) -> tuple[int, int]:
+            return refcount.collect(
+                w, self._dbs.refs, found, horizon_ms, delete, lambda w2, d: pinned(w2.txn, d)
+            )
+
+        result: tuple[int, int] = await self._writer.submit(apply)
+        return result
+
+    async def rebuild_refcounts(self, counts: Mapping[bytes, int]) -> int:
+        """Replace every reference count by ``counts`` (digest -> live references, from a
+        scan of the block_refs table); returns how many counts changed."""
+        stored = list(self._iter_digests(None, None))
+
+        def apply(w: WriteTxn) -> int:
+            return refcount.rebuild(w, self._dbs.refs, dict(counts), stored, _now_ms())
+
+        result: int = await self._writer.submit(apply)
+        return result
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import cbor2
 import lmdb
 
+from dfspeer.blockstore import refcount
 from dfspeer.blockstore.merkle import BLOCKS_TREE, fingerprint, record_change, value_hash
 from dfspeer.blockstore.schema import (
     SUMMARY_FINGERPRINT_PREFIX,
@@ -39,6 +40,44 @@ TABLE_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
 if TYPE_CHECKING:  # lmdb.Transaction is generic only in its type stubs
     ReadTxn = Callable[[], AbstractContextManager[lmdb.Transaction[memoryview]]]
 Submit = Callable[..., Awaitable[Any]]
+BoundHook = Callable[[WriteTxn, bytes, Any | None, Any | None], None]
+"""``hook(w, key, old, new)``: called inside the write transaction ``w`` after ``key``
+changed from ``old`` to ``new`` (decoded values; None = absent)."""
+
+
+class HookTxn:
+    """What a table's ``updated()`` hook may do inside the entry's write transaction:
+    change reference counts (:mod:`.refcount`) and write entries of other, already opened
+    tables. ``now_ms``: unix milliseconds of the transaction."""
+
+    __slots__ = ("_dbs", "_handle_of", "now_ms", "w")
+
+    def __init__(
+        self, w: WriteTxn, dbs: Dbs, handle_of: Callable[[str], TableHandle], now_ms: int
+    ) -> None:
+        self.w = w
+        self._dbs = dbs
+        self._handle_of = handle_of
+        self.now_ms = now_ms
+
+    def adjust_refcount(self, digest: bytes, delta: int) -> int:
+        """Add ``delta`` to the reference count of block ``digest``; the new count."""
+        return refcount.adjust(self.w, self._dbs.refs, digest, delta, self.now_ms)
+
+    def put(self, table: str, key: bytes, value: Any) -> None:
+        """Set ``table[key] = value`` in this transaction (``table`` must be open)."""
+        t = self._handle_of(table)
+        encoded = encode(value)
+        table_put(self.w, t, key, encoded, t.partition(key), value_hash(encoded))
+
+
+TableHook = Callable[[HookTxn, bytes, Any | None, Any | None], None]
+"""A schema's ``updated(txn, key, old, new)`` hook (see :class:`HookTxn`)."""
+
+
+def _changed(w: WriteTxn, t: TableHandle, key: bytes, old: Any | None, new: Any | None) -> None:
+    if t.hook is not None and old != new:
+        t.hook(w, key, old, new)
 
 
 def encode(value: Any) -> bytes:
@@ -80,6 +119,8 @@ class TableHandle:
     db: lmdb._Database
     summary: lmdb._Database | None
     partition_of: PartitionOf
+    hook: BoundHook | None = None
+    """Run in the write transaction after every change of an entry (see :class:`HookTxn`)."""
 
     def partition(self, key: bytes) -> int:
         """Partition of ``key`` (ValueError if the partitioner answers outside 0..65535)."""
@@ -165,16 +206,24 @@ def table_put(
     w: WriteTxn, t: TableHandle, key: bytes, encoded: bytes, partition: int, vhash: bytes
 ) -> None:
     """Set ``key`` to the already-encoded value whose :func:`value_hash` is ``vhash``."""
+    old = w.txn.get(key, db=t.db) if t.hook is not None else None
+    old_value = None if old is None else decode(old)
     w.txn.put(key, encoded, db=t.db)
     if t.summary is not None:
         record_change(w.summary_changes, t.summary, partition, key, vhash)
+    if t.hook is not None:
+        _changed(w, t, key, old_value, decode(encoded))
 
 
 def table_delete(w: WriteTxn, t: TableHandle, key: bytes, partition: int) -> bool:
     """Delete ``key``; True if it existed."""
+    old = w.txn.get(key, db=t.db) if t.hook is not None else None
+    old_value = None if old is None else decode(old)
     existed = bool(w.txn.delete(key, db=t.db))
     if existed and t.summary is not None:
         record_change(w.summary_changes, t.summary, partition, key, None)
+    if existed and t.hook is not None:
+        _changed(w, t, key, old_value, None)
     return existed
 
 
@@ -188,17 +237,22 @@ def table_update(
     """Read-modify-write ``key`` with ``fn`` inside the write transaction; return the new
     value. ``fn`` and the encoding run before any write, so an exception writes nothing."""
     raw = w.txn.get(key, db=t.db)
-    new = fn(None if raw is None else decode(raw))
+    old = None if raw is None else decode(raw)
+    new = fn(old)
     if new is None:
         if raw is not None:
             w.txn.delete(key, db=t.db)
             if t.summary is not None:
                 record_change(w.summary_changes, t.summary, partition, key, None)
+            _changed(w, t, key, old, None)
         return None
     encoded = encode(new)
+    if raw is not None and bytes(raw) == encoded:
+        return new  # unchanged: no write, no summary change, no hook
     w.txn.put(key, encoded, db=t.db)
     if t.summary is not None:
         record_change(w.summary_changes, t.summary, partition, key, value_hash(encoded))
+    _changed(w, t, key, old, new)
     return new
 
 
@@ -270,6 +324,17 @@ class MetaTable:
                 if limit is not None and len(out) >= limit:
                     break
         return out
+
+    def has_prefix(
+        self, prefix: bytes, txn: lmdb.Transaction[memoryview] | None = None
+    ) -> bool:
+        """True if some key starts with ``prefix`` (in ``txn`` if given, e.g. inside the
+        writer's transaction; else in a fresh read transaction)."""
+        if txn is None:
+            with self._read_txn() as own:
+                return self.has_prefix(prefix, own)
+        with txn.cursor(db=self._db) as cursor:
+            return bool(cursor.set_range(prefix)) and bytes(cursor.key()).startswith(prefix)
 
     def count(self) -> int:
         """Number of keys (O(1): LMDB keeps the entry count in the sub-db's root)."""

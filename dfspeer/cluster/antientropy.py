@@ -41,8 +41,8 @@ import cbor2
 from dfspeer.blockstore import BlockStore, DiffResult, KeyDiff
 from dfspeer.blockstore.merkle import BLOCKS_TREE
 from dfspeer.blockstore.merkle_diff import diff
-from dfspeer.cluster.records import MergeFn
 from dfspeer.cluster.rpc import PeerRpcClient, PeerUnreachable
+from dfspeer.cluster.table import TableSchema
 from dfspeer.cluster.view import ClusterView
 from dfspeer.errors import DfsError
 
@@ -102,12 +102,15 @@ class SyncReport:
 class AntiEntropy:
     """Merkle sync of this peer's :class:`BlockStore` with other peers (see module doc).
 
-    ``merges``: replicated table name -> merge function (the tables to sync, besides the
-    blocks). ``concurrency``: transfers in flight per sync; ``bandwidth_bytes_per_s``: cap
-    on transferred bytes (0 = unlimited); ``hash_bytes``: summary hash size on the wire.
-    ``counters``: cumulative figures (``exchanges.<tree>``, ``summary_bytes``,
-    ``keys_pushed.<tree>``, ``keys_pulled.<tree>``, ``bytes_pushed``, ``bytes_pulled``,
-    ``transfer_failures``, ``misplaced_keys``, ``syncs``, ``sync_failures``).
+    ``tables``: the replicated tables to sync besides the blocks (name -> schema); they
+    are synced first, so block references arrive before the blocks they keep alive, and a
+    block that no live reference needs (count 0 here after the tables synced) is neither
+    pulled nor pushed: the block manager collects it. ``concurrency``: transfers in flight
+    per sync; ``bandwidth_bytes_per_s``: cap on transferred bytes (0 = unlimited);
+    ``hash_bytes``: summary hash size on the wire. ``counters``: cumulative figures
+    (``exchanges.<tree>``, ``summary_bytes``, ``keys_pushed.<tree>``, ``keys_pulled.<tree>``,
+    ``bytes_pushed``, ``bytes_pulled``, ``transfer_failures``, ``misplaced_keys``,
+    ``unreferenced_skipped``, ``syncs``, ``sync_failures``).
     """
 
     def __init__(
@@ -116,7 +119,7 @@ class AntiEntropy:
         store: BlockStore,
         rpc: PeerRpcClient,
         *,
-        merges: Mapping[str, MergeFn],
+        tables: Mapping[str, TableSchema[Any]],
         concurrency: int = 4,
         bandwidth_bytes_per_s: int = 0,
         hash_bytes: int = 16,
@@ -124,8 +127,8 @@ class AntiEntropy:
         self.view = view
         self.store = store
         self.rpc = rpc
-        self.merges = dict(merges)
-        self.trees: tuple[str, ...] = (BLOCKS_TREE, *sorted(self.merges))
+        self.tables = dict(tables)
+        self.trees: tuple[str, ...] = (*sorted(self.tables), BLOCKS_TREE)
         self.concurrency = concurrency
         self.limiter = RateLimiter(bandwidth_bytes_per_s)
         self.hash_bytes = hash_bytes
@@ -197,7 +200,8 @@ class AntiEntropy:
     async def _repair_key(
         self, address: str, tree: str, d: KeyDiff, report: SyncReport, pull: bool
     ) -> None:
-        if self.view.partition_of(d.key) != d.partition:
+        placed_by = d.key if tree == BLOCKS_TREE else self.tables[tree].partition_key(d.key)
+        if self.view.partition_of(placed_by) != d.partition:
             self.counters["misplaced_keys"] += 1
             return
         try:
@@ -205,7 +209,9 @@ class AntiEntropy:
                 await self._repair_block(address, d, report, pull)
             else:
                 await self._repair_record(address, tree, d, report, pull)
-        except (DfsError, ValueError, cbor2.CBORError) as exc:
+        except PeerUnreachable:  # the peer is gone: abort the pair sync, not key by key
+            raise
+        except (DfsError, ValueError, cbor2.CBORError) as exc:  # RpcError too: count, go on
             report.failed += 1
             report.lacking.add(d.partition)
             report.failed_partitions.add(d.partition)
@@ -223,6 +229,9 @@ class AntiEntropy:
 
     async def _repair_block(self, address: str, d: KeyDiff, report: SyncReport, pull: bool) -> None:
         if d.local is None:  # missing here
+            if self.store.refcount(d.key) == 0:
+                self.counters["unreferenced_skipped"] += 1
+                return
             report.behind.add(d.partition)
             if not pull or await self.store.has(d.key):
                 return
@@ -231,6 +240,9 @@ class AntiEntropy:
             await self.store.put_verified(d.key, data)  # DigestMismatch: a bad answer
             self._moved(report, BLOCKS_TREE, "pulled", len(data))
         elif d.remote is None:  # missing there
+            if self.store.refcount(d.key) == 0:
+                self.counters["unreferenced_skipped"] += 1
+                return
             report.lacking.add(d.partition)
             data = await self.store.get(d.key)  # CorruptBlock: left to scrub / other replicas
             await self.limiter.acquire(len(data))
@@ -241,7 +253,7 @@ class AntiEntropy:
         self, address: str, table: str, d: KeyDiff, report: SyncReport, pull: bool
     ) -> None:
         store_table = self.store.table(table)
-        merge = self.merges[table]
+        merge = self.tables[table].merge_records
         local = store_table.get(d.key)
         if d.remote is None:  # missing there
             report.lacking.add(d.partition)
@@ -256,7 +268,7 @@ class AntiEntropy:
                 report.lacking.add(d.partition)
                 await self._push_record(address, table, d.key, local, report)
             return
-        winner = remote if local is None else merge(local, remote)
+        winner = merge(None, remote) if local is None else merge(local, remote)
         if winner != local:
             report.behind.add(d.partition)
             if pull:

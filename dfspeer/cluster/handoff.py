@@ -47,12 +47,12 @@ import hashlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from dfspeer.blockstore import BlockNotFound, BlockStore, CorruptBlock
-from dfspeer.cluster.records import merge_by_version, record_version
 from dfspeer.cluster.rpc import PeerRpcClient, PeerUnreachable
+from dfspeer.cluster.table import TableSchema
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
 from dfspeer.errors import DfsError
@@ -90,18 +90,32 @@ def record_hint_key(table: str, key: bytes, target: str) -> bytes:
 class HintStore:
     """The ``hints`` table of one peer, and the data a stand-in keeps for other peers.
 
-    ``max_hints``: capacity (0 refuses every hint). ``clock``: unix seconds. Counters:
+    ``max_hints``: capacity (0 refuses every hint); ``tables``: the replicated tables a
+    record hint may name (name -> schema). ``clock``: unix seconds. Counters:
     ``stored`` (hints taken), ``refused`` (over capacity).
     """
 
     def __init__(
-        self, store: BlockStore, *, max_hints: int, clock: Callable[[], float] = time.time
+        self,
+        store: BlockStore,
+        *,
+        max_hints: int,
+        tables: Mapping[str, TableSchema[Any]],
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.tables = tables
         self.table = store.table(HINTS_TABLE)
         self.max_hints = max_hints
         self.clock = clock
         self.counters: Counter[str] = Counter()
+
+    def schema(self, table: str) -> TableSchema[Any]:
+        """The schema of replicated table ``table``. Raises ValueError for another name."""
+        schema = self.tables.get(table)
+        if schema is None:
+            raise ValueError(f"{table!r} is not a replicated table of this peer")
+        return schema
 
     def pending(self) -> int:
         """Hints waiting for delivery (O(1))."""
@@ -124,15 +138,17 @@ class HintStore:
 
     async def add_record(self, target: str, table: str, key: bytes, record: Any) -> None:
         """Keep ``record`` of ``table``/``key`` for ``target`` (LWW-merged with a hint
-        already kept for it). Raises ValueError (no version), HintsFull, StoreFull."""
-        record_version(record)
+        already kept for it). Raises ValueError (not a record of ``table``), HintsFull,
+        StoreFull."""
+        schema = self.schema(table)
+        schema.decode(record)
         hkey = record_hint_key(table, key, target)
         self._check_room(hkey)
         now = self.clock()
 
         def merge(cur: Any | None) -> Any:
             old = cur.get("record") if isinstance(cur, dict) else None
-            best = merge_by_version(old, record)
+            best = schema.merge_records(old, record)
             return {
                 "kind": "record",
                 "target": target,
@@ -241,15 +257,28 @@ class HintedHandoff:
         return op
 
     def wrap_block(
-        self, partition: int, targets: Sequence[str], primary: PeerOp, digest: bytes, data: bytes
+        self,
+        partition: int,
+        targets: Sequence[str],
+        primary: PeerOp,
+        digest: bytes,
+        data: bytes,
+        ref: tuple[str, bytes, Any] | None = None,
     ) -> PeerOp:
-        """:meth:`wrap` for a block write."""
+        """:meth:`wrap` for a block write. ``ref``: ``(table, key, record)`` of the block's
+        reference, handed to the stand-in as a record hint of its own, so the target gets
+        the reference with the block."""
 
         async def hinted(stand_in: str, target: str) -> None:
             if stand_in == self.view.self_id:
                 await self.hints.add_block(target, digest, data)
+                if ref is not None:
+                    await self.hints.add_record(target, *ref)
             else:
-                await self.rpc.put_hinted_block(self._address(stand_in), target, digest, data)
+                address = self._address(stand_in)
+                await self.rpc.put_hinted_block(address, target, digest, data)
+                if ref is not None:
+                    await self.rpc.put_hinted_record(address, target, *ref)
 
         return self.wrap(partition, targets, primary, hinted)
 
@@ -362,26 +391,26 @@ class HintedHandoff:
         return True
 
     async def _maybe_drop_copy(self, digest: bytes, target: str) -> None:
+        """The stand-in's copy is no longer pinned by a hint: nothing references it here,
+        so the block manager collects it after the grace (the only code that deletes)."""
         replicas = self.view.replicas(self.view.partition_of(digest))
         if self.view.self_id in replicas or target not in replicas:
             return
         if not self.hints.has_block_hints(digest):
-            await self.store.delete(digest)
             self.counters["copies_dropped"] += 1
 
     async def _deliver_record(self, hkey: bytes, hint: dict[str, Any], target: str) -> bool:
         table, key, record = str(hint["table"]), bytes(hint["key"]), hint["record"]
-        version = record_version(record)
+        schema = self.hints.schema(table)
         if target == self.view.self_id:
-            await self.store.table(table).update(key, lambda cur: merge_by_version(cur, record))
+            merge = schema.merge_records
+            await self.store.table(table).update(key, lambda cur: merge(cur, record))
         else:
             await self.rpc.put_record(self._address(target), table, key, record)
 
         def drop_if_same(cur: Any | None) -> Any | None:
-            record = cur.get("record") if isinstance(cur, dict) else None
-            if isinstance(record, dict) and record.get("version") == version:
-                return None
-            return cur
+            kept = cur.get("record") if isinstance(cur, dict) else None
+            return None if kept == record else cur
 
         await self.hints.table.update(hkey, drop_if_same)
         self.counters["delivered"] += 1

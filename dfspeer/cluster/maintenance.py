@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 class Maintenance:
     """The issue-5 repair parts of one peer (see the module docstring).
 
-    ``tables``: replicated tables whose tombstones are purged (placed by table key).
+    The replicated tables (hints, tombstone purge) are the replicator's.
     Construction plugs :attr:`handoff` (if ``config.hinted_handoff``) and
     :attr:`block_repair` into ``replicator``; :meth:`start` starts hint delivery, scrub
     (if ``scrub_rate_bytes_per_s`` > 0) and tombstone purge; :meth:`stop` cancels them.
@@ -47,12 +47,11 @@ class Maintenance:
         store: BlockStore,
         rpc: PeerRpcClient,
         replicator: Replicator,
-        *,
-        tables: Sequence[str] = ("manifests",),
     ) -> None:
         self.config = config
         self.replicator = replicator
-        self.hints = HintStore(store, max_hints=config.max_hints)
+        tables = replicator.tables
+        self.hints = HintStore(store, max_hints=config.max_hints, tables=tables)
         self.handoff = HintedHandoff(config, view, self.hints, rpc, fetch=replicator.read_block)
         self.block_repair = BlockRepair(view, store, rpc)
         self.scrubber = Scrubber(

@@ -36,8 +36,8 @@ from dfspeer.blockstore import BlockStore
 from dfspeer.blockstore.merkle import BLOCKS_TREE
 from dfspeer.cluster.antientropy import AntiEntropy
 from dfspeer.cluster.rebalance import HandoffReport, Rebalancer, held_partitions
-from dfspeer.cluster.records import MergeFn
 from dfspeer.cluster.rpc import PeerRpcClient
+from dfspeer.cluster.table import TableSchema
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
 from dfspeer.gossip import MemberState
@@ -52,7 +52,7 @@ REFRESH_S = 1.0
 class RepairService:
     """Periodic and ring-change-driven anti-entropy + partition handoff of one peer.
 
-    ``merges``: replicated tables to sync (name -> merge). ``refresh``: called every
+    ``tables``: replicated tables to sync (name -> schema). ``refresh``: called every
     second to rebuild the view from gossip (returns True if the ring changed).
     """
 
@@ -63,7 +63,7 @@ class RepairService:
         store: BlockStore,
         rpc: PeerRpcClient,
         *,
-        merges: Mapping[str, MergeFn],
+        tables: Mapping[str, TableSchema[Any]],
         refresh: Callable[[], bool] | None = None,
     ) -> None:
         self.view = view
@@ -73,7 +73,7 @@ class RepairService:
             view,
             store,
             rpc,
-            merges=merges,
+            tables=tables,
             concurrency=config.repair_concurrency,
             bandwidth_bytes_per_s=config.repair_bandwidth_bytes_per_s,
         )

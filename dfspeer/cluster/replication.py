@@ -26,14 +26,20 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dfspeer.blockstore import BlockNotFound, BlockStore, CorruptBlock
+from dfspeer.blockstore import (
+    BlockNotFound,
+    BlockStore,
+    CorruptBlock,
+    PutBlock,
+    TableUpdate,
+)
 from dfspeer.cluster.quorum import QuorumOutcome, cancel_all, wait_quorum, wait_until
-from dfspeer.cluster.records import MergeFn, is_stale, lww_pick, merge_by_version, record_version
 from dfspeer.cluster.rpc import PeerRpcClient, PeerUnreachable, RpcError, sha256_hex
 from dfspeer.cluster.scan import ScanPage, merge_scans, omit_fields
+from dfspeer.cluster.table import TableSchema
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
-from dfspeer.errors import DataUnavailable, DfsError, InsufficientReplicas
+from dfspeer.errors import DataUnavailable, DfsError, InsufficientReplicas, InsufficientStorage
 
 if TYPE_CHECKING:
     from dfspeer.cluster.handoff import HintedHandoff
@@ -47,7 +53,8 @@ _MAX_REPAIR_TASKS = 64
 class Replicator:
     """Quorum replication over this peer's :class:`BlockStore` and :class:`PeerRpcClient`.
 
-    ``merges``: table name -> merge function (default LWW :func:`merge_by_version`).
+    ``tables``: the replicated tables (name -> schema, see :mod:`.table`); a record
+    operation on another name raises ValueError.
     ``max_background``: straggler writes allowed in flight after their quorum (default:
     ``config.upload_pipeline_depth``), each holding one chunk in memory.
     """
@@ -59,7 +66,7 @@ class Replicator:
         store: BlockStore,
         rpc: PeerRpcClient,
         *,
-        merges: Mapping[str, MergeFn] | None = None,
+        tables: Mapping[str, TableSchema[Any]] | None = None,
         max_background: int | None = None,
     ) -> None:
         self.config = config
@@ -68,7 +75,7 @@ class Replicator:
         self.rpc = rpc
         self.write_quorum = config.write_quorum
         self.read_quorum = config.read_quorum
-        self._merges = dict(merges or {})
+        self.tables: Mapping[str, TableSchema[Any]] = tables or {}
         self._max_background = max_background or config.upload_pipeline_depth
         self._background: set[asyncio.Task[None]] = set()
         self._repairs: set[asyncio.Task[None]] = set()
@@ -122,9 +129,29 @@ class Replicator:
 
     def _insufficient(
         self, what: str, need: int, outcome: QuorumOutcome[Any] | None, targets: tuple[str, ...]
-    ) -> InsufficientReplicas:
+    ) -> InsufficientReplicas | InsufficientStorage:
+        """The error for an operation on ``targets`` that got fewer than ``need`` acks.
+
+        :class:`InsufficientStorage` (507 ``insufficient_storage``) when full stores alone
+        made the quorum impossible: some replicas failed with a full store (a local
+        ``StoreFull``, a remote ``PeerStoreFull``) and even if every *other* target had
+        acknowledged, fewer than ``need`` would have -- more space is the fix, not reviving
+        peers. Otherwise (a mix where reviving peers would do, reads, too few peers in the
+        ring) :class:`InsufficientReplicas` (503 ``insufficient_replicas``). Either message
+        names every failed replica and why.
+        """
         got = len(outcome.results) if outcome else 0
         detail = outcome.describe_errors() if outcome else f"{len(targets)} replica(s) in the ring"
+        full = (
+            sum(isinstance(e, InsufficientStorage) for e in outcome.errors.values())
+            if outcome
+            else 0
+        )
+        if full and len(targets) - full < need:
+            return InsufficientStorage(
+                f"{what}: {full} of {len(targets)} replica(s) have no space left; {got} of the"
+                f" {need} required replicas answered ({detail})"
+            )
         return InsufficientReplicas(
             f"{what}: {got} of the {need} required replicas answered ({detail})"
         )
@@ -133,13 +160,22 @@ class Replicator:
         for peer, exc in outcome.errors.items():
             self.on_replica_write_failed(peer, partition, what, exc)
 
-    def _merge_fn(self, table: str) -> MergeFn:
-        return self._merges.get(table, merge_by_version)
+    def schema(self, table: str) -> TableSchema[Any]:
+        """The schema of replicated table ``table``. Raises ValueError for another name."""
+        schema = self.tables.get(table)
+        if schema is None:
+            raise ValueError(f"{table!r} is not a replicated table of this peer")
+        return schema
 
     # ------------------------------------------------------------------ blocks
-    async def write_block(self, data: bytes, digest: bytes) -> int:
+    async def write_block(self, data: bytes, digest: bytes, *, ref: Any | None = None) -> int:
         """Write a block to its partition's replicas; return the number of acks (>= W) once
-        W replicas stored it durably. Raises InsufficientReplicas otherwise."""
+        W replicas stored it durably. Raises InsufficientReplicas otherwise.
+
+        ``ref``: a record of the ``block_refs`` table naming the version that needs the
+        block; each replica stores it with the block in one transaction, so the block is
+        referenced from the instant it exists there (a stand-in keeps the block alone,
+        pinned by its hint; the reference reaches the target by anti-entropy)."""
         partition = self.view.partition_of(digest)
         targets = self.write_targets(partition)
         what = f"block {digest.hex()[:16]}"
@@ -147,15 +183,23 @@ class Replicator:
         if len(targets) < need:
             raise self._insufficient(what, need, None, targets)
 
+        ref_ops = self._ref_ops(digest, ref)
+
         async def put(peer: str) -> None:
             if peer == self.view.self_id:
-                await self.store.put_verified(digest, data)
+                if ref_ops:
+                    await self.store.write_batch([PutBlock(data, digest), *ref_ops])
+                else:
+                    await self.store.put_verified(digest, data)
             else:
-                await self.rpc.put_block(self._address(peer), digest, data)
+                await self.rpc.put_block(self._address(peer), digest, data, ref=ref)
 
         op: Callable[[str], Awaitable[None]] = put
         if self.handoff is not None:
-            op = self.handoff.wrap_block(partition, targets, put, digest, data)
+            hint_ref = None
+            if ref_ops:
+                hint_ref = (ref_ops[0].table, ref_ops[0].key, ref)
+            op = self.handoff.wrap_block(partition, targets, put, digest, data, hint_ref)
         outcome = await wait_quorum(self._spawn(targets, op), need)
         if not outcome.reached(need):
             await cancel_all(outcome.pending)
@@ -171,6 +215,17 @@ class Replicator:
         else:
             self._settle(outcome, partition, what)
         return acks
+
+    def _ref_ops(self, digest: bytes, ref: Any | None) -> list[TableUpdate]:
+        if ref is None:
+            return []
+        schema = self.schema("block_refs")
+        version = schema.decode(ref).version
+        return [
+            TableUpdate(
+                schema.name, digest + version.encode(), lambda cur: schema.merge_records(cur, ref)
+            )
+        ]
 
     async def _finish(self, outcome: QuorumOutcome[Any], partition: int, what: str) -> int:
         """Await the stragglers of a quorum write; report failures; return extra acks."""
@@ -261,7 +316,7 @@ class Replicator:
     # ------------------------------------------------------------------ records
     async def _put_record_on(self, peer: str, table: str, key: bytes, value: Any) -> None:
         if peer == self.view.self_id:
-            merge = self._merge_fn(table)
+            merge = self.schema(table).merge_records
             await self.store.table(table).update(key, lambda cur: merge(cur, value))
         else:
             await self.rpc.put_record(self._address(peer), table, key, value)
@@ -271,24 +326,23 @@ class Replicator:
             return self.store.table(table).get(key)
         return await self.rpc.get_record(self._address(peer), table, key)
 
-    async def _retract_on(self, peer: str, table: str, key: bytes, version: str) -> None:
+    async def _retract_on(self, peer: str, table: str, key: bytes, token: str) -> None:
         if peer == self.view.self_id:
-
-            def drop(cur: Any | None) -> Any | None:
-                if cur is not None and isinstance(cur, dict) and cur.get("version") == version:
-                    return None
-                return cur
-
-            await self.store.table(table).update(key, drop)
+            schema = self.schema(table)
+            await self.store.table(table).update(
+                key, lambda cur: schema.retract_record(cur, token)
+            )
         else:
-            await self.rpc.retract_record(self._address(peer), table, key, version)
+            await self.rpc.retract_record(self._address(peer), table, key, token)
 
-    async def write_record(self, table: str, partition_key: bytes, key: bytes, value: Any) -> int:
-        """Merge ``value`` (a record with a ``version``) into the replicas of
-        ``partition(partition_key)``; return acks (>= W). On failure (InsufficientReplicas)
-        the record is retracted from the replicas that took it."""
-        version = record_version(value)
-        partition = self.view.partition_of(partition_key)
+    async def write_record(self, table: str, key: bytes, value: Any) -> int:
+        """Merge ``value`` (a record of ``table``: ValueError if not) into the replicas of
+        the partition of its partition key; return acks (>= W). On failure
+        (InsufficientReplicas) the write is retracted from the replicas that took it."""
+        schema = self.schema(table)
+        schema.decode(value)
+        version = schema.retract_token(value)
+        partition = self.view.partition_of(schema.partition_key(key))
         targets = self.write_targets(partition)
         what = f"record {table}"
         need = self.write_quorum
@@ -322,10 +376,11 @@ class Replicator:
             self._settle(outcome, partition, what)
         return acks
 
-    async def read_record(self, table: str, partition_key: bytes, key: bytes) -> Any | None:
-        """LWW-merged record from R replicas of ``partition(partition_key)`` (None if none
-        has it). Stale replicas get the winner back in the background (read repair)."""
-        partition = self.view.partition_of(partition_key)
+    async def read_record(self, table: str, key: bytes) -> Any | None:
+        """The merge of ``table``'s record ``key`` on R replicas of its partition (None if
+        none has it). Stale replicas get the merge back in the background (read repair)."""
+        schema = self.schema(table)
+        partition = self.view.partition_of(schema.partition_key(key))
         targets = self.view.replicas(partition)
         need = self.read_quorum
         if len(targets) < need:
@@ -336,7 +391,7 @@ class Replicator:
         if not outcome.reached(need):
             await cancel_all(outcome.pending)
             raise self._insufficient(f"read {table}", need, outcome, targets)
-        winner = lww_pick(outcome.results.values())
+        winner = schema.pick(outcome.results.values())
         if winner is not None and len(self._repairs) < _MAX_REPAIR_TASKS:
             self._track(self._read_repair(outcome, table, key, winner), self._repairs)
         else:
@@ -352,7 +407,8 @@ class Replicator:
         for peer, task in outcome.pending.items():
             if not task.cancelled() and task.exception() is None:
                 answers[peer] = task.result()
-        stale = [peer for peer, record in answers.items() if is_stale(record, winner)]
+        stale_of = self.schema(table).stale
+        stale = [peer for peer, record in answers.items() if stale_of(record, winner)]
         for peer in stale:
             try:
                 await self._put_record_on(peer, table, key, winner)
@@ -370,9 +426,10 @@ class Replicator:
         limit: int,
         omit: tuple[str, ...] = (),
     ) -> ScanPage:
-        """Scan ``table`` on every ring member and LWW-merge per key (for listings of
-        tables placed by key hash). Raises InsufficientReplicas unless, for every
-        partition, at least R of its replicas answered."""
+        """Scan ``table`` on every ring member and merge per key (for listings of tables
+        placed by key hash). Raises InsufficientReplicas unless, for every partition, at
+        least R of its replicas answered."""
+        schema = self.schema(table)
         peers = self.view.ring_peers()
 
         async def scan(peer: str) -> list[tuple[bytes, Any]]:
@@ -394,7 +451,7 @@ class Replicator:
         await cancel_all(outcome.pending)  # enough answers: don't wait for slow peers
         if not self._covered(outcome.results):
             raise self._insufficient("listing", self.read_quorum, outcome, peers)
-        return merge_scans(outcome.results.values(), limit)
+        return merge_scans(outcome.results.values(), limit, schema.pick)
 
     def _covered(self, answered: Mapping[str, Any]) -> bool:
         """True if, for every partition, at least R of its replicas are in ``answered``."""

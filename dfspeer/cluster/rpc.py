@@ -4,10 +4,15 @@ One :class:`aiohttp.ClientSession` (keep-alive pool) per peer process, created o
 Every request is signed and every answer's signature checked (:mod:`dfspeer.cluster.auth`).
 Bodies: raw bytes for blocks, CBOR for records and scans, JSON for status.
 
-Errors: a transport failure, a timeout (``timeout_s`` per request, total) or an unsigned /
-malformed answer raises :class:`PeerUnreachable` or :class:`RpcError`; a missing block
-raises :class:`dfspeer.blockstore.BlockNotFound`; a missing record is ``None``. The
-replicator counts any of them as a failed ack and moves on.
+Errors (every one a :class:`dfspeer.errors.DfsError`): a transport failure or a timeout
+(``timeout_s`` per request, total) raises :class:`PeerUnreachable` (503
+``peer_unreachable``); an unsigned / malformed answer raises :class:`RpcError` (502
+``peer_error``); an error answer raises :class:`RpcError` with the peer's ``status`` and
+``code`` -- :class:`PeerStoreFull` (also an :class:`~dfspeer.errors.InsufficientStorage`)
+when the peer's store is full (507 ``store_full`` / ``insufficient_storage``); a missing
+block raises :class:`dfspeer.blockstore.BlockNotFound`; a missing record is ``None``. The
+replicator counts any of them as a failed ack and moves on. :class:`RpcError` and
+:class:`PeerUnreachable` are defined in :mod:`dfspeer.errors` and re-exported here.
 """
 
 from __future__ import annotations
@@ -24,26 +29,35 @@ from yarl import URL
 
 from dfspeer.blockstore import BlockNotFound
 from dfspeer.cluster.auth import EMPTY_SHA256, HEADER_SIGNATURE, RpcAuth
-from dfspeer.errors import Unauthorized
+from dfspeer.errors import InsufficientStorage, PeerUnreachable, RpcError, Unauthorized
 from dfspeer.gossip import Keyring
 
 TABLE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 MAX_SCAN_LIMIT = 1000
 _HASH_IN_THREAD_BYTES = 256 * 1024
+STORE_FULL_CODES = frozenset({"store_full", "insufficient_storage"})
+"""Error codes of a 507 answer meaning "my block store is full" (``hints_full`` is not)."""
+
+__all__ = [
+    "MAX_RECORD_BYTES",
+    "MAX_SCAN_LIMIT",
+    "STORE_FULL_CODES",
+    "TABLE_NAME_RE",
+    "PeerRpcClient",
+    "PeerStoreFull",
+    "PeerUnreachable",
+    "RpcError",
+    "check_table_name",
+    "sha256_hex",
+]
 
 
-class RpcError(Exception):
-    """A peer call failed. ``status``/``code`` are set when the peer answered an error."""
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-class PeerUnreachable(RpcError):
-    """No answer: connection refused/reset, DNS, timeout, or no address for the peer."""
+class PeerStoreFull(RpcError, InsufficientStorage):
+    """The peer answered 507 ``store_full`` (or ``insufficient_storage``): its block store
+    has no space left and applied nothing. An :class:`RpcError` carrying the peer's
+    ``status``/``code``, and an :class:`~dfspeer.errors.InsufficientStorage`, so a quorum
+    write can tell full replicas from unreachable ones."""
 
 
 async def sha256_hex(data: bytes) -> str:
@@ -130,7 +144,8 @@ class PeerRpcClient:
             code, message = str(err["code"]), str(err["message"])
         except (ValueError, KeyError, TypeError):
             pass
-        return RpcError(f"{address}: {status} {code}: {message}", status=status, code=code)
+        cls = PeerStoreFull if status == 507 and code in STORE_FULL_CODES else RpcError
+        return cls(f"{address}: {status} {code}: {message}", status=status, code=code)
 
     async def _checked_body(self, address: str, claimed: str, data: bytes) -> bytes:
         if await sha256_hex(data) != claimed:
@@ -138,12 +153,16 @@ class PeerRpcClient:
         return data
 
     # ------------------------------------------------------------------ blocks
-    async def put_block(self, address: str, digest: bytes, data: bytes) -> None:
-        """Store a block on a peer; returns once it is durable there."""
+    async def put_block(
+        self, address: str, digest: bytes, data: bytes, *, ref: Any | None = None
+    ) -> None:
+        """Store a block on a peer; returns once it is durable there. ``ref``: a
+        ``block_refs`` record stored with the block in the same transaction."""
+        query = f"?ref={cbor2.dumps(ref, canonical=True).hex()}" if ref is not None else ""
         status, _, body = await self._call(
             "PUT",
             address,
-            f"/internal/blocks/{digest.hex()}",
+            f"/internal/blocks/{digest.hex()}{query}",
             body=data,
             body_sha256=digest.hex(),
             content_type="application/octet-stream",

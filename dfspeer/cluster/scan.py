@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from dfspeer.cluster.records import lww_pick
+Pick = Callable[[Iterable[Any | None]], Any | None]
 
 
 @dataclass(frozen=True)
 class ScanPage:
     """One merged page of a cluster-wide table scan.
 
-    ``items``: (table key, LWW-winning record) in key order, tombstones included; every key
+    ``items``: (table key, merged record) in key order, tombstones included; every key
     ``<= cursor`` that any answering replica holds is here. ``more``: keys past ``cursor``
     may exist (scan again with ``start_after=cursor``).
     """
@@ -23,13 +24,20 @@ class ScanPage:
 
 
 def omit_fields(value: Any, fields: tuple[str, ...]) -> Any:
-    """``value`` without the keys ``fields`` when it is a dict (e.g. inline data in listings)."""
-    if fields and isinstance(value, dict):
-        return {k: v for k, v in value.items() if k not in fields}
-    return value
+    """``value`` without the keys ``fields`` when it is a dict, and without them in the maps
+    of its list values too (e.g. chunk lists and inline data of every version in listings)."""
+    if not fields or not isinstance(value, dict):
+        return value
+    return {
+        k: [omit_fields(x, fields) if isinstance(x, dict) else x for x in v]
+        if isinstance(v, list)
+        else v
+        for k, v in value.items()
+        if k not in fields
+    }
 
 
-def merge_scans(answers: Any, limit: int) -> ScanPage:
+def merge_scans(answers: Any, limit: int, pick: Pick) -> ScanPage:
     """k-way merge of per-replica scan answers (each sorted, each at most ``limit`` rows).
 
     A full answer (``limit`` rows) only speaks for keys up to its last key, so the merged
@@ -44,7 +52,7 @@ def merge_scans(answers: Any, limit: int) -> ScanPage:
             last = answer[-1][0]
             horizon = last if horizon is None else min(horizon, last)
     keys = sorted(k for k in rows if horizon is None or k <= horizon)
-    items = [(k, lww_pick(rows[k])) for k in keys]
+    items = [(k, pick(rows[k])) for k in keys]
     return ScanPage(
         items=[(k, v) for k, v in items if v is not None], more=horizon is not None, cursor=horizon
     )

@@ -1,8 +1,10 @@
 """Tombstone grace and purge.
 
-A delete writes a tombstone: a record with ``"deleted": True`` and its own LWW version
-(:mod:`.records`). While the tombstone exists, an older put that surfaces later — from a
-replica that was down during the delete, a hint, or anti-entropy — loses the LWW merge, so
+A delete writes a tombstone: an entry that its table's schema says is one
+(:meth:`dfspeer.cluster.table.TableSchema.tombstone_since`), e.g. an object whose versions
+are all aborted or delete markers. While the tombstone exists, an older put that surfaces
+later — from a replica that was down during the delete, a hint, or anti-entropy — loses the
+merge, so
 a deleted object is never resurrected. Tombstones cannot be kept forever (a delete-heavy
 workload would fill the store), so they are purged after a grace period,
 ``tombstone_grace_s`` (default 10 days, Cassandra's ``gc_grace_seconds``).
@@ -31,33 +33,18 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dfspeer.blockstore import BlockStore
-from dfspeer.cluster.records import record_version
 from dfspeer.cluster.rpc import PeerRpcClient, PeerUnreachable, RpcError
+from dfspeer.cluster.table import TableSchema
 from dfspeer.cluster.view import ClusterView
 from dfspeer.gossip import MemberState
 
 log = logging.getLogger(__name__)
 
 PAGE = 512
-LOGICAL_BITS = 16  # dfspeer.objects.hlc: timestamp = (unix ms << 16) | counter
-
-
-def version_time(record: Any) -> float | None:
-    """Unix seconds of a record's version (HLC ``"%016x-peer"``), else its ``modified``
-    field, else None."""
-    try:
-        return (int(record_version(record)[:16], 16) >> LOGICAL_BITS) / 1000.0
-    except ValueError:
-        modified = record.get("modified") if isinstance(record, dict) else None
-        return float(modified) if isinstance(modified, int | float) else None
-
-
-def is_tombstone(record: Any) -> bool:
-    return isinstance(record, dict) and record.get("deleted") is True
 
 
 class TombstonePurger:
@@ -77,7 +64,7 @@ class TombstonePurger:
         *,
         grace_s: float,
         interval_s: float,
-        tables: Sequence[str] = ("manifests",),
+        tables: Mapping[str, TableSchema[Any]],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.view = view
@@ -85,7 +72,7 @@ class TombstonePurger:
         self.rpc = rpc
         self.grace_s = grace_s
         self.interval_s = interval_s
-        self.tables = tuple(tables)
+        self.tables = tables
         self.clock = clock
         self.counters: Counter[str] = Counter()
         self.last_round: float | None = None
@@ -113,35 +100,36 @@ class TombstonePurger:
             return 0
         purged = 0
         horizon = self.clock() - self.grace_s
-        for table in self.tables:
+        for table, schema in self.tables.items():
             after: bytes | None = None
             while page := self.store.table(table).scan(start_after=after, limit=PAGE):
                 after = page[-1][0]
                 for key, record in page:
-                    when = version_time(record) if is_tombstone(record) else None
+                    when = schema.tombstone_since_record(record)
                     if when is None or when > horizon:
                         continue
                     self.counters["expired_seen"] += 1
                     try:
-                        purged += await self._purge(table, key, record)
+                        purged += await self._purge(schema, key, record)
                     except RpcError as exc:  # a replica unreachable or erring: next round
                         log.debug("tombstone purge of %s skipped: %s", key.hex(), exc)
         return purged
 
-    async def _purge(self, table: str, key: bytes, record: Any) -> int:
-        replicas = self.view.replicas(self.view.partition_of(key))
+    async def _purge(self, schema: TableSchema[Any], key: bytes, record: Any) -> int:
+        table = schema.name
+        replicas = self.view.replicas(self.view.partition_of(schema.partition_key(key)))
         if not replicas or replicas[0] != self.view.self_id:
             return 0
-        version = record_version(record)
+        version = schema.token_of(record)
         others = [(p, self._address(p)) for p in replicas[1:]]
         answers = await asyncio.gather(*(self.rpc.get_record(a, table, key) for _, a in others))
         ready = True
         for (_, address), answer in zip(others, answers, strict=True):
-            theirs = _version_or_none(answer)
+            theirs = _token_or_none(schema, answer)
             if theirs == version:
                 continue
             ready = False
-            if theirs is None or theirs < version:
+            if theirs is None or schema.stale(answer, record):
                 await self.rpc.put_record(address, table, key, record)
                 self.counters["pushed"] += 1
         if not ready:
@@ -150,7 +138,7 @@ class TombstonePurger:
             await self.rpc.retract_record(address, table, key, version)
 
         def drop(cur: Any | None) -> Any | None:
-            return None if _version_or_none(cur) == version else cur
+            return None if _token_or_none(schema, cur) == version else cur
 
         await self.store.table(table).update(key, drop)
         self.counters["purged"] += 1
@@ -171,8 +159,10 @@ class TombstonePurger:
         }
 
 
-def _version_or_none(record: Any) -> str | None:
+def _token_or_none(schema: TableSchema[Any], record: Any) -> str | None:
+    if record is None:
+        return None
     try:
-        return record_version(record)
+        return schema.token_of(record)
     except ValueError:
         return None

@@ -14,6 +14,7 @@ from typing import Any
 
 from dfspeer.commands.common import UsageError
 from dfspeer.config import PeerConfig
+from dfspeer.logsetup import configure_logging
 
 # flag -> PeerConfig field; every value goes through PeerConfig.from_sources as a string so
 # the flag, its DFSPEER_* variable and its TOML key share one parser and one error message.
@@ -31,6 +32,7 @@ AGENT_FLAGS: dict[str, tuple[str, str, str]] = {
     "--weight": ("weight", "X", "relative share of the data (default 1.0)"),
     "--cluster-key-file": ("cluster_key_file", "F", "file of base64 keys, first one seals"),
     "--log-level": ("log_level", "LEVEL", "debug, info, warning or error"),
+    "--log-format": ("log_format", "FORMAT", "text (default) or json: one JSON object a line"),
 }
 
 
@@ -111,11 +113,7 @@ def config_from_args(
 def cmd_agent(args: argparse.Namespace) -> int:
     """Run a peer until SIGINT/SIGTERM, then stop it gracefully (leave gossip, close)."""
     config = config_from_args(args)
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(config.log_level, config.log_format, stream=sys.stderr)
     try:
         asyncio.run(_run_peer(config))
     except OSError as exc:

@@ -1,20 +1,22 @@
-"""dfspeer.objects: the coordinator (chunking, manifests, uploads, ranged reads, listing)."""
+"""dfspeer.objects: the coordinator (chunking, versions, uploads, ranged reads, listing,
+buckets)."""
 
+from dfspeer.objects.buckets import BucketService
 from dfspeer.objects.hlc import HybridLogicalClock, Version
-from dfspeer.objects.listing import ListResult
-from dfspeer.objects.manifest import MANIFEST_TABLE, Manifest, ObjectInfo, merge_manifest
+from dfspeer.objects.info import ObjectInfo, VersionInfo
+from dfspeer.objects.listing import ListResult, VersionPage
 from dfspeer.objects.names import validate_bucket, validate_key
 from dfspeer.objects.service import ObjectService
 
 __all__ = [
-    "MANIFEST_TABLE",
+    "BucketService",
     "HybridLogicalClock",
     "ListResult",
-    "Manifest",
     "ObjectInfo",
     "ObjectService",
     "Version",
-    "merge_manifest",
+    "VersionInfo",
+    "VersionPage",
     "validate_bucket",
     "validate_key",
 ]

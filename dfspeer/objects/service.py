@@ -1,15 +1,17 @@
 """ObjectService: the coordinator any peer runs for a client request.
 
-Upload: validate, stream the body through the chunk pipeline (:mod:`.upload`), then write
-the manifest (HLC version) to the key's replicas with quorum W. Nothing is visible until
-that manifest write succeeds; a failed manifest write is retracted from the replicas that
-took it. Reads: quorum-R manifest read (LWW), then chunks with prefetch (:mod:`.download`).
-Delete: a tombstone version. Listing: :mod:`.listing`.
+Objects live in the replicated ``objects`` table (:mod:`dfspeer.model.objects`): one entry
+per key holding its versions. Upload: :mod:`.versioned_put` (``uploading`` with block
+references, then ``complete``); nothing is visible until the complete version is on W
+replicas. Reads: quorum-R read of the entry (merged), then chunks with prefetch
+(:mod:`.download`). Delete: in a bucket that keeps versions, a delete marker; otherwise a
+null delete marker that replaces the null version (whose blocks are then released); with
+a version id, that version is aborted for good. Listing: :mod:`.listing`.
 
-Version order across coordinators: before choosing a version, the coordinator reads the
-key's current manifest (concurrently with the upload) and feeds its version to the hybrid
-logical clock, so an overwrite always orders after the version it replaces even when the
-coordinators' wall clocks disagree (Garage does the same with its timestamps).
+Version order across coordinators: before choosing a version id, the coordinator reads
+the key's entry and feeds its newest version id to the hybrid logical clock, so a write
+orders after every version it could see even when wall clocks disagree (Garage does the
+same with its timestamps).
 """
 
 from __future__ import annotations
@@ -17,32 +19,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 
 from dfspeer.blockstore import BlockStore
 from dfspeer.cluster.replication import Replicator
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
-from dfspeer.errors import DfsError, NoSuchKey
-from dfspeer.objects.download import ChunkStream, InlineStream, map_range, resolve_range
-from dfspeer.objects.hlc import HybridLogicalClock
-from dfspeer.objects.listing import ListResult, list_objects
-from dfspeer.objects.manifest import (
+from dfspeer.errors import DfsError, NoSuchKey, NoSuchVersion
+from dfspeer.model.objects import (
+    ABORTED,
+    COMPLETE,
     DEFAULT_CONTENT_TYPE,
-    MANIFEST_TABLE,
-    Manifest,
-    ObjectInfo,
-    placement_key,
+    OBJECTS_TABLE,
+    ObjectEntry,
+    ObjectsSchema,
+    ObjectVersion,
     table_key,
 )
+from dfspeer.objects.buckets import BucketService
+from dfspeer.objects.download import ChunkStream, InlineStream, map_range, resolve_range
+from dfspeer.objects.hlc import HybridLogicalClock
+from dfspeer.objects.info import ObjectInfo, VersionInfo
+from dfspeer.objects.listing import ListResult, VersionPage, list_objects, list_versions
 from dfspeer.objects.names import validate_bucket, validate_key
-from dfspeer.objects.upload import as_stream, store_body
+from dfspeer.objects.upload import as_stream
+from dfspeer.objects.versioned_put import PutRequest, VersionedPut
 
 log = logging.getLogger(__name__)
 
 
 class ObjectService:
-    """Objects over the cluster: put / get (ranged) / stat / delete / list.
+    """Objects and their versions over the cluster: put / get (ranged) / stat / delete /
+    list, and the buckets (:attr:`buckets`).
 
     Sizes in bytes; ``modified`` in unix seconds. Every method may raise
     InsufficientReplicas when fewer than W (writes) or R (reads) replicas answer.
@@ -56,38 +64,54 @@ class ObjectService:
         self.store = store
         self.replicator = replicator
         self.clock = HybridLogicalClock()
+        self.schema = ObjectsSchema()
+        self.buckets = BucketService(replicator, self.clock, view.self_id)
+        self._background: set[asyncio.Task[None]] = set()
 
-    # ------------------------------------------------------------------ manifests
-    async def _read_manifest(self, bucket: str, key: str) -> Manifest | None:
-        record = await self.replicator.read_record(
-            MANIFEST_TABLE, placement_key(bucket, key), table_key(bucket, key)
-        )
+    async def drain(self) -> None:
+        """Wait for the background aborts of superseded versions started so far."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Cancel background work (the lifecycle pass finishes what is cut short)."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    # ------------------------------------------------------------------ entries
+    async def _read_entry(self, bucket: str, key: str) -> ObjectEntry | None:
+        record = await self.replicator.read_record(OBJECTS_TABLE, table_key(bucket, key))
         if record is None:
             return None
         try:
-            manifest = Manifest.from_record(record)
+            entry = self.schema.decode(record)
         except ValueError as exc:
-            raise DfsError(f"stored manifest of {bucket}/{key} is unreadable: {exc}") from exc
-        self.clock.observe_version(manifest.version)
-        return manifest
+            raise DfsError(f"stored entry of {bucket}/{key} is unreadable: {exc}") from exc
+        if entry.versions:
+            self.clock.observe_version(entry.versions[-1].id)
+        return entry
 
-    async def _write_manifest(self, manifest: Manifest) -> None:
-        await self.replicator.write_record(
-            MANIFEST_TABLE,
-            placement_key(manifest.bucket, manifest.key),
-            table_key(manifest.bucket, manifest.key),
-            manifest.to_record(),
-        )
+    async def _write_version(self, bucket: str, key: str, version: ObjectVersion) -> None:
+        record = self.schema.encode(ObjectEntry(bucket, key, (version,)))
+        await self.replicator.write_record(OBJECTS_TABLE, table_key(bucket, key), record)
 
-    async def _live_manifest(self, bucket: str, key: str) -> Manifest:
+    async def _version(self, bucket: str, key: str, version_id: str | None) -> ObjectVersion:
+        """The live version, or version ``version_id``. Raises NoSuchKey, NoSuchVersion."""
         validate_bucket(bucket)
         validate_key(key)
-        manifest = await self._read_manifest(bucket, key)
-        if manifest is None or manifest.deleted:
-            raise NoSuchKey(f"no object {bucket}/{key}")
-        return manifest
+        entry = await self._read_entry(bucket, key)
+        if version_id is None:
+            live = entry.live() if entry is not None else None
+            if live is None:
+                raise NoSuchKey(f"no object {bucket}/{key}")
+            return live
+        version = entry.get(version_id) if entry is not None else None
+        if version is None or not version.is_data:
+            raise NoSuchVersion(f"{bucket}/{key} has no version {version_id}")
+        return version
 
-    # ------------------------------------------------------------------ API
+    # ------------------------------------------------------------------ writes
     async def put_object(
         self,
         bucket: str,
@@ -97,82 +121,135 @@ class ObjectService:
         expected_sha256: str | None = None,
         content_length: int | None = None,
         content_type: str = DEFAULT_CONTENT_TYPE,
+        meta: Mapping[str, str] | None = None,
     ) -> ObjectInfo:
-        """Store ``body`` as the new version of ``bucket/key``; return its info once the
-        chunks and the manifest are on W replicas. Raises InvalidBucketName, InvalidKey,
+        """Store ``body`` as a new version of ``bucket/key`` (creating the bucket if it does
+        not exist); return its info once its chunks and the complete version are on W
+        replicas. ``meta``: user metadata. Raises InvalidBucketName, InvalidKey,
         InvalidArgument, EntityTooLarge, IncompleteBody, BadDigest (the previous version
         stays), InsufficientReplicas (nothing becomes visible)."""
         validate_bucket(bucket)
         validate_key(key)
-        # read the current version meanwhile: the HLC then orders this write after it
-        prior = asyncio.create_task(self._read_manifest(bucket, key))
-        try:
-            stored = await store_body(
-                as_stream(body),
-                self.replicator.write_block,
-                chunk_size=self.config.chunk_size_bytes,
-                inline_threshold=self.config.inline_threshold_bytes,
-                depth=self.config.upload_pipeline_depth,
-                max_bytes=self.config.max_object_size_bytes,
-                content_length=content_length,
-                expected_sha256=expected_sha256,
-            )
-        except BaseException:
-            prior.cancel()
-            await asyncio.gather(prior, return_exceptions=True)
-            raise
-        try:
-            await prior
-        except DfsError as exc:  # best effort: the write itself decides (quorum W)
-            log.debug("pre-read of %s/%s failed: %s", bucket, key, exc)
-        manifest = Manifest(
+        info, prior = await asyncio.gather(self.buckets.ensure(bucket), self._observe(bucket, key))
+        request = PutRequest(
             bucket=bucket,
             key=key,
-            version=str(self.clock.next_version(self.view.self_id)),
-            size=stored.size,
-            sha256=stored.sha256,
-            chunks=stored.chunks,
-            inline=stored.inline,
+            version_id=str(self.clock.next_version(self.view.self_id)),
+            null=not info.keeps_versions,
             content_type=content_type or DEFAULT_CONTENT_TYPE,
-            modified=time.time(),
+            meta=dict(meta or {}),
+            expected_sha256=expected_sha256,
+            content_length=content_length,
         )
-        await self._write_manifest(manifest)
-        return manifest.info()
+        version = await VersionedPut(self.config, self.replicator, request).run(as_stream(body))
+        self._supersede(bucket, key, prior, version)
+        return ObjectInfo.of(bucket, key, version)
 
-    async def stat_object(self, bucket: str, key: str) -> ObjectInfo:
-        """Info of the live version. Raises NoSuchKey."""
-        return (await self._live_manifest(bucket, key)).info()
+    async def _observe(self, bucket: str, key: str) -> ObjectEntry | None:
+        """The key's entry, its newest version fed to the clock (best effort: None when
+        the read fails; the write decides)."""
+        try:
+            return await self._read_entry(bucket, key)
+        except DfsError as exc:
+            log.debug("pre-read of %s/%s failed: %s", bucket, key, exc)
+            return None
+
+    def _supersede(
+        self, bucket: str, key: str, prior: ObjectEntry | None, new: ObjectVersion
+    ) -> None:
+        """In the background, abort the null versions ``new`` superseded (releasing their
+        blocks); what this misses, the lifecycle pass aborts."""
+        if prior is None or not new.null:
+            return
+        old = ObjectEntry(bucket, key, (*prior.versions, new)).superseded()
+        if not old:
+            return
+        entry = ObjectEntry(bucket, key, tuple(v.aborted() for v in old))
+
+        async def run() -> None:
+            try:
+                record = self.schema.encode(entry)
+                await self.replicator.write_record(OBJECTS_TABLE, table_key(bucket, key), record)
+            except DfsError as exc:
+                log.debug("abort of superseded versions of %s/%s deferred: %s", bucket, key, exc)
+
+        task = asyncio.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def delete_object(
+        self, bucket: str, key: str, *, version: str | None = None
+    ) -> str | None:
+        """Delete ``bucket/key``: without ``version``, add a delete marker (its version id
+        is returned; None when an unversioned key had nothing to delete); with one, remove
+        that version for good (returned). Raises NoSuchVersion for an unknown version."""
+        validate_bucket(bucket)
+        validate_key(key)
+        entry = await self._read_entry(bucket, key)
+        if version is not None:
+            found = entry.get(version) if entry is not None else None
+            if found is None:
+                raise NoSuchVersion(f"{bucket}/{key} has no version {version}")
+            if found.state != ABORTED:
+                await self._write_version(bucket, key, ObjectVersion(version, ABORTED))
+            return version
+        info = await self.buckets.read(bucket, cached=True)
+        keeps = info is not None and info.keeps_versions
+        if not keeps and (entry is None or entry.live() is None):
+            return None
+        now = time.time()
+        marker = ObjectVersion(
+            str(self.clock.next_version(self.view.self_id)),
+            COMPLETE,
+            null=not keeps,
+            delete_marker=True,
+            modified=now,
+            created=now,
+        )
+        await self._write_version(bucket, key, marker)
+        self._supersede(bucket, key, entry, marker)
+        return marker.id
+
+    # ------------------------------------------------------------------ reads
+    async def stat_object(self, bucket: str, key: str, *, version: str | None = None) -> ObjectInfo:
+        """Info of the live version (or of ``version``). Raises NoSuchKey, NoSuchVersion."""
+        return ObjectInfo.of(bucket, key, await self._version(bucket, key, version))
 
     async def get_object(
-        self, bucket: str, key: str, *, start: int = 0, end: int | None = None
+        self,
+        bucket: str,
+        key: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        version: str | None = None,
     ) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
-        """Info and a stream of bytes ``[start, end)`` (``end`` None = the size; an end past
-        the size is clamped). The first chunk is already fetched when this returns, so a
-        missing chunk raises DataUnavailable here. Raises NoSuchKey, InvalidRange. The
-        stream has ``aclose()``: call it when stopping early."""
-        manifest = await self._live_manifest(bucket, key)
-        lo, hi = resolve_range(manifest.size, start, end)
-        if manifest.inline is not None or not manifest.chunks:
-            return manifest.info(), InlineStream((manifest.inline or b"")[lo:hi])
-        slices = map_range([n for _, n in manifest.chunks], lo, hi)
+        """Info and a stream of bytes ``[start, end)`` of the live version (or of
+        ``version``); ``end`` None = the size, an end past the size is clamped. The first
+        chunk is already fetched when this returns, so a missing chunk raises
+        DataUnavailable here. Raises NoSuchKey, NoSuchVersion, InvalidRange. The stream has
+        ``aclose()``: call it when stopping early."""
+        v = await self._version(bucket, key, version)
+        info = ObjectInfo.of(bucket, key, v)
+        lo, hi = resolve_range(v.size, start, end)
+        if v.inline is not None or not v.chunks:
+            return info, InlineStream((v.inline or b"")[lo:hi])
+        slices = map_range([n for _, n in v.chunks], lo, hi)
         stream = ChunkStream(
-            [d for d, _ in manifest.chunks],
+            [d for d, _ in v.chunks],
             slices,
             self.replicator.read_block,
             prefetch=self.config.download_prefetch_chunks,
         )
         await stream.start()
-        return manifest.info(), stream
+        return info, stream
 
-    async def delete_object(self, bucket: str, key: str) -> None:
-        """Write a tombstone over the live version (no-op if there is none)."""
+    async def list_object_versions(self, bucket: str, key: str) -> list[VersionInfo]:
+        """Every version of ``bucket/key`` (delete markers too), newest first; [] if none."""
         validate_bucket(bucket)
         validate_key(key)
-        current = await self._read_manifest(bucket, key)
-        if current is None or current.deleted:
-            return
-        version = str(self.clock.next_version(self.view.self_id))
-        await self._write_manifest(Manifest.tombstone(bucket, key, version, time.time()))
+        entry = await self._read_entry(bucket, key)
+        return VersionInfo.listing(key, entry.listed()) if entry is not None else []
 
     async def list_objects(
         self,
@@ -193,3 +270,29 @@ class ObjectService:
             limit=limit,
             start_after=start_after,
         )
+
+    async def list_versions(
+        self, bucket: str, *, prefix: str = "", limit: int = 1000, start_after: str = ""
+    ) -> VersionPage:
+        """A page of every version of every key under ``prefix`` (see :mod:`.listing`)."""
+        validate_bucket(bucket)
+        return await list_versions(
+            self.replicator, bucket, prefix=prefix, limit=limit, start_after=start_after
+        )
+
+    async def bucket_usage(self, bucket: str) -> tuple[int, int]:
+        """``(objects, bytes)``: live objects of ``bucket`` and their logical size."""
+        objects = size = 0
+        cursor = ""
+        while True:
+            page = await self.list_objects(bucket, limit=1000, start_after=cursor)
+            objects += len(page.objects)
+            size += sum(o.size for o in page.objects)
+            if not page.is_truncated or page.next_start_after is None:
+                return objects, size
+            cursor = page.next_start_after
+
+    async def bucket_is_empty(self, bucket: str) -> bool:
+        """True if no key of ``bucket`` holds a version or delete marker."""
+        page = await self.list_versions(bucket, limit=1)
+        return not page.versions

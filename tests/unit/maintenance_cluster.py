@@ -7,7 +7,7 @@ builder's arguments) a replicator and object service, a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -19,15 +19,17 @@ from dfspeer.api.internal import internal_app
 from dfspeer.blockstore import BlockStore
 from dfspeer.cluster.antientropy import AntiEntropy
 from dfspeer.cluster.maintenance import Maintenance
-from dfspeer.cluster.records import MergeFn
 from dfspeer.cluster.repair import RepairService
 from dfspeer.cluster.replication import Replicator
 from dfspeer.cluster.rpc import PeerRpcClient
+from dfspeer.cluster.table import TableRegistry
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
 from dfspeer.gossip import Keyring, Member, MemberState
+from dfspeer.model import LOCAL_TABLES
 from dfspeer.objects import ObjectService
 from dfspeer.ring import Partitioner
+from tests.unit.lww_table import test_tables
 
 CHUNK = 64 * 1024
 DEAD = "127.0.0.1:1"  # nothing listens there: connection refused
@@ -41,6 +43,8 @@ CONFIG = PeerConfig(
 ).validate()
 
 
+TABLES = test_tables()
+"""The model's tables plus the test-only LWW table (``tests.unit.lww_table``)."""
 T = TypeVar("T")
 
 
@@ -171,10 +175,11 @@ async def start_cluster(
     *,
     objects: bool = False,
     maintenance: bool = False,
-    repair_merges: Mapping[str, MergeFn] | None = None,
+    repair_tables: TableRegistry | None = None,
 ) -> Cluster:
     """Start ``size`` peers; ``objects`` adds a replicator and object service, ``maintenance``
-    adds those plus a Maintenance (and the hint routes), ``repair_merges`` a RepairService.
+    adds those plus a Maintenance (and the hint routes), ``repair_tables`` a RepairService
+    syncing those tables.
     Every view lists every peer ALIVE. Close with :meth:`Cluster.close`."""
     partitioner = Partitioner(config.partition_bits)
     nodes: list[Node] = []
@@ -186,6 +191,9 @@ async def start_cluster(
                 map_size_bytes=256 << 20,
                 durable=False,
                 partition_of=partitioner.partition,
+                table_hooks=TABLES.hooks(),
+                table_partitioners=TABLES.partitioners(partitioner.partition),
+                local_tables=LOCAL_TABLES,
             )
             view = ClusterView(
                 peer_id,
@@ -198,15 +206,16 @@ async def start_cluster(
             maint: Maintenance | None = None
             repair: RepairService | None = None
             if objects or maintenance:
-                replicator = Replicator(config, view, store, rpc)
+                replicator = Replicator(config, view, store, rpc, tables=TABLES)
                 if maintenance:
                     maint = Maintenance(config, view, store, rpc, replicator)
                 service = ObjectService(config, view, store, replicator)
-            if repair_merges is not None:
-                repair = RepairService(config, view, store, rpc, merges=repair_merges)
+            if repair_tables is not None:
+                repair = RepairService(config, view, store, rpc, tables=repair_tables)
             app = web.Application()
             hints = maint.hints if maint is not None else None
-            app.add_subapp("/internal/", internal_app(store, KEYRING, self_id=peer_id, hints=hints))
+            internal = internal_app(store, KEYRING, self_id=peer_id, tables=TABLES, hints=hints)
+            app.add_subapp("/internal/", internal)
             server = TestServer(app, host="127.0.0.1")
             node = Node(peer_id, store, server, view, rpc, replicator, service, maint, repair)
             nodes.append(node)
@@ -227,7 +236,7 @@ async def make_cluster(
     *,
     objects: bool = False,
     maintenance: bool = True,
-    repair_merges: Mapping[str, MergeFn] | None = None,
+    repair_tables: TableRegistry | None = None,
 ) -> AsyncIterator[Cluster]:
     """:func:`start_cluster` as a context manager (by default with Maintenance, for the
     issue-5 tests), closing every peer on exit."""
@@ -237,7 +246,7 @@ async def make_cluster(
         config,
         objects=objects,
         maintenance=maintenance,
-        repair_merges=repair_merges,
+        repair_tables=repair_tables,
     )
     try:
         yield cluster

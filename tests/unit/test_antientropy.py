@@ -10,21 +10,24 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from dfspeer.blockstore import PutBlock, TablePut
+from dfspeer.blockstore import TablePut
 from dfspeer.blockstore.merkle import BLOCKS_TREE
 from dfspeer.cluster.repair import RepairMetrics
 from dfspeer.cluster.replication import Replicator
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
 from dfspeer.gossip import Member, MemberState
+from dfspeer.model.objects import OBJECTS_TABLE, table_key
 from dfspeer.objects import ObjectService
-from dfspeer.objects.manifest import MANIFEST_TABLE, merge_manifest, table_key
+from tests.unit.lww_table import TEST_TABLE, referenced, test_tables
 from tests.unit.maintenance_cluster import Cluster, Node, start_cluster
 
-MERGES = {MANIFEST_TABLE: merge_manifest}
+MANIFEST_TABLE = TEST_TABLE
+TABLES = test_tables()
 
 
 def config(rf: int = 3) -> PeerConfig:
@@ -40,7 +43,7 @@ def config(rf: int = 3) -> PeerConfig:
 
 
 async def make_cluster(tmp_path: Path, count: int, rf: int) -> tuple[Cluster, list[Node]]:
-    cluster = await start_cluster(tmp_path, count, config(rf), repair_merges=MERGES)
+    cluster = await start_cluster(tmp_path, count, config(rf), repair_tables=TABLES)
     return cluster, cluster.nodes
 
 
@@ -80,7 +83,7 @@ async def test_empty_replica_gets_blocks_and_records_back(trio: Cluster) -> None
     a, b, empty = trio.nodes
     blobs = [os.urandom(1000 + i) for i in range(40)]
     for node in (a, b):
-        await node.store.write_batch([PutBlock(x) for x in blobs])
+        await node.store.write_batch([op for x in blobs for op in referenced(x)])
     recs = {tkey(i): record(f"v{i:03d}", n=i) for i in range(30)}
     await put_records(a, recs)
     await put_records(b, dict(list(recs.items())[:10]))  # b lacks 20 of them
@@ -131,7 +134,7 @@ async def test_one_difference_among_many_costs_a_small_exchange(trio: Cluster) -
     await put_records(a, recs)
     await put_records(b, recs)
     in_sync = await a.ae.sync(b.peer_id, range(16))
-    assert in_sync.differences == 0 and in_sync.rounds == 2  # one per tree
+    assert in_sync.differences == 0 and in_sync.rounds == len(a.ae.trees)  # one per tree
     assert in_sync.summary_bytes < 200
     await put_records(b, {tkey(12345): record("v2", n=-1)})
     report = await a.ae.sync(b.peer_id, range(16))
@@ -157,12 +160,15 @@ async def test_misplaced_key_is_not_repaired(
 
 async def test_metrics_expose_repair_counters(trio: Cluster) -> None:
     a, b, _ = trio.nodes
-    await a.store.put(b"x" * 5000)
+    ops = referenced(b"x" * 5000)
+    await a.store.write_batch(ops)
     await b.repair.run_round()
     registry = CollectorRegistry()
     RepairMetrics(b.repair).register(registry)
     text = generate_latest(registry).decode()
-    assert 'dfspeer_repair_bytes_total{direction="pulled"} 5000.0' in text
+    ref_bytes = len(cbor2.dumps(ops[1].value))  # type: ignore[union-attr]
+    assert f'dfspeer_repair_bytes_total{{direction="pulled"}} {5000.0 + ref_bytes}' in text
+    assert 'dfspeer_repair_keys_total{direction="pulled",tree="block_refs"} 1.0' in text
     assert 'dfspeer_repair_merkle_exchanges_total{tree="blocks"}' in text
     assert 'dfspeer_repair_keys_total{direction="pulled",tree="blocks"} 1.0' in text
 
@@ -182,7 +188,12 @@ async def test_partition_moves_and_old_copy_drops_only_once_new_owners_hold_it(
         for node in nodes[:3]:
             mine = set(old_view.ring.partitions_of(node.peer_id))
             await node.store.write_batch(
-                [PutBlock(x) for x in blobs if old_view.partition_of(_sha(x)) in mine]
+                [
+                    op
+                    for x in blobs
+                    if old_view.partition_of(_sha(x)) in mine
+                    for op in referenced(x)
+                ]
             )
             await put_records(
                 node, {k: v for k, v in recs.items() if old_view.partition_of(k) in mine}
@@ -239,7 +250,9 @@ async def test_long_key_manifest_lives_in_its_table_key_partition(tmp_path: Path
     try:
         cfg = config(2)
         services = [
-            ObjectService(cfg, n.view, n.store, Replicator(cfg, n.view, n.store, n.rpc))
+            ObjectService(
+                cfg, n.view, n.store, Replicator(cfg, n.view, n.store, n.rpc, tables=TABLES)
+            )
             for n in nodes
         ]
         view = nodes[0].view
@@ -253,11 +266,11 @@ async def test_long_key_manifest_lives_in_its_table_key_partition(tmp_path: Path
         assert len(tk) < 500
         partition = view.partition_of(tk)
         holders = sorted(
-            n.peer_id for n in nodes if n.store.table(MANIFEST_TABLE).get(tk) is not None
+            n.peer_id for n in nodes if n.store.table(OBJECTS_TABLE).get(tk) is not None
         )
         assert holders == sorted(view.replicas(partition))
         for n in nodes:  # the summary files it in that same partition
-            entries = n.store.merkle(MANIFEST_TABLE).entries(partition)
+            entries = n.store.merkle(OBJECTS_TABLE).entries(partition)
             assert (tk in [k for k, _ in entries]) == (n.peer_id in holders)
         # and anti-entropy keeps it there: a round changes nothing
         for n in nodes:

@@ -22,6 +22,7 @@ from dfspeer.cluster.auth import (
 from dfspeer.cluster.rpc import PeerRpcClient, RpcError
 from dfspeer.errors import Unauthorized
 from dfspeer.gossip import Keyring
+from tests.unit.lww_table import TEST_TABLE, test_tables
 
 K1, K2 = bytes(range(32)), bytes(range(1, 33))
 
@@ -88,7 +89,9 @@ def test_key_rotation_and_wrong_key() -> None:
 async def server(tmp_path: Path) -> AsyncIterator[tuple[TestServer, BlockStore]]:
     store = BlockStore(tmp_path / "s", map_size_bytes=64 << 20, durable=False)
     app = web.Application()
-    app.add_subapp("/internal/", internal_app(store, Keyring([K1]), self_id="srv"))
+    app.add_subapp(
+        "/internal/", internal_app(store, Keyring([K1]), self_id="srv", tables=test_tables())
+    )
     srv = TestServer(app, host="127.0.0.1")
     await srv.start_server()
     yield srv, store
@@ -146,22 +149,22 @@ async def test_record_routes(server: tuple[TestServer, BlockStore]) -> None:
     srv, _ = server
     rpc = PeerRpcClient(Keyring([K1]), "peer", timeout_s=5)
     address = f"127.0.0.1:{srv.port}"
-    assert await rpc.get_record(address, "manifests", b"b/k") is None
-    await rpc.put_record(address, "manifests", b"b/k", {"version": "2", "v": "new"})
-    await rpc.put_record(address, "manifests", b"b/k", {"version": "1", "v": "old"})  # loses
-    assert (await rpc.get_record(address, "manifests", b"b/k"))["v"] == "new"
-    await rpc.put_record(address, "manifests", b"b/l", {"version": "1", "big": "x" * 100})
+    assert await rpc.get_record(address, TEST_TABLE, b"b/k") is None
+    await rpc.put_record(address, TEST_TABLE, b"b/k", {"version": "2", "v": "new"})
+    await rpc.put_record(address, TEST_TABLE, b"b/k", {"version": "1", "v": "old"})  # loses
+    assert (await rpc.get_record(address, TEST_TABLE, b"b/k"))["v"] == "new"
+    await rpc.put_record(address, TEST_TABLE, b"b/l", {"version": "1", "big": "x" * 100})
     rows = await rpc.scan_records(
-        address, "manifests", prefix=b"b/", start_after=None, limit=10, omit=("big",)
+        address, TEST_TABLE, prefix=b"b/", start_after=None, limit=10, omit=("big",)
     )
     assert [k for k, _ in rows] == [b"b/k", b"b/l"] and "big" not in rows[1][1]
-    rows = await rpc.scan_records(address, "manifests", prefix=b"b/", start_after=b"b/k", limit=10)
+    rows = await rpc.scan_records(address, TEST_TABLE, prefix=b"b/", start_after=b"b/k", limit=10)
     assert [k for k, _ in rows] == [b"b/l"]
-    assert not await rpc.retract_record(address, "manifests", b"b/k", "1")
-    assert await rpc.retract_record(address, "manifests", b"b/k", "2")
-    assert await rpc.get_record(address, "manifests", b"b/k") is None
+    assert not await rpc.retract_record(address, TEST_TABLE, b"b/k", "1")
+    assert await rpc.retract_record(address, TEST_TABLE, b"b/k", "2")
+    assert await rpc.get_record(address, TEST_TABLE, b"b/k") is None
     with pytest.raises(RpcError):
-        await rpc.put_record(address, "manifests", b"b/k", {"no": "version"})
+        await rpc.put_record(address, TEST_TABLE, b"b/k", {"no": "version"})
     with pytest.raises(RpcError):
         await rpc.get_record(address, "other_table", b"b/k")
     await rpc.close()

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from dfspeer.blockstore import BlockStore
+from dfspeer.cluster.blockmanager import BlockManager
 from dfspeer.cluster.handoff import HINTS_TABLE, HintsFull, HintStore
 from dfspeer.cluster.readrepair import QUARANTINE_TABLE
 from dfspeer.gossip import MemberState
-from dfspeer.objects.manifest import MANIFEST_TABLE, table_key
-from tests.unit.maintenance_cluster import CHUNK, Cluster, flip_byte, make_cluster
+from dfspeer.model.objects import OBJECTS_TABLE, table_key
+from tests.unit.lww_table import TEST_TABLE
+from tests.unit.maintenance_cluster import CHUNK, TABLES, Cluster, flip_byte, make_cluster
 
 
 @pytest.fixture
@@ -29,9 +31,9 @@ async def read_all(cluster: Cluster, peer: str, bucket: str, key: str) -> bytes:
 
 def chunk_digests(cluster: Cluster, bucket: str, key: str) -> list[bytes]:
     for n in cluster.nodes:
-        record = n.store.table(MANIFEST_TABLE).get(table_key(bucket, key))
-        if record is not None:
-            return [bytes(d) for d, _ in record["chunks"]]
+        record = n.store.table(OBJECTS_TABLE).get(table_key(bucket, key))
+        if record is not None and record["versions"][-1]["state"] == "complete":
+            return [bytes(d) for d, _ in record["versions"][-1]["chunks"]]
     raise AssertionError("no manifest anywhere")
 
 
@@ -61,7 +63,12 @@ async def test_hinted_writes_land_n_copies_and_are_delivered(
     assert hinted_for_down > 0  # 8 chunks over 16 partitions: peer-3 replicates some
     pending = sum(n.maintenance.hints.pending() for n in cluster.nodes)
     manifest_replicas = view.replicas(view.partition_of(table_key("bkt", "obj")))
-    assert pending == hinted_for_down + (1 if down in manifest_replicas else 0)
+    bucket_replicas = view.replicas(view.partition_of(b"bkt"))
+    assert pending == (
+        2 * hinted_for_down  # each block and its reference
+        + (1 if down in manifest_replicas else 0)
+        + (1 if down in bucket_replicas else 0)
+    )
 
     cluster.heal()
     delivered = 0
@@ -69,11 +76,14 @@ async def test_hinted_writes_land_n_copies_and_are_delivered(
         delivered += await n.maintenance.handoff.deliver_once()
     assert delivered == pending
     assert sum(n.maintenance.hints.pending() for n in cluster.nodes) == 0
-    for digest in digests:  # exactly the N real replicas hold each chunk now
+    for n in cluster.nodes:  # the stand-ins' copies are no longer pinned: collected
+        await BlockManager(n.store, grace_s=0).collect_once()
+    for digest in digests:  # exactly the N real replicas hold each chunk now, referenced
         replicas = set(view.replicas(view.partition_of(digest)))
         assert await cluster.holders(digest) == replicas
+        assert all(cluster.by_id[p].store.refcount(digest) == 1 for p in replicas)
     if down in manifest_replicas:
-        assert cluster.by_id[down].store.table(MANIFEST_TABLE).get(table_key("bkt", "obj"))
+        assert cluster.by_id[down].store.table(OBJECTS_TABLE).get(table_key("bkt", "obj"))
     assert await read_all(cluster, down, "bkt", "obj") == data
 
 
@@ -90,9 +100,9 @@ async def test_hint_delivery_waits_for_the_target(cluster: Cluster) -> None:
 
 async def test_hint_store_capacity(tmp_path: Path) -> None:
     async with BlockStore(tmp_path / "s", map_size_bytes=64 << 20, durable=False) as store:
-        hints = HintStore(store, max_hints=1)
-        await hints.add_record("p1", "manifests", b"k", {"version": "1"})
-        await hints.add_record("p1", "manifests", b"k", {"version": "2"})  # same hint: merged
+        hints = HintStore(store, max_hints=1, tables=TABLES)
+        await hints.add_record("p1", TEST_TABLE, b"k", {"version": "1"})
+        await hints.add_record("p1", TEST_TABLE, b"k", {"version": "2"})  # same hint: merged
         (_, hint) = hints.table.scan()[0]
         assert hint["record"]["version"] == "2"
         with pytest.raises(HintsFull):

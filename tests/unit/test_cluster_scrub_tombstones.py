@@ -16,8 +16,16 @@ from dfspeer.cluster.scrub import Scrubber
 from dfspeer.cluster.tombstones import TombstonePurger
 from dfspeer.cluster.view import ClusterView
 from dfspeer.errors import NoSuchKey
-from dfspeer.objects.manifest import MANIFEST_TABLE, table_key
-from tests.unit.maintenance_cluster import CHUNK, CONFIG, KEYRING, Cluster, flip_byte, make_cluster
+from dfspeer.model.objects import OBJECTS_TABLE, ObjectsSchema, table_key
+from tests.unit.maintenance_cluster import (
+    CHUNK,
+    CONFIG,
+    KEYRING,
+    TABLES,
+    Cluster,
+    flip_byte,
+    make_cluster,
+)
 
 
 @pytest.fixture
@@ -34,9 +42,9 @@ async def test_scrub_finds_a_flipped_byte_and_refetches(cluster: Cluster) -> Non
     manifest = next(
         rec
         for n in cluster.nodes
-        if (rec := n.store.table(MANIFEST_TABLE).get(table_key("bkt", "s"))) is not None
+        if (rec := n.store.table(OBJECTS_TABLE).get(table_key("bkt", "s"))) is not None
     )
-    digest = bytes(manifest["chunks"][2][0])
+    digest = bytes(manifest["versions"][-1]["chunks"][2][0])
     node = cluster.by_id[view.replicas(view.partition_of(digest))[1]]
     flip_byte(node.store, digest, at=1000)
     scrubber = node.maintenance.scrubber
@@ -107,24 +115,27 @@ async def test_tombstone_beats_a_stale_put_and_is_purged_after_grace(cluster: Cl
     key = table_key("bkt", "gone")
     view = coordinator.view
     first, _, stale = view.replicas(view.partition_of(key))
-    old = cluster.by_id[stale].store.table(MANIFEST_TABLE).get(key)
-    assert old is not None and not old["deleted"]
+    old = cluster.by_id[stale].store.table(OBJECTS_TABLE).get(key)
+    schema = ObjectsSchema()
+    assert old is not None and schema.tombstone_since_record(old) is None
 
     cluster.set_down(stale)  # the delete misses it (a stand-in keeps the hint)
     await cluster.by_id[first].service.delete_object("bkt", "gone")
     await cluster.drain()
     cluster.heal()
-    # anti-entropy / a late write brings the stale put back to every replica: LWW says no
+    # anti-entropy / a late write brings the stale put back to every replica: the merge
+    # keeps the version aborted (a later state wins)
     for n in cluster.nodes:
-        await n.rpc.put_record(cluster.by_id[stale].address, MANIFEST_TABLE, key, old)
-        await n.rpc.put_record(n.address, MANIFEST_TABLE, key, old)
+        await n.rpc.put_record(cluster.by_id[stale].address, OBJECTS_TABLE, key, old)
+        await n.rpc.put_record(n.address, OBJECTS_TABLE, key, old)
     with pytest.raises(NoSuchKey):
         await coordinator.service.stat_object("bkt", "gone")
     await cluster.drain()  # (that read also repaired the stale replica)
     for peer in view.replicas(view.partition_of(key)):
-        assert cluster.by_id[peer].store.table(MANIFEST_TABLE).get(key)["deleted"]
+        rec = cluster.by_id[peer].store.table(OBJECTS_TABLE).get(key)
+        assert schema.tombstone_since_record(rec) is not None
     # a replica still holding the old put (e.g. restored from an old disk)
-    await cluster.by_id[stale].store.table(MANIFEST_TABLE).put(key, old)
+    await cluster.by_id[stale].store.table(OBJECTS_TABLE).put(key, old)
 
     now = time.time()
     purger = TombstonePurger(
@@ -133,16 +144,17 @@ async def test_tombstone_beats_a_stale_put_and_is_purged_after_grace(cluster: Cl
         cluster.by_id[first].rpc,
         grace_s=CONFIG.tombstone_grace_s,
         interval_s=60.0,
+        tables=TABLES,
         clock=lambda: now,
     )
     assert await purger.purge_once() == 0  # within the grace: kept
     now += CONFIG.tombstone_grace_s + 1
-    stale_table = cluster.by_id[stale].store.table(MANIFEST_TABLE)
+    stale_table = cluster.by_id[stale].store.table(OBJECTS_TABLE)
     assert await purger.purge_once() == 0  # the stale replica lacks it: sent, not purged
     assert purger.counters["pushed"] == 1
-    assert stale_table.get(key)["deleted"]
+    assert schema.tombstone_since_record(stale_table.get(key)) is not None
     assert await purger.purge_once() == 1
     for peer in view.replicas(view.partition_of(key)):
-        assert cluster.by_id[peer].store.table(MANIFEST_TABLE).get(key) is None
+        assert cluster.by_id[peer].store.table(OBJECTS_TABLE).get(key) is None
     with pytest.raises(NoSuchKey):
         await coordinator.service.stat_object("bkt", "gone")

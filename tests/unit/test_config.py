@@ -91,3 +91,46 @@ def test_parse_host_port() -> None:
 def test_advertised_host_for_wildcard_bind() -> None:
     assert PeerConfig(host="0.0.0.0").advertised_host == "127.0.0.1"
     assert PeerConfig(host="0.0.0.0", advertise_host="10.1.2.3").api_address == "10.1.2.3:7070"
+
+
+def test_path_fields_take_a_str_or_a_path(tmp_path: Path) -> None:
+    as_text = PeerConfig(data_dir=str(tmp_path / "d"), cluster_key_file=str(tmp_path / "k"))
+    as_path = PeerConfig(data_dir=tmp_path / "d", cluster_key_file=tmp_path / "k")
+    assert as_text == as_path
+    assert isinstance(as_text.data_dir, Path) and isinstance(as_text.cluster_key_file, Path)
+    as_text.data_dir.mkdir()  # was: AttributeError: 'str' object has no attribute 'mkdir'
+    assert PeerConfig().cluster_key_file is None
+    assert PeerConfig().replace(data_dir=str(tmp_path)).data_dir == tmp_path
+    assert PeerConfig(join=["a:1", "b:2"]).join == ("a:1", "b:2")  # a list becomes a tuple
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"write_quorum": 4}, "write_quorum"),
+        ({"read_quorum": 0}, "read_quorum"),
+        ({"port": 70000}, "port"),
+        ({"port": "80"}, "port"),
+        ({"weight": True}, "weight"),
+        ({"insecure": "yes"}, "insecure"),
+        ({"map_size_bytes": 1024}, "map_size_bytes"),
+        ({"data_dir": 3}, "data_dir"),
+        ({"cluster_key_file": b"key"}, "cluster_key_file"),
+        ({"join": ("nohost",)}, "join"),
+        ({"join": "a:1"}, "join"),
+        ({"log_level": "loud"}, "log_level"),
+        ({"peer_id": ""}, "peer_id"),
+        ({"probe_timeout_s": 2.0}, "probe_timeout_s"),
+    ],
+)
+def test_constructing_an_invalid_config_raises_config_error_naming_the_field(
+    changes: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ConfigError, match=field):
+        PeerConfig(**changes)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=field):
+        PeerConfig().replace(**changes)
+
+
+def test_an_int_is_a_fine_float() -> None:
+    assert PeerConfig(weight=2, request_timeout_s=5).request_timeout_s == 5

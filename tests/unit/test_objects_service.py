@@ -22,8 +22,8 @@ from dfspeer.errors import (
     InvalidRange,
     NoSuchKey,
 )
-from dfspeer.objects import MANIFEST_TABLE, HybridLogicalClock
-from dfspeer.objects.manifest import table_key
+from dfspeer.model.objects import OBJECTS_TABLE, table_key
+from dfspeer.objects import HybridLogicalClock
 from tests.unit.maintenance_cluster import CHUNK, Cluster, Node, make_cluster
 
 CONFIG = PeerConfig(
@@ -122,9 +122,7 @@ async def test_quorum_failure_leaves_nothing_visible(cluster: Cluster) -> None:
             await svc.put_object("bucket", key, body)
         assert info.value.status == 503
     # the local replica took the small manifest, then retracted it
-    assert (
-        cluster.nodes[0].store.table(MANIFEST_TABLE).get(table_key("bucket", "new-small")) is None
-    )
+    assert cluster.nodes[0].store.table(OBJECTS_TABLE).get(table_key("bucket", "new-small")) is None
     with pytest.raises(InsufficientReplicas):
         await svc.stat_object("bucket", "existing")
     cluster.heal()
@@ -149,7 +147,7 @@ async def test_one_peer_down_still_serves(cluster: Cluster) -> None:
     await cluster.nodes[0].service.stat_object("bucket", "w2")
     await cluster.nodes[0].replicator.drain()
     key = table_key("bucket", "w2")
-    assert cluster.nodes[2].store.table(MANIFEST_TABLE).get(key) is not None
+    assert cluster.nodes[2].store.table(OBJECTS_TABLE).get(key) is not None
 
 
 async def test_listing(cluster: Cluster) -> None:

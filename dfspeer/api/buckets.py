@@ -1,0 +1,123 @@
+"""Public bucket routes: ``/v1/buckets[/{bucket}[/versioning]]``.
+
+Shapes (a bucket's JSON is :meth:`dfspeer.model.buckets.Bucket.to_json`: ``{"name",
+"created" (unix s), "versioning": "unversioned" | "enabled" | "suspended"}``):
+
+- ``PUT /v1/buckets/{bucket}``, optional body ``{"versioning": "enabled" | "suspended" |
+  "unversioned"}``: 201 with the bucket when created, 200 when it existed (a given
+  ``versioning`` is applied to it).
+- ``GET /v1/buckets``: ``{"buckets": [bucket, ...]}`` by name.
+- ``GET /v1/buckets/{bucket}``: the bucket plus ``"objects"`` (live objects) and
+  ``"bytes"`` (their logical size); 404 ``no_such_bucket``.
+- ``PUT /v1/buckets/{bucket}/versioning``, body ``{"status": "enabled" | "suspended"}``:
+  200 with the bucket; 404 ``no_such_bucket``.
+- ``DELETE /v1/buckets/{bucket}``: 204; 409 ``bucket_not_empty`` while any key holds a
+  version or a delete marker; 404 ``no_such_bucket``.
+
+A body that is not a JSON object with the documented fields is 400 ``invalid_argument``.
+Errors are raised as :class:`~dfspeer.errors.DfsError` and rendered by the error middleware.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from dfspeer.api.context import OBJECTS_KEY
+from dfspeer.errors import InvalidArgument, NoSuchBucket
+from dfspeer.objects.names import validate_bucket
+
+routes = web.RouteTableDef()
+
+BUCKETS_PATH = "/v1/buckets"
+BUCKET_PATH = "/v1/buckets/{bucket}"
+VERSIONING_PATH = "/v1/buckets/{bucket}/versioning"
+MAX_BODY_BYTES = 4096
+
+
+def _bucket_name(request: web.Request) -> str:
+    name = request.match_info["bucket"]
+    validate_bucket(name)
+    return name
+
+
+async def _json_object(
+    request: web.Request, *, allowed: frozenset[str], required: bool
+) -> dict[str, Any]:
+    """The request body as a JSON object whose keys are among ``allowed`` and whose values
+    are strings; ``{}`` for an empty body unless ``required``. Raises InvalidArgument."""
+    raw = await request.read()  # bounded by the app's client_max_size (413 beyond)
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidArgument(f"the body must be at most {MAX_BODY_BYTES} bytes of JSON")
+    if not raw.strip():
+        if required:
+            raise InvalidArgument(f"a JSON body with {', '.join(sorted(allowed))} is required")
+        return {}
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidArgument(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidArgument("the body must be a JSON object")
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise InvalidArgument(f"unknown field(s): {', '.join(unknown)}")
+    for name, value in doc.items():
+        if not isinstance(value, str):
+            raise InvalidArgument(f"{name} must be a string")
+    return doc
+
+
+@routes.put(BUCKET_PATH)
+async def create_bucket(request: web.Request) -> web.Response:
+    """Create the bucket: 201 with its JSON, or 200 when it already exists."""
+    name = _bucket_name(request)
+    doc = await _json_object(request, allowed=frozenset({"versioning"}), required=False)
+    versioning: str | None = doc.get("versioning")
+    bucket, created = await request.app[OBJECTS_KEY].buckets.create(name, versioning)
+    return web.json_response(bucket.to_json(), status=201 if created else 200)
+
+
+@routes.get(BUCKETS_PATH, allow_head=False)
+async def list_buckets(request: web.Request) -> web.Response:
+    """``{"buckets": [{"name", "created", "versioning"}]}`` by name."""
+    buckets = await request.app[OBJECTS_KEY].buckets.list()
+    return web.json_response({"buckets": [b.to_json() for b in buckets]})
+
+
+@routes.get(BUCKET_PATH, allow_head=False)
+async def get_bucket(request: web.Request) -> web.Response:
+    """The bucket's JSON plus ``objects`` and ``bytes``; 404 ``no_such_bucket``."""
+    name = _bucket_name(request)
+    objects = request.app[OBJECTS_KEY]
+    bucket = await objects.buckets.read(name)
+    if bucket is None:
+        raise NoSuchBucket(f"no bucket {name}")
+    count, size = await objects.bucket_usage(name)
+    return web.json_response({**bucket.to_json(), "objects": count, "bytes": size})
+
+
+@routes.put(VERSIONING_PATH)
+async def set_versioning(request: web.Request) -> web.Response:
+    """Body ``{"status": "enabled" | "suspended"}``; 200 with the bucket's JSON."""
+    name = _bucket_name(request)
+    doc = await _json_object(request, allowed=frozenset({"status"}), required=True)
+    if "status" not in doc:
+        raise InvalidArgument("status is required: enabled or suspended")
+    bucket = await request.app[OBJECTS_KEY].buckets.set_versioning(name, doc["status"])
+    return web.json_response(bucket.to_json())
+
+
+@routes.delete(BUCKET_PATH)
+async def delete_bucket(request: web.Request) -> web.Response:
+    """204; 409 ``bucket_not_empty``; 404 ``no_such_bucket``."""
+    name = _bucket_name(request)
+    objects = request.app[OBJECTS_KEY]
+
+    async def is_empty() -> bool:
+        return await objects.bucket_is_empty(name)
+
+    await objects.buckets.delete(name, is_empty=is_empty)
+    return web.Response(status=204)

@@ -1,0 +1,43 @@
+"""dfspeer.model: the schemas of the replicated tables, one module each.
+
+:func:`default_schemas` is the list a peer registers (:class:`dfspeer.cluster.table.
+TableRegistry`, built in :mod:`dfspeer.peer`); :data:`LOCAL_TABLES` are this peer's own
+tables, never compared with other peers (no Merkle summary).
+"""
+
+from dfspeer.cluster.table import TableSchema
+from dfspeer.model.block_refs import BLOCK_REFS_TABLE, BlockRef, BlockRefsSchema
+from dfspeer.model.buckets import BUCKETS_TABLE, Bucket, BucketsSchema
+from dfspeer.model.objects import (
+    OBJECTS_TABLE,
+    RELEASES_TABLE,
+    ObjectEntry,
+    ObjectsSchema,
+    ObjectVersion,
+)
+
+LOCAL_TABLES = ("hints", "quarantine", "scrub", RELEASES_TABLE)
+"""Tables local by nature: hinted-handoff hints, quarantined blocks, the scrub cursor and
+the queue of block references to release."""
+
+
+def default_schemas() -> list[TableSchema[object]]:
+    """The replicated tables every peer runs."""
+    return [ObjectsSchema(), BlockRefsSchema(), BucketsSchema()]  # type: ignore[list-item]
+
+
+__all__ = [
+    "BLOCK_REFS_TABLE",
+    "BUCKETS_TABLE",
+    "LOCAL_TABLES",
+    "OBJECTS_TABLE",
+    "RELEASES_TABLE",
+    "BlockRef",
+    "BlockRefsSchema",
+    "Bucket",
+    "BucketsSchema",
+    "ObjectEntry",
+    "ObjectVersion",
+    "ObjectsSchema",
+    "default_schemas",
+]

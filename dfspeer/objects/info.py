@@ -1,0 +1,87 @@
+"""What a client sees of objects and their versions (the JSON of the native API)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dfspeer.model.objects import DEFAULT_CONTENT_TYPE, ObjectVersion
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object version. ``size`` in bytes, ``sha256`` hex of the whole object,
+    ``chunks`` number of blocks (0 when stored inline), ``modified`` unix seconds, ``meta``
+    the user metadata (``X-Meta-*`` headers, names lower-case without the prefix)."""
+
+    bucket: str
+    key: str
+    version: str
+    size: int
+    sha256: str
+    chunks: int
+    modified: float
+    content_type: str = DEFAULT_CONTENT_TYPE
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, bucket: str, key: str, v: ObjectVersion) -> ObjectInfo:
+        """The info of version ``v`` of ``bucket``/``key``."""
+        return cls(
+            bucket,
+            key,
+            v.id,
+            v.size,
+            v.sha256,
+            len(v.chunks),
+            v.modified,
+            v.content_type,
+            dict(v.meta),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bucket": self.bucket,
+            "key": self.key,
+            "version": self.version,
+            "size": self.size,
+            "sha256": self.sha256,
+            "chunks": self.chunks,
+            "modified": self.modified,
+            "content_type": self.content_type,
+            "meta": dict(self.meta),
+        }
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One entry of a versions listing (newest first). A delete marker has size 0 and
+    sha256 ""."""
+
+    key: str
+    version: str
+    size: int
+    sha256: str
+    modified: float
+    is_latest: bool
+    delete_marker: bool
+
+    @classmethod
+    def listing(cls, key: str, versions: list[ObjectVersion]) -> list[VersionInfo]:
+        """Infos of ``versions`` (newest first, as :meth:`ObjectEntry.listed` gives)."""
+        return [
+            cls(key, v.id, v.size, v.sha256, v.modified, i == 0, v.delete_marker)
+            for i, v in enumerate(versions)
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "version": self.version,
+            "size": self.size,
+            "sha256": self.sha256,
+            "modified": self.modified,
+            "is_latest": self.is_latest,
+            "delete_marker": self.delete_marker,
+        }

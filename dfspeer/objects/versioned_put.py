@@ -1,0 +1,160 @@
+"""One object upload as a version's life: ``uploading`` with references, then ``complete``.
+
+Order (so garbage collection can never take a block a live upload needs):
+
+1. before the first block is sent, the version is written ``uploading`` to the key's
+   replicas (quorum W) — an inline object, which writes no block, skips this;
+2. every block goes to its replicas *with* its ``block_refs`` entry (digest, version id),
+   stored in the same transaction as the block, so the block is referenced from the
+   instant it exists;
+3. the version is written ``complete`` with its chunk list and metadata.
+
+On a failure after step 1 (a short body, a wrong ``X-Content-SHA256``, lost replicas) the
+coordinator releases the references it wrote and marks the version aborted, both best
+effort; what it cannot do (it died) the lifecycle's expiry and sweep finish
+(:mod:`dfspeer.model.lifecycle`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterable, Awaitable, Mapping
+from dataclasses import dataclass
+
+from dfspeer.cluster.replication import Replicator
+from dfspeer.config import PeerConfig
+from dfspeer.errors import DfsError
+from dfspeer.model.block_refs import BLOCK_REFS_TABLE, BlockRef, BlockRefsSchema, ref_key
+from dfspeer.model.objects import (
+    ABORTED,
+    COMPLETE,
+    OBJECTS_TABLE,
+    UPLOADING,
+    ObjectEntry,
+    ObjectsSchema,
+    ObjectVersion,
+    table_key,
+)
+from dfspeer.objects.upload import StoredBody, store_body
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PutRequest:
+    """What a client asked to store. ``null``: the bucket does not keep versions (the new
+    version replaces the previous null version)."""
+
+    bucket: str
+    key: str
+    version_id: str
+    null: bool
+    content_type: str
+    meta: Mapping[str, str]
+    expected_sha256: str | None = None
+    content_length: int | None = None
+
+
+class VersionedPut:
+    """Runs one upload (module docstring) through ``replicator``."""
+
+    def __init__(self, config: PeerConfig, replicator: Replicator, request: PutRequest) -> None:
+        self.config = config
+        self.replicator = replicator
+        self.request = request
+        self.objects = ObjectsSchema()
+        self.refs = BlockRefsSchema()
+        self.created = time.time()
+        self._begun: asyncio.Task[None] | None = None
+        self._written: set[bytes] = set()
+
+    def _entry(self, version: ObjectVersion) -> dict[str, object]:
+        r = self.request
+        return self.objects.encode(ObjectEntry(r.bucket, r.key, (version,)))
+
+    async def _write_version(self, version: ObjectVersion) -> None:
+        r = self.request
+        await self.replicator.write_record(
+            OBJECTS_TABLE, table_key(r.bucket, r.key), self._entry(version)
+        )
+
+    def _ref(self, digest: bytes, *, deleted: bool = False) -> dict[str, object]:
+        r = self.request
+        ref = BlockRef(
+            digest,
+            r.version_id,
+            r.bucket,
+            r.key,
+            self.created,
+            deleted=deleted,
+            deleted_at=time.time() if deleted else 0.0,
+        )
+        return self.refs.encode(ref)
+
+    async def _write_block(self, data: bytes, digest: bytes) -> int:
+        if self._begun is None:
+            uploading = ObjectVersion(
+                self.request.version_id, UPLOADING, null=self.request.null, created=self.created
+            )
+            self._begun = asyncio.create_task(self._write_version(uploading))
+        await self._begun
+        acks = await self.replicator.write_block(data, digest, ref=self._ref(digest))
+        self._written.add(digest)
+        return acks
+
+    async def run(self, body: AsyncIterable[bytes]) -> ObjectVersion:
+        """Store ``body``; return the complete version once it is on W replicas. Raises
+        what :func:`store_body` raises, or InsufficientReplicas (nothing visible)."""
+        r = self.request
+        try:
+            stored = await store_body(
+                body,
+                self._write_block,
+                chunk_size=self.config.chunk_size_bytes,
+                inline_threshold=self.config.inline_threshold_bytes,
+                depth=self.config.upload_pipeline_depth,
+                max_bytes=self.config.max_object_size_bytes,
+                content_length=r.content_length,
+                expected_sha256=r.expected_sha256,
+            )
+            version = self._complete(stored)
+            await self._write_version(version)
+        except BaseException:
+            if self._begun is not None:
+                await asyncio.shield(self._abort())
+            raise
+        return version
+
+    def _complete(self, stored: StoredBody) -> ObjectVersion:
+        r = self.request
+        return ObjectVersion(
+            id=r.version_id,
+            state=COMPLETE,
+            null=r.null,
+            size=stored.size,
+            sha256=stored.sha256,
+            content_type=r.content_type,
+            meta=tuple(sorted(r.meta.items())),
+            chunks=stored.chunks,
+            inline=stored.inline,
+            modified=time.time(),
+            created=self.created,
+        )
+
+    async def _abort(self) -> None:
+        """Best effort: release the references written and mark the version aborted."""
+        jobs: list[Awaitable[object]] = [
+            self.replicator.write_record(
+                BLOCK_REFS_TABLE, ref_key(d, self.request.version_id), self._ref(d, deleted=True)
+            )
+            for d in self._written
+        ]
+        if self._begun is not None:
+            jobs.append(self._write_version(ObjectVersion(self.request.version_id, ABORTED)))
+        for result in await asyncio.gather(*jobs, return_exceptions=True):
+            if isinstance(result, DfsError):
+                log.debug("cleanup of an aborted upload deferred to the sweep: %s", result)
+            elif isinstance(result, BaseException):
+                log.warning("cleanup of an aborted upload failed: %r", result)
