@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from dfspeer import __version__
 from dfspeer.client import PeerUnreachable
-from dfspeer.commands import agent, cluster, drain, objects, up
+from dfspeer.commands import agent, buckets, cluster, drain, objects, up
 from dfspeer.commands.common import UsageError
 from dfspeer.config import ConfigError
 from dfspeer.errors import DfsError
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo.register(sub)
     objects.register(sub)
+    buckets.register(sub)
     cluster.register(sub)
     drain.register(sub)
     return parser

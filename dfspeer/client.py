@@ -9,6 +9,9 @@ A peer that cannot be reached raises :class:`PeerUnreachable`.
 
 Byte ranges are ``(start, end)`` half-open, like Python slices: ``(0, 10)`` is the first ten
 bytes, ``(100, None)`` everything from byte 100, and ``(-n, None)`` the last ``n`` bytes.
+
+Buckets and versions come back as the server's JSON, typed: :class:`BucketJson`,
+:class:`BucketUsageJson`, :class:`VersionJson`, :class:`VersionPageJson`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypedDict, cast
 from urllib.parse import quote
 
 import aiohttp
@@ -34,6 +37,47 @@ Progress = Callable[[int], None]
 
 READ_PIECE_BYTES = 1024 * 1024
 SHA256_HEADER = "X-Content-SHA256"
+VERSION_HEADER = "X-Object-Version"
+META_HEADER_PREFIX = "X-Meta-"
+
+
+class BucketJson(TypedDict):
+    """A bucket: ``created`` in unix seconds; ``versioning``: ``unversioned`` |
+    ``enabled`` | ``suspended``."""
+
+    name: str
+    created: float
+    versioning: str
+
+
+class BucketUsageJson(BucketJson):
+    """A bucket with ``objects`` (live objects) and ``bytes`` (their logical size)."""
+
+    objects: int
+    bytes: int
+
+
+class VersionJson(TypedDict):
+    """One version of a key (a delete marker has size 0 and sha256 ""); ``modified`` in
+    unix seconds; ``is_latest`` marks the key's newest version."""
+
+    key: str
+    version: str
+    size: int
+    sha256: str
+    modified: float
+    is_latest: bool
+    delete_marker: bool
+
+
+class VersionPageJson(TypedDict):
+    """One page of a bucket's versions listing, keys in order, each key's versions newest
+    first; pass ``next_start_after`` back as ``start_after`` while ``is_truncated``."""
+
+    versions: list[VersionJson]
+    is_truncated: bool
+    next_start_after: str | None
+
 
 _CODE_FOR_STATUS = {
     400: "invalid_argument",
@@ -160,6 +204,32 @@ def _transport_error(url: str, exc: BaseException) -> DfsError:
     return PeerUnreachable(url, reason)
 
 
+def _version_params(version: str | None) -> dict[str, str]:
+    """Query parameters selecting ``version`` (none for the live version)."""
+    return {} if version is None else {"version": version}
+
+
+def meta_from_headers(headers: CIMultiDict[str]) -> dict[str, str]:
+    """User metadata from ``X-Meta-<name>`` response headers: ``{name lower-case: value}``."""
+    prefix = META_HEADER_PREFIX.lower()
+    return {
+        name.lower()[len(prefix) :]: value
+        for name, value in headers.items()
+        if name.lower().startswith(prefix)
+    }
+
+
+def _bucket(doc: Any) -> BucketJson:
+    """The :class:`BucketJson` fields of a server answer."""
+    if not isinstance(doc, dict):
+        doc = {}
+    return {
+        "name": str(doc.get("name", "")),
+        "created": float(doc.get("created", 0.0)),
+        "versioning": str(doc.get("versioning", "unversioned")),
+    }
+
+
 class Client:
     """Async client of one peer's public HTTP API; use as ``async with Client(url) as c``.
 
@@ -222,6 +292,11 @@ class Client:
         _, _, doc = await self._request("GET", self.base_url + path, params=params)
         return doc if isinstance(doc, dict) else {}
 
+    def bucket_url(self, bucket: str | None = None) -> str:
+        """Absolute URL of ``/v1/buckets[/{bucket}]``."""
+        url = f"{self.base_url}/v1/buckets"
+        return url if bucket is None else f"{url}/{quote(bucket, safe='')}"
+
     # ------------------------------------------------------------------ objects
     async def put_object(
         self,
@@ -232,6 +307,7 @@ class Client:
         sha256: str | None = None,
         progress: Progress | None = None,
         content_type: str | None = None,
+        meta: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Upload ``data`` as ``bucket/key``; returns the server's 201 JSON
         (``bucket, key, version, size, sha256, chunks``).
@@ -240,10 +316,14 @@ class Client:
         async iterable goes out with ``Transfer-Encoding: chunked``. ``sha256`` (hex) is sent
         as ``X-Content-SHA256`` so the server rejects a corrupted body (``bad_digest``).
         ``progress(n)`` is called with each piece's size as it is handed to the socket.
+        ``meta``: user metadata, sent as ``X-Meta-<name>`` headers (names are stored
+        lower-case; at most 2 KiB in all, else ``invalid_argument``).
         """
         headers = {"Content-Type": content_type or "application/octet-stream"}
         if sha256 is not None:
             headers[SHA256_HEADER] = sha256
+        for name, value in (meta or {}).items():
+            headers[META_HEADER_PREFIX + name] = value
         body: Any
         if isinstance(data, (bytes, bytearray, memoryview)):
             body = bytes(data)
@@ -259,11 +339,23 @@ class Client:
         )
         return doc if isinstance(doc, dict) else {}
 
-    async def get_object(self, bucket: str, key: str, *, range: ByteRange | None = None) -> bytes:
-        """The object's bytes (or the ``range`` slice), read into memory."""
+    async def get_object(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        range: ByteRange | None = None,
+        version: str | None = None,
+    ) -> bytes:
+        """The object's bytes (or the ``range`` slice), read into memory; ``version``: read
+        that version instead of the live one (``no_such_version`` if it does not exist)."""
         headers = {"Range": range_header(range)} if range is not None else {}
         _, _, body = await self._request(
-            "GET", self.object_url(bucket, key), headers=headers, expect_json=False
+            "GET",
+            self.object_url(bucket, key),
+            headers=headers,
+            params=_version_params(version),
+            expect_json=False,
         )
         assert isinstance(body, bytes)
         return body
@@ -277,8 +369,10 @@ class Client:
         range: ByteRange | None = None,
         progress: Progress | None = None,
         total: Callable[[int], None] | None = None,
+        version: str | None = None,
     ) -> dict[str, Any]:
-        """Stream the object (or ``range``) into ``dest``, a path or a binary file object.
+        """Stream the object (or ``range``) into ``dest``, a path or a binary file object;
+        ``version``: that version instead of the live one.
 
         A path is written to ``<dest>.part`` and renamed into place only when complete.
         ``total(n)`` is called once with the body length when known, ``progress(n)`` per
@@ -291,12 +385,12 @@ class Client:
             part = dest.with_name(dest.name + ".part")
             try:
                 with open(part, "wb") as f:
-                    info = await self._stream_to(bucket, key, f, headers, progress, total)
+                    info = await self._stream_to(bucket, key, f, headers, progress, total, version)
                 os.replace(part, dest)
             finally:
                 part.unlink(missing_ok=True)
             return info
-        return await self._stream_to(bucket, key, dest, headers, progress, total)
+        return await self._stream_to(bucket, key, dest, headers, progress, total, version)
 
     async def _stream_to(
         self,
@@ -306,11 +400,15 @@ class Client:
         headers: dict[str, str],
         progress: Progress | None,
         total: Callable[[int], None] | None,
+        version: str | None = None,
     ) -> dict[str, Any]:
         h = hashlib.sha256()
         written = 0
+        url = self.object_url(bucket, key)
         try:
-            async with self._http().get(self.object_url(bucket, key), headers=headers) as resp:
+            async with self._http().get(
+                url, headers=headers, params=_version_params(version)
+            ) as resp:
                 if resp.status >= 400:
                     raise error_from_response(resp.status, await resp.read(), resp.reason or "")
                 if total is not None and resp.content_length is not None:
@@ -341,10 +439,25 @@ class Client:
             "content_range": content_range,
         }
 
-    async def stat_object(self, bucket: str, key: str) -> dict[str, Any]:
-        """``HEAD`` the object: ``{"bucket", "key", "size", "sha256", "modified",
-        "content_type", "version"}`` (``version`` None if the server does not send it)."""
-        _, headers, _ = await self._request("HEAD", self.object_url(bucket, key), expect_json=False)
+    async def stat_object(
+        self, bucket: str, key: str, *, version: str | None = None
+    ) -> dict[str, Any]:
+        """``HEAD`` the object (or its ``version``): ``{"bucket", "key", "size", "sha256",
+        "modified", "content_type", "version", "meta"}`` (``version`` None if the server
+        does not send it; ``meta`` the ``X-Meta-*`` headers, names lower-case). Raises
+        NoSuchKey, or NoSuchVersion when ``version`` is given and not found."""
+        try:
+            _, headers, _ = await self._request(
+                "HEAD",
+                self.object_url(bucket, key),
+                params=_version_params(version),
+                expect_json=False,
+            )
+        except errors.NoSuchKey as exc:
+            if version is None:
+                raise
+            # a HEAD answer has no body: its 404 only says "not found"
+            raise errors.NoSuchVersion(f"{bucket}/{key} has no version {version}") from exc
         modified: float | None = None
         if "Last-Modified" in headers:
             try:
@@ -358,12 +471,93 @@ class Client:
             "sha256": headers.get("ETag", "").strip('"'),
             "modified": modified,
             "content_type": headers.get("Content-Type", "application/octet-stream"),
-            "version": headers.get("X-Object-Version"),
+            "version": headers.get(VERSION_HEADER),
+            "meta": meta_from_headers(headers),
         }
 
-    async def delete_object(self, bucket: str, key: str) -> None:
-        """Delete (tombstone) the object; deleting a missing key is not an error."""
-        await self._request("DELETE", self.object_url(bucket, key), expect_json=False)
+    async def delete_object(
+        self, bucket: str, key: str, *, version: str | None = None
+    ) -> str | None:
+        """Without ``version``: delete the object (a delete marker; deleting a missing key
+        is not an error) and return the marker's version id (None when none was written).
+        With ``version``: remove that version for good and return it; raises
+        NoSuchVersion."""
+        _, headers, _ = await self._request(
+            "DELETE",
+            self.object_url(bucket, key),
+            params=_version_params(version),
+            expect_json=False,
+        )
+        return headers.get(VERSION_HEADER)
+
+    async def list_object_versions(self, bucket: str, key: str) -> list[VersionJson]:
+        """``GET /v1/objects/{bucket}/{key}?versions``: every version of the key, delete
+        markers too, newest first. Raises NoSuchKey when it has no version at all."""
+        _, _, doc = await self._request(
+            "GET", self.object_url(bucket, key), params={"versions": ""}
+        )
+        versions = doc.get("versions", []) if isinstance(doc, dict) else []
+        return cast(list[VersionJson], versions)
+
+    async def list_versions(
+        self, bucket: str, prefix: str = "", limit: int = 1000, start_after: str = ""
+    ) -> VersionPageJson:
+        """One page of ``GET /v1/objects/{bucket}?versions``: the versions of every key
+        under ``prefix`` after key ``start_after`` (``limit`` 1..1000; a page never splits
+        a key's versions)."""
+        params = {"versions": "", "prefix": prefix, "limit": str(limit)}
+        if start_after:
+            params["start_after"] = start_after
+        _, _, doc = await self._request("GET", self.object_url(bucket), params=params)
+        if not isinstance(doc, dict):
+            return {"versions": [], "is_truncated": False, "next_start_after": None}
+        return {
+            "versions": cast(list[VersionJson], doc.get("versions", [])),
+            "is_truncated": bool(doc.get("is_truncated")),
+            "next_start_after": doc.get("next_start_after"),
+        }
+
+    # ------------------------------------------------------------------ buckets
+    async def create_bucket(
+        self, name: str, *, versioning: str | None = None
+    ) -> tuple[BucketJson, bool]:
+        """``PUT /v1/buckets/{name}``: ``(bucket, created)``; ``created`` False when it
+        already existed (a given ``versioning`` is then applied to it). ``versioning``:
+        ``unversioned`` | ``enabled`` | ``suspended``. Raises InvalidBucketName,
+        InvalidArgument."""
+        body = {"versioning": versioning} if versioning is not None else None
+        status, _, doc = await self._request("PUT", self.bucket_url(name), json=body)
+        return _bucket(doc), status == 201
+
+    async def list_buckets(self) -> list[BucketJson]:
+        """``GET /v1/buckets``: every bucket, by name."""
+        _, _, doc = await self._request("GET", self.bucket_url())
+        listed = doc.get("buckets", []) if isinstance(doc, dict) else []
+        return [_bucket(b) for b in listed]
+
+    async def get_bucket(self, name: str) -> BucketUsageJson:
+        """``GET /v1/buckets/{name}``: the bucket with its live ``objects`` and their
+        ``bytes``. Raises NoSuchBucket."""
+        _, _, doc = await self._request("GET", self.bucket_url(name))
+        bucket = _bucket(doc)
+        return {
+            **bucket,
+            "objects": int(doc.get("objects", 0)),
+            "bytes": int(doc.get("bytes", 0)),
+        }
+
+    async def set_bucket_versioning(self, name: str, status: str) -> BucketJson:
+        """``PUT /v1/buckets/{name}/versioning``; ``status``: ``enabled`` | ``suspended``.
+        Raises NoSuchBucket, InvalidArgument."""
+        _, _, doc = await self._request(
+            "PUT", self.bucket_url(name) + "/versioning", json={"status": status}
+        )
+        return _bucket(doc)
+
+    async def delete_bucket(self, name: str) -> None:
+        """``DELETE /v1/buckets/{name}``. Raises NoSuchBucket, BucketNotEmpty (a key still
+        holds a version or a delete marker)."""
+        await self._request("DELETE", self.bucket_url(name), expect_json=False)
 
     async def list_objects(
         self,
@@ -414,6 +608,12 @@ class Client:
         """``POST /v1/cluster/drain``: start draining this peer; its drain progress."""
         _, _, doc = await self._request("POST", self.base_url + "/v1/cluster/drain")
         return doc if isinstance(doc, dict) else {}
+
+    async def recount_block_refs(self) -> dict[str, int]:
+        """``POST /v1/cluster/repair/block-refs``: rebuild this peer's block reference
+        counts; ``{"references", "blocks", "changed"}``."""
+        _, _, doc = await self._request("POST", self.base_url + "/v1/cluster/repair/block-refs")
+        return {str(k): int(v) for k, v in doc.items()} if isinstance(doc, dict) else {}
 
     async def drain_progress(self) -> dict[str, Any]:
         """``GET /v1/cluster/drain``: ``{"state", "partitions_remaining", ...}``."""

@@ -63,5 +63,7 @@ async def recount_block_refs(request: web.Request) -> web.Response:
         request.app[STATE_KEY], "recount_block_refs", None
     )
     if recount is None:
-        raise DfsError("this peer cannot recount block references", code="not_supported", status=501)
+        raise DfsError(
+            "this peer cannot recount block references", code="not_supported", status=501
+        )
     return web.json_response(await recount())

@@ -1,4 +1,5 @@
-"""Cluster commands: ``status`` (this peer) and ``members`` (the gossip view)."""
+"""Cluster commands: ``status`` (this peer), ``members`` (the gossip view) and ``repair``
+(operator repairs of this peer)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from dfspeer.commands.maintenance_rows import maintenance_value
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``status`` and ``members``."""
+    """Add ``status``, ``members`` and ``repair``."""
     s = sub.add_parser("status", help="show a peer's status")
     s.add_argument("--json", action="store_true", help="print the raw JSON")
     add_peer_options(s)
@@ -29,6 +30,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     m.add_argument("--json", action="store_true", help="print the raw JSON")
     add_peer_options(m)
     m.set_defaults(func=cmd_members)
+    r = sub.add_parser("repair", help="run an operator repair on a peer")
+    repairs = r.add_subparsers(dest="repair_command", metavar="COMMAND", required=True)
+    br = repairs.add_parser(
+        "block-refs",
+        help="rebuild the peer's block reference counts from its block_refs table",
+        description="Recount every block reference this peer holds and fix the reference "
+        "counts beside its blocks (garbage collection deletes only unreferenced blocks).",
+    )
+    br.add_argument("--json", action="store_true", help="print the raw JSON")
+    add_peer_options(br)
+    br.set_defaults(func=cmd_repair_block_refs)
 
 
 def _fetch(args: argparse.Namespace, what: str) -> dict[str, Any]:
@@ -66,6 +78,9 @@ def status_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
         elif name == "repair" and isinstance(value, dict):
             rows += repair_rows(value)
             continue
+        elif name == "gc" and isinstance(value, dict):
+            rows += gc_rows(value)
+            continue
         elif isinstance(value, (dict, list)):
             value = json.dumps(value, sort_keys=True)
         rows.append((name.replace("_", " "), value))
@@ -101,6 +116,43 @@ def repair_rows(repair: dict[str, Any]) -> list[tuple[str, Any]]:
             value = json.dumps(value, sort_keys=True)
         rows.append(("repair " + name.replace("_", " "), value))
     return rows
+
+
+def gc_rows(gc: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Rows of the ``"gc"`` status object (block garbage collection, reference release,
+    upload expiry), each prefixed ``gc``."""
+    rows: list[tuple[str, Any]] = []
+    for name, value in gc.items():
+        if name == "grace_s" and isinstance(value, (int, float)):
+            value = f"{value:g} s ({value / 3600:.1f} h)"
+        elif name == "last_pass":
+            if isinstance(value, (int, float)):
+                ago = max(0.0, time.time() - value)
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+                value = f"{when} ({ago:.0f} s ago)"
+            else:
+                value = "never"
+        elif name.startswith("bytes_") and isinstance(value, int):
+            value = f"{value} ({human_bytes(value)})"
+        elif value is None:
+            value = "-"
+        elif isinstance(value, (dict, list)):
+            value = json.dumps(value, sort_keys=True)
+        rows.append(("gc " + name.replace("_", " "), value))
+    return rows
+
+
+def cmd_repair_block_refs(args: argparse.Namespace) -> int:
+    """``POST /v1/cluster/repair/block-refs``: what the recount found and changed."""
+    doc = _fetch(args, "recount_block_refs")
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return 0
+    print(
+        f"{doc.get('references', 0)} reference(s) to {doc.get('blocks', 0)} block(s); "
+        f"{doc.get('changed', 0)} count(s) changed"
+    )
+    return 0
 
 
 def cmd_members(args: argparse.Namespace) -> int:

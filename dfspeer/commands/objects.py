@@ -1,4 +1,4 @@
-"""Object commands: ``put``, ``get``, ``ls``, ``rm``, ``stat``."""
+"""Object commands: ``put``, ``get``, ``ls``, ``rm``, ``stat``, ``versions``."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from dfspeer.client import Client, sha256_file
+from dfspeer.client import Client, VersionJson, sha256_file
 from dfspeer.commands.common import (
     UsageError,
     add_peer_options,
     format_fields,
+    format_table,
     format_time,
     human_bytes,
     parse_range,
@@ -36,6 +37,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("target", metavar="BUCKET/KEY")
     p.add_argument("--content-type", metavar="TYPE", help="stored Content-Type")
+    p.add_argument(
+        "--meta",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        type=_meta_arg,
+        help="user metadata (repeatable; sent as X-Meta-NAME, at most 2 KiB in all)",
+    )
     _transfer_options(p)
     p.set_defaults(func=cmd_put)
 
@@ -54,6 +63,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=_range_arg,
         help="bytes A..B inclusive (HTTP style); A- = from A, -N = last N bytes",
     )
+    g.add_argument("--version", metavar="V", help="read version V (see `dfspeer versions`)")
     _transfer_options(g)
     g.set_defaults(func=cmd_get)
 
@@ -72,16 +82,37 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_peer_options(ls)
     ls.set_defaults(func=cmd_ls)
 
-    rm = sub.add_parser("rm", help="delete objects")
+    rm = sub.add_parser(
+        "rm",
+        help="delete objects",
+        description="Delete each BUCKET/KEY: a delete marker (older versions stay in a "
+        "versioned bucket). With --version V, remove version V of each key for good.",
+    )
     rm.add_argument("targets", metavar="BUCKET/KEY", nargs="+")
+    rm.add_argument("--version", metavar="V", help="remove version V for good")
     add_peer_options(rm)
     rm.set_defaults(func=cmd_rm)
 
     st = sub.add_parser("stat", help="show an object's metadata")
     st.add_argument("target", metavar="BUCKET/KEY")
+    st.add_argument("--version", metavar="V", help="show version V")
     st.add_argument("--json", action="store_true", help="print JSON")
     add_peer_options(st)
     st.set_defaults(func=cmd_stat)
+
+    v = sub.add_parser(
+        "versions",
+        help="list an object's versions",
+        description="List the versions of BUCKET/KEY (delete markers too), newest first. "
+        "With --prefix, TARGET is BUCKET[/PREFIX] and every key under it is listed.",
+    )
+    v.add_argument("target", metavar="TARGET")
+    v.add_argument(
+        "--prefix", action="store_true", help="TARGET is BUCKET[/PREFIX]: every key under it"
+    )
+    v.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_peer_options(v)
+    v.set_defaults(func=cmd_versions)
 
 
 def _range_arg(text: str) -> tuple[int, int | None]:
@@ -89,6 +120,13 @@ def _range_arg(text: str) -> tuple[int, int | None]:
         return parse_range(text)
     except UsageError as exc:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("--range: ")) from None
+
+
+def _meta_arg(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value
 
 
 def _transfer_options(p: argparse.ArgumentParser) -> None:
@@ -133,6 +171,7 @@ def cmd_put(args: argparse.Namespace) -> int:
                     sha256=digest,
                     progress=advance,
                     content_type=args.content_type,
+                    meta=dict(args.meta) or None,
                 )
 
     info = asyncio.run(run())
@@ -156,7 +195,13 @@ def cmd_get(args: argparse.Namespace) -> int:
             async with _client(args) as c:
                 dest = out if out is not None else sys.stdout.buffer
                 return await c.download(
-                    bucket, key, dest, range=args.range, progress=advance, total=set_total
+                    bucket,
+                    key,
+                    dest,
+                    range=args.range,
+                    progress=advance,
+                    total=set_total,
+                    version=args.version,
                 )
 
     info = asyncio.run(run())
@@ -194,13 +239,14 @@ def _ls_line(obj: dict[str, Any] | None, common: str | None, *, as_json: bool) -
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    """Delete each BUCKET/KEY (a tombstone; deleting a missing key succeeds)."""
+    """Delete each BUCKET/KEY (a delete marker; deleting a missing key succeeds), or with
+    ``--version`` remove that version of each for good (no_such_version if missing)."""
     targets = [parse_target(t) for t in args.targets]
 
     async def run() -> None:
         async with _client(args) as c:
             for bucket, key in targets:
-                await c.delete_object(bucket, key)
+                await c.delete_object(bucket, key, version=args.version)
 
     asyncio.run(run())
     return 0
@@ -212,7 +258,7 @@ def cmd_stat(args: argparse.Namespace) -> int:
 
     async def run() -> dict[str, Any]:
         async with _client(args) as c:
-            return await c.stat_object(bucket, key)
+            return await c.stat_object(bucket, key, version=args.version)
 
     info = asyncio.run(run())
     if args.json:
@@ -227,5 +273,47 @@ def cmd_stat(args: argparse.Namespace) -> int:
         ("modified", format_time(info.get("modified")) + " UTC"),
         ("content-type", info.get("content_type") or "-"),
     ]
+    rows += [(f"meta {name}", value) for name, value in sorted(info.get("meta", {}).items())]
     print(format_fields(rows))
+    return 0
+
+
+def versions_table(versions: list[VersionJson], *, with_key: bool) -> str:
+    """Table of versions: MODIFIED (UTC), SIZE, VERSION, FLAGS (``latest``, ``marker``),
+    and KEY when ``with_key``."""
+    rows: list[tuple[str, ...]] = []
+    for v in versions:
+        flags = ",".join(
+            f for f, on in (("latest", v["is_latest"]), ("marker", v["delete_marker"])) if on
+        )
+        row = (format_time(v["modified"]), str(v["size"]), v["version"], flags or "-")
+        rows.append((*row, v["key"]) if with_key else row)
+    headers = ("MODIFIED (UTC)", "SIZE", "VERSION", "FLAGS")
+    return format_table((*headers, "KEY") if with_key else headers, rows)
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    """List the versions of one key, or with ``--prefix`` of every key under a prefix
+    (following pages)."""
+    bucket, key = parse_target(args.target, require_key=not args.prefix)
+
+    async def run() -> list[VersionJson]:
+        async with _client(args) as c:
+            if not args.prefix:
+                return await c.list_object_versions(bucket, key)
+            out: list[VersionJson] = []
+            start_after = ""
+            while True:
+                page = await c.list_versions(bucket, prefix=key, start_after=start_after)
+                out += page["versions"]
+                start_after = page["next_start_after"] or ""
+                if not page["is_truncated"] or not start_after:
+                    return out
+
+    versions = asyncio.run(run())
+    if args.json:
+        for v in versions:
+            print(json.dumps(v, sort_keys=True))
+    elif versions:
+        print(versions_table(versions, with_key=args.prefix))
     return 0

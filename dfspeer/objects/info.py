@@ -66,12 +66,14 @@ class VersionInfo:
     modified: float
     is_latest: bool
     delete_marker: bool
+    null: bool = False
+    """Written while the bucket did not keep versions (S3's "null" version)."""
 
     @classmethod
     def listing(cls, key: str, versions: list[ObjectVersion]) -> list[VersionInfo]:
         """Infos of ``versions`` (newest first, as :meth:`ObjectEntry.listed` gives)."""
         return [
-            cls(key, v.id, v.size, v.sha256, v.modified, i == 0, v.delete_marker)
+            cls(key, v.id, v.size, v.sha256, v.modified, i == 0, v.delete_marker, v.null)
             for i, v in enumerate(versions)
         ]
 

@@ -188,10 +188,9 @@ class ObjectService:
         entry = await self._read_entry(bucket, key)
         if version is not None:
             found = entry.get(version) if entry is not None else None
-            if found is None:
+            if found is None or found.state == ABORTED:
                 raise NoSuchVersion(f"{bucket}/{key} has no version {version}")
-            if found.state != ABORTED:
-                await self._write_version(bucket, key, ObjectVersion(version, ABORTED))
+            await self._write_version(bucket, key, ObjectVersion(version, ABORTED))
             return version
         info = await self.buckets.read(bucket, cached=True)
         keeps = info is not None and info.keeps_versions
@@ -293,6 +292,14 @@ class ObjectService:
             cursor = page.next_start_after
 
     async def bucket_is_empty(self, bucket: str) -> bool:
-        """True if no key of ``bucket`` holds a version or delete marker."""
-        page = await self.list_versions(bucket, limit=1)
-        return not page.versions
+        """True if no key of ``bucket`` holds a version or a delete marker a client made
+        (the null delete markers of plain deletes in an unversioned bucket do not count:
+        they are tombstones, purged after the grace)."""
+        cursor = ""
+        while True:
+            page = await self.list_versions(bucket, limit=1000, start_after=cursor)
+            if any(not (v.delete_marker and v.null) for v in page.versions):
+                return False
+            if not page.is_truncated or page.next_start_after is None:
+                return True
+            cursor = page.next_start_after

@@ -1,18 +1,69 @@
-"""In-memory test doubles for the HTTP API tests: an ObjectService and a PeerState."""
+"""In-memory test doubles for the HTTP API tests: an ObjectService (with its buckets) and a
+PeerState."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
 import time
-from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 from dfspeer.blockstore.store import BlockStoreStats
-from dfspeer.errors import BadDigest, IncompleteBody, InvalidRange, NoSuchKey
+from dfspeer.errors import (
+    BadDigest,
+    BucketNotEmpty,
+    IncompleteBody,
+    InvalidArgument,
+    InvalidRange,
+    NoSuchBucket,
+    NoSuchKey,
+    NoSuchVersion,
+)
 from dfspeer.gossip import Member, MemberState
-from dfspeer.objects import ListResult, ObjectInfo
+from dfspeer.model.buckets import VERSIONING_STATES, Bucket
+from dfspeer.objects import ListResult, ObjectInfo, VersionInfo, VersionPage
 from dfspeer.ring import Ring, RingMember
+
+
+@dataclass
+class FakeBuckets:
+    """BucketService contract, in memory (no versions of the bucket records)."""
+
+    known: dict[str, Bucket] = field(default_factory=dict)
+
+    async def create(self, name: str, versioning: str | None = None) -> tuple[Bucket, bool]:
+        if versioning is not None and versioning not in VERSIONING_STATES:
+            raise InvalidArgument(f"bad versioning {versioning!r}")
+        current = self.known.get(name)
+        if current is not None:
+            if versioning is not None:
+                current = self.known[name] = replace(current, versioning=versioning)
+            return current, False
+        bucket = Bucket(name, time.time(), "v0", versioning or "unversioned")
+        self.known[name] = bucket
+        return bucket, True
+
+    async def read(self, name: str) -> Bucket | None:
+        return self.known.get(name)
+
+    async def list(self) -> list[Bucket]:
+        return [self.known[n] for n in sorted(self.known)]
+
+    async def set_versioning(self, name: str, status: str) -> Bucket:
+        if status not in ("enabled", "suspended"):
+            raise InvalidArgument(f"bad status {status!r}")
+        if name not in self.known:
+            raise NoSuchBucket(f"no bucket {name}")
+        self.known[name] = replace(self.known[name], versioning=status)
+        return self.known[name]
+
+    async def delete(self, name: str, *, is_empty: Callable[[], Awaitable[bool]]) -> None:
+        if name not in self.known:
+            raise NoSuchBucket(f"no bucket {name}")
+        if not await is_empty():
+            raise BucketNotEmpty(f"bucket {name} is not empty")
+        del self.known[name]
 
 
 @dataclass
@@ -23,6 +74,9 @@ class FakeObjects:
     fail_download_after: int | None = None  # raise after this many pieces
     explode: bool = False  # every call raises an unexpected error
     objects: dict[tuple[str, str], tuple[ObjectInfo, bytes]] = field(default_factory=dict)
+    history: dict[tuple[str, str], list[tuple[ObjectInfo, bytes]]] = field(default_factory=dict)
+    """Every version ever put, oldest first (plain deletes write no marker here)."""
+    buckets: FakeBuckets = field(default_factory=FakeBuckets)
     upload_pieces: list[int] = field(default_factory=list)  # sizes seen by the last upload
     upload_errors: list[BaseException] = field(default_factory=list)
     list_calls: list[dict[str, object]] = field(default_factory=list)
@@ -43,6 +97,7 @@ class FakeObjects:
         expected_sha256: str | None = None,
         content_length: int | None = None,
         content_type: str = "application/octet-stream",
+        meta: Mapping[str, str] | None = None,
     ) -> ObjectInfo:
         self._check()
         self.upload_pieces = []
@@ -71,26 +126,41 @@ class FakeObjects:
             chunks=1 if data else 0,
             modified=time.time(),
             content_type=content_type,
+            meta=dict(meta or {}),
         )
+        if bucket not in self.buckets.known:
+            await self.buckets.create(bucket)
         self.objects[(bucket, key)] = (info, bytes(data))
+        self.history.setdefault((bucket, key), []).append((info, bytes(data)))
         return info
 
-    async def stat_object(self, bucket: str, key: str) -> ObjectInfo:
+    def _find(self, bucket: str, key: str, version: str | None) -> tuple[ObjectInfo, bytes]:
+        if version is None:
+            try:
+                return self.objects[(bucket, key)]
+            except KeyError:
+                raise NoSuchKey(f"{bucket}/{key} does not exist") from None
+        for info, data in self.history.get((bucket, key), []):
+            if info.version == version:
+                return info, data
+        raise NoSuchVersion(f"{bucket}/{key} has no version {version}")
+
+    async def stat_object(self, bucket: str, key: str, *, version: str | None = None) -> ObjectInfo:
         self._check()
         self.stat_calls += 1
-        try:
-            return self.objects[(bucket, key)][0]
-        except KeyError:
-            raise NoSuchKey(f"{bucket}/{key} does not exist") from None
+        return self._find(bucket, key, version)[0]
 
     async def get_object(
-        self, bucket: str, key: str, *, start: int = 0, end: int | None = None
+        self,
+        bucket: str,
+        key: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        version: str | None = None,
     ) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
         self._check()
-        try:
-            info, data = self.objects[(bucket, key)]
-        except KeyError:
-            raise NoSuchKey(f"{bucket}/{key} does not exist") from None
+        info, data = self._find(bucket, key, version)
         end = info.size if end is None else min(end, info.size)  # clamped, as the service does
         if start < 0 or start > end or (start == info.size and info.size):
             raise InvalidRange("bad range")
@@ -103,9 +173,53 @@ class FakeObjects:
                 raise RuntimeError("replica went away")
             yield data[offset : offset + self.piece]
 
-    async def delete_object(self, bucket: str, key: str) -> None:
+    async def delete_object(
+        self, bucket: str, key: str, *, version: str | None = None
+    ) -> str | None:
         self._check()
-        self.objects.pop((bucket, key), None)
+        if version is None:
+            self.objects.pop((bucket, key), None)
+            return None
+        kept = [(i, d) for i, d in self.history.get((bucket, key), []) if i.version != version]
+        if len(kept) == len(self.history.get((bucket, key), [])):
+            raise NoSuchVersion(f"{bucket}/{key} has no version {version}")
+        self.history[(bucket, key)] = kept
+        live = self.objects.get((bucket, key))
+        if live is not None and live[0].version == version:
+            del self.objects[(bucket, key)]
+        return version
+
+    def _versions_of(self, bucket: str, key: str) -> list[VersionInfo]:
+        listed = list(reversed(self.history.get((bucket, key), [])))
+        return [
+            VersionInfo(key, i.version, i.size, i.sha256, i.modified, n == 0, False)
+            for n, (i, _) in enumerate(listed)
+        ]
+
+    async def list_object_versions(self, bucket: str, key: str) -> list[VersionInfo]:
+        self._check()
+        return self._versions_of(bucket, key)
+
+    async def list_versions(
+        self, bucket: str, *, prefix: str = "", limit: int = 1000, start_after: str = ""
+    ) -> VersionPage:
+        self._check()
+        keys = sorted(k for (b, k) in self.history if b == bucket and k.startswith(prefix))
+        out: list[VersionInfo] = []
+        for k in keys:
+            if k <= start_after or not self.history[(bucket, k)]:
+                continue
+            if len(out) >= limit:
+                return VersionPage(out, True, out[-1].key)
+            out += self._versions_of(bucket, k)
+        return VersionPage(out, False, None)
+
+    async def bucket_usage(self, bucket: str) -> tuple[int, int]:
+        infos = [i for (b, _), (i, _) in self.objects.items() if b == bucket]
+        return len(infos), sum(i.size for i in infos)
+
+    async def bucket_is_empty(self, bucket: str) -> bool:
+        return not any(v for (b, _), v in self.history.items() if b == bucket)
 
     async def list_objects(
         self,

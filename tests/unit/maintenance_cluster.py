@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from dfspeer.api.internal import internal_app
 from dfspeer.blockstore import BlockStore
 from dfspeer.cluster.antientropy import AntiEntropy
+from dfspeer.cluster.blockmanager import BlockManager
 from dfspeer.cluster.maintenance import Maintenance
 from dfspeer.cluster.repair import RepairService
 from dfspeer.cluster.replication import Replicator
@@ -27,6 +28,7 @@ from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
 from dfspeer.gossip import Keyring, Member, MemberState
 from dfspeer.model import LOCAL_TABLES
+from dfspeer.model.lifecycle import ObjectLifecycle
 from dfspeer.objects import ObjectService
 from dfspeer.ring import Partitioner
 from tests.unit.lww_table import test_tables
@@ -65,6 +67,13 @@ class Node:
     service_: ObjectService | None = None
     maintenance_: Maintenance | None = None
     repair_: RepairService | None = None
+    lifecycle_: ObjectLifecycle | None = None
+
+    @property
+    def lifecycle(self) -> ObjectLifecycle:
+        """Release, expire, sweep and collect (with the config's ``block_gc_grace_s``);
+        present whenever the node has an object service. Run with ``run_pass()``."""
+        return _required(self.lifecycle_, "object lifecycle")
 
     @property
     def address(self) -> str:
@@ -91,6 +100,8 @@ class Node:
         return self.repair.ae
 
     async def close(self) -> None:
+        if self.service_ is not None:
+            await self.service_.close()
         if self.maintenance_ is not None:
             await self.maintenance_.stop()
         if self.replicator_ is not None:
@@ -147,9 +158,13 @@ class Cluster:
             n.view.update(listed)
 
     async def drain(self) -> None:
+        """Wait for straggler writes, read repairs and background aborts on every node."""
         for n in self.nodes:
+            if n.service_ is not None:
+                await n.service_.drain()
             await n.replicator.drain()
-            await n.maintenance.block_repair.drain()
+            if n.maintenance_ is not None:
+                await n.maintenance_.block_repair.drain()
 
     async def holders(self, digest: bytes) -> set[str]:
         return {n.peer_id for n in self.nodes if await n.store.has(digest)}
@@ -205,11 +220,14 @@ async def start_cluster(
             service: ObjectService | None = None
             maint: Maintenance | None = None
             repair: RepairService | None = None
+            lifecycle: ObjectLifecycle | None = None
             if objects or maintenance:
                 replicator = Replicator(config, view, store, rpc, tables=TABLES)
                 if maintenance:
                     maint = Maintenance(config, view, store, rpc, replicator)
                 service = ObjectService(config, view, store, replicator)
+                blocks = BlockManager(store, grace_s=config.block_gc_grace_s)
+                lifecycle = ObjectLifecycle(config, view, store, replicator, blocks)
             if repair_tables is not None:
                 repair = RepairService(config, view, store, rpc, tables=repair_tables)
             app = web.Application()
@@ -217,7 +235,9 @@ async def start_cluster(
             internal = internal_app(store, KEYRING, self_id=peer_id, tables=TABLES, hints=hints)
             app.add_subapp("/internal/", internal)
             server = TestServer(app, host="127.0.0.1")
-            node = Node(peer_id, store, server, view, rpc, replicator, service, maint, repair)
+            node = Node(
+                peer_id, store, server, view, rpc, replicator, service, maint, repair, lifecycle
+            )
             nodes.append(node)
             await node.server.start_server()
     except BaseException:

@@ -9,6 +9,9 @@ from hypothesis import strategies as st
 
 from dfspeer.cluster.quorum import cancel_all, wait_all, wait_quorum
 from dfspeer.cluster.scan import merge_scans
+from tests.unit.lww_table import LwwTestSchema
+
+PICK = LwwTestSchema().pick
 
 
 async def value(delay: float, result: int) -> int:
@@ -68,7 +71,7 @@ def test_paged_merge_sees_every_key_once(replicas: list[set[int]], limit: int) -
         answers = [
             [(k, record("1")) for k in s if cursor is None or k > cursor][:limit] for s in stores
         ]
-        page = merge_scans(answers, limit)
+        page = merge_scans(answers, limit, PICK)
         seen += [k for k, _ in page.items]
         if not page.more:
             break
@@ -82,5 +85,6 @@ def test_merge_picks_the_latest_version_per_key() -> None:
     page = merge_scans(
         [[(b"a", record("2")), (b"b", record("1"))], [(b"a", record("3"))], [(b"b", {"bad": 1})]],
         10,
+        PICK,
     )
     assert page.items == [(b"a", record("3")), (b"b", record("1"))] and not page.more
