@@ -31,6 +31,7 @@ from dfspeer.blockstore import BlockStore, DeleteBlock, TableUpdate, WriteOp
 from dfspeer.blockstore.merkle import BLOCKS_TREE, Entry, value_hash
 from dfspeer.blockstore.tables import encode
 from dfspeer.cluster.antientropy import AntiEntropy
+from dfspeer.cluster.handoff import HINTS_TABLE
 from dfspeer.cluster.view import ClusterView
 
 log = logging.getLogger(__name__)
@@ -129,12 +130,15 @@ class Rebalancer:
 
     async def _drop(self, leaves: dict[str, list[Entry]]) -> int:
         """Delete the snapshotted keys that still have the snapshot's value; return how many
-        ops were applied (a key changed meanwhile is kept)."""
+        ops were applied (a key changed meanwhile is kept, and so is a block a pending
+        hinted-handoff hint still needs)."""
         ops: list[WriteOp] = []
+        hints = self.store.table(HINTS_TABLE)
         for tree, entries in leaves.items():
             for key, vhash in entries:
                 if tree == BLOCKS_TREE:
-                    ops.append(DeleteBlock(key))
+                    if not hints.has_prefix(b"b" + key):  # a stand-in's copy waits for delivery
+                        ops.append(DeleteBlock(key))
                 else:
                     ops.append(TableUpdate(tree, key, _drop_if(vhash)))
         for i in range(0, len(ops), DROP_BATCH):

@@ -512,13 +512,6 @@ def chunks_replicated_on(cluster: Cluster, peer: str, count: int) -> bytes:
     return b"".join(out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Rebalancer._drop (dfspeer/cluster/rebalance.py) deletes a stand-in's hinted block "
-    "copy directly (DeleteBlock), ignoring the hint pin the BlockManager honours: once the "
-    "block is released and collected everywhere, its hint can never be delivered and its "
-    "refcount row stays in the stand-in's gc queue forever",
-)
 async def test_released_hinted_blocks_leave_no_stuck_hints_after_repair(tmp_path: Path) -> None:
     async with make_cluster(
         tmp_path, 4, GC0, objects=True, maintenance=True, repair_tables=TABLES
