@@ -7,6 +7,9 @@ it), the HTTP ``status`` it maps to, and a human message. The API renders it as
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class DfsError(Exception):
     """Base of every error a client can see. ``code`` and ``status`` are class defaults."""
@@ -14,9 +17,21 @@ class DfsError(Exception):
     code: str = "internal_error"
     status: int = 500
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+    details: Mapping[str, Any] = {}
+    """Extra fields of the JSON error object (e.g. ``missing`` chunk indices)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        details: Mapping[str, Any] | None = None,
+    ):
         super().__init__(message)
         self.message = message
+        if details is not None:
+            self.details = dict(details)
         if code is not None:
             self.code = code
         if status is not None:
@@ -147,3 +162,39 @@ class PeerUnreachable(RpcError):
     peer)."""
 
     code, status = "peer_unreachable", 503
+
+
+class NoSuchUpload(DfsError):
+    """No resumable upload session has this id (404)."""
+
+    code, status = "no_such_upload", 404
+
+
+class UploadNotOpen(DfsError):
+    """The upload session is completed, aborted or expired (409)."""
+
+    code, status = "upload_not_open", 409
+
+
+class IncompleteUpload(DfsError):
+    """Chunks are missing; ``details["missing"]`` lists their indices (409)."""
+
+    code, status = "incomplete_upload", 409
+
+
+class InvalidChunkSize(DfsError):
+    """A chunk is not the session's chunk size (only the last may be shorter) (400)."""
+
+    code, status = "invalid_chunk_size", 400
+
+
+class IdempotencyConflict(DfsError):
+    """An ``Idempotency-Key`` reused with a different request body (409)."""
+
+    code, status = "idempotency_conflict", 409
+
+
+class TooManyUploads(DfsError):
+    """The bucket already has ``max_open_uploads`` open upload sessions (409)."""
+
+    code, status = "too_many_uploads", 409

@@ -21,6 +21,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from http import HTTPStatus
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -63,10 +64,14 @@ def error_response(
     message: str,
     *,
     headers: Mapping[str, str] | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> web.Response:
-    """A JSON error response in the one shape, with ``X-Request-Id`` set."""
+    """A JSON error response in the one shape, with ``X-Request-Id`` set; ``details`` adds
+    fields to the error object (never overriding code, message, request_id)."""
     rid = request_id(request)
-    body = {"error": {"code": code, "message": message, "request_id": rid}}
+    error: dict[str, Any] = dict(details or {})
+    error.update(code=code, message=message, request_id=rid)
+    body = {"error": error}
     response = web.json_response(body, status=status, headers=headers)
     response.headers[REQUEST_ID_HEADER] = rid
     return response
@@ -100,7 +105,9 @@ def render_dfs_error(
         exc.code,
         exc.message,
     )
-    return error_response(request, exc.status, exc.code, exc.message, headers=headers)
+    return error_response(
+        request, exc.status, exc.code, exc.message, headers=headers, details=exc.details
+    )
 
 
 def _render_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:

@@ -129,7 +129,8 @@ class TableSchema(ABC, Generic[E]):
         if record is None:
             return True
         try:
-            return bool(self.merge_records(record, winner) != self.encode(self.decode(record)))
+            merged = cbor2.dumps(self.merge_records(record, winner), canonical=True)
+            return merged != cbor2.dumps(self.encode(self.decode(record)), canonical=True)
         except ValueError:
             return True
 

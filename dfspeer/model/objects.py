@@ -131,7 +131,7 @@ class ObjectVersion:
         if state == ABORTED:
             return cls(vid, ABORTED, null=False)
         try:
-            chunks = tuple((bytes(d), int(n)) for d, n in raw.get("chunks") or ())
+            chunks = tuple((_digest(d), int(n)) for d, n in raw.get("chunks") or ())
             inline = raw.get("inline")
             meta = raw.get("meta") or {}
             version = cls(
@@ -199,12 +199,16 @@ class ObjectEntry:
         return [v for v in reversed(self.versions) if v.state == COMPLETE and v.id not in hidden]
 
 
+def _digest(raw: Any) -> bytes:
+    if not isinstance(raw, bytes):
+        raise ValueError("a chunk digest is 32 bytes")
+    return raw
+
+
 def _pick_same_id(a: ObjectVersion, b: ObjectVersion) -> ObjectVersion:
     ra, rb = _RANK[a.state], _RANK[b.state]
     if ra != rb:
         return a if ra > rb else b
-    if a == b:
-        return a
     ea = cbor2.dumps(a.to_record(), canonical=True)
     eb = cbor2.dumps(b.to_record(), canonical=True)
     return a if ea >= eb else b
