@@ -72,7 +72,12 @@ class PeerConfig:
     # object lifecycle and garbage collection (dfspeer.cluster.blockmanager, dfspeer.model)
     block_gc_grace_s: float = 600.0  # an unreferenced block lives this long (Garage's delay)
     block_gc_interval_s: float = 10.0  # pause between two garbage-collection passes
-    upload_expiry_s: float = 86400.0  # an upload left `uploading` this long is aborted
+    upload_expiry_s: float = 86400.0  # an upload left `uploading` (or a session idle) this long
+    # resumable upload sessions (dfspeer.objects.sessions)
+    upload_max_chunks: int = 10_000  # chunks per session
+    upload_min_chunk_bytes: int = 1 * MiB
+    upload_max_chunk_bytes: int = 64 * MiB
+    max_open_uploads: int = 1000  # open sessions per bucket
     # gossip (SWIM + Lifeguard; defaults follow memberlist's LAN profile)
     probe_interval_s: float = 1.0
     probe_timeout_s: float = 0.5
@@ -194,6 +199,13 @@ class PeerConfig:
         ):
             need(getattr(self, name) > 0, name, "must be > 0")
         need(self.block_gc_grace_s >= 0, "block_gc_grace_s", "must be >= 0")
+        need(1 <= self.upload_max_chunks <= 1_000_000, "upload_max_chunks", "must be in 1..1e6")
+        need(
+            64 * 1024 <= self.upload_min_chunk_bytes <= self.upload_max_chunk_bytes <= 64 * MiB,
+            "upload_min_chunk_bytes",
+            "must be in 64 KiB..upload_max_chunk_bytes, and that at most 64 MiB",
+        )
+        need(self.max_open_uploads >= 1, "max_open_uploads", "must be >= 1")
         # The gossip settings have one rule book: SwimConfig's own checks.
         try:
             SwimConfig.from_settings(self)

@@ -20,6 +20,10 @@ class DfsError(Exception):
     details: Mapping[str, Any] = {}
     """Extra fields of the JSON error object (e.g. ``missing`` chunk indices)."""
 
+    retry_after_s: float | None = None
+    """Seconds the server asked the client to wait before retrying (its ``Retry-After``
+    header, set by :class:`dfspeer.Client` on errors it read from an answer), else None."""
+
     def __init__(
         self,
         message: str,
@@ -108,6 +112,18 @@ class Unauthorized(DfsError):
     """A peer RPC without a valid cluster-key proof (401)."""
 
     code, status = "unauthorized", 401
+
+
+class NoSuchMember(DfsError):
+    """No cluster member has this id in the answering peer's view (404)."""
+
+    code, status = "no_such_member", 404
+
+
+class MemberAlive(DfsError):
+    """The member is alive or suspect, so it cannot be removed; stop it first (409)."""
+
+    code, status = "member_alive", 409
 
 
 class InsufficientReplicas(DfsError):

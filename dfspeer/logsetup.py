@@ -10,7 +10,9 @@ line is one object with these keys:
 - ``message``: the formatted message;
 - ``request_id``: the id of the HTTP request being served when the record was made (the
   same id the client sees in ``X-Request-Id``), else ``null``;
-- ``trace_id``: reserved for distributed tracing, always ``null`` for now;
+- ``trace_id``: the OpenTelemetry trace id (32 hex digits) of the span current when the
+  record was made, else ``null`` (always ``null`` while tracing is off, see
+  :mod:`dfspeer.tracing`);
 - ``exception`` (only when the record carries one): the formatted traceback.
 
 The request id travels in :data:`current_request_id`, a :class:`contextvars.ContextVar`
@@ -27,6 +29,8 @@ import json
 import logging
 import sys
 from typing import Any, TextIO
+
+from dfspeer.tracing import current_trace_id
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -52,7 +56,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
             "request_id": request_id,
-            "trace_id": None,
+            "trace_id": current_trace_id(),
         }
         if record.exc_info:
             if not record.exc_text:

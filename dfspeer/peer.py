@@ -5,8 +5,11 @@ Start order: cluster keyring -> peer id (``<data_dir>/peer_id``) -> HTTP listeni
 (bound early, so a taken port fails fast and port 0 is known before gossip advertises it)
 -> block store -> cluster view -> gossip agent (bound, not yet joined) -> peer RPC client ->
 replicator -> object service -> HTTP server (public API + ``/internal/`` peer RPC) ->
-gossip join. Stop: gossip leave, HTTP server, replicator, RPC client, gossip agent, block
-store. A failure during start unwinds what was started.
+gossip join. Stop (graceful: SIGTERM to ``dfspeer agent``): new API requests get 503
+``not_ready`` with ``Retry-After`` (:mod:`dfspeer.api.shutdown`), the peer leaves gossip (so
+other peers stop sending it work), the requests in flight finish (up to
+``HTTP_SHUTDOWN_TIMEOUT_S``), then the HTTP server, replicator, RPC client, gossip agent and
+block store close. A failure during start unwinds what was started.
 
 Embedding::
 
@@ -45,6 +48,9 @@ from dfspeer.api.internal import internal_app
 from dfspeer.api.middleware import AccessLogger
 from dfspeer.api.repair_routes import DRAIN_KEY
 from dfspeer.api.repair_routes import routes as repair_routes
+from dfspeer.api.shutdown import ShutdownGate
+from dfspeer.api.uploads import UPLOADS_KEY
+from dfspeer.api.uploads import routes as upload_routes
 from dfspeer.blockstore import BlockStore, BlockStoreStats
 from dfspeer.cluster.blockmanager import BlockManager, GcMetrics
 from dfspeer.cluster.drain import Drainer
@@ -55,17 +61,27 @@ from dfspeer.cluster.rpc import PeerRpcClient
 from dfspeer.cluster.table import TableRegistry, TableSchema
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig, parse_host_port
-from dfspeer.gossip import GossipAgent, Keyring, Member, MemberEvent, MemberState
+from dfspeer.errors import MemberAlive, NoSuchMember
+from dfspeer.gossip import (
+    GossipAgent,
+    Keyring,
+    Member,
+    MemberEvent,
+    MemberIsLive,
+    MemberState,
+    UnknownMember,
+)
 from dfspeer.gossip.metrics import GossipMetrics
 from dfspeer.model import LOCAL_TABLES, default_schemas
 from dfspeer.model.lifecycle import ObjectLifecycle
 from dfspeer.objects import ListResult, ObjectInfo, ObjectService
+from dfspeer.objects.sessions import UploadService
 from dfspeer.peer_setup import bind_socket, load_keyring, load_peer_id, swim_config
 from dfspeer.ring import Partitioner, Ring
 
 log = logging.getLogger("dfspeer.peer")
 
-HTTP_SHUTDOWN_TIMEOUT_S = 5.0  # in-flight requests get this long to finish on stop
+HTTP_SHUTDOWN_TIMEOUT_S = 20.0  # in-flight requests get this long to finish on stop, s
 READY_POLL_S = 0.05
 _T = TypeVar("_T")
 
@@ -107,7 +123,10 @@ class Peer:
         self._drainer: Drainer | None = None
         self._maintenance: Maintenance | None = None
         self._lifecycle: ObjectLifecycle | None = None
+        self._uploads: UploadService | None = None
         self.left = asyncio.Event()  # set once a drain finished and the peer left the cluster
+        self.gate = ShutdownGate()
+        """Refuses new API requests (503) once the peer is stopping; counts those in flight."""
         self.repair_status_sources: list[Callable[[], Mapping[str, Any]]] = []
         """Extra fields for the ``"repair"`` status object (hints, scrub, ...)."""
         self._stack = contextlib.AsyncExitStack()
@@ -132,6 +151,11 @@ class Peer:
         return _need(self._objects)
 
     @property
+    def uploads(self) -> UploadService:
+        """Resumable upload sessions (:mod:`dfspeer.objects.sessions`)."""
+        return _need(self._uploads)
+
+    @property
     def api_url(self) -> str:
         """``http://host:port`` of the HTTP API (the bound port once started)."""
         return f"http://{self.api_address}"
@@ -142,8 +166,14 @@ class Peer:
 
     @property
     def ready(self) -> bool:
-        """True while running and joined (another member seen alive, or no seeds)."""
-        return self._running and self._gossip is not None and self._gossip.joined
+        """True while running, not stopping, and joined (another member seen alive, or
+        no seeds)."""
+        return (
+            self._running
+            and not self.gate.closed
+            and self._gossip is not None
+            and self._gossip.joined
+        )
 
     def members(self) -> list[Member]:
         """Every member gossip knows, self included, in any state."""
@@ -226,6 +256,7 @@ class Peer:
         self._defer(replicator.close, "replicator")
         self._objects = ObjectService(config, self._view, self._store, replicator)
         self._defer(self._objects.close, "object service")
+        self._uploads = UploadService(config, self._objects)
         self._start_repair()
         self._start_maintenance(replicator)
         self._start_lifecycle(replicator)
@@ -273,8 +304,11 @@ class Peer:
                 status=self._rpc_status,
                 hints=_need(self._maintenance).hints,
             ),
+            gate=self.gate,
         )
         app[DRAIN_KEY] = _need(self._drainer)
+        app[UPLOADS_KEY] = _need(self._uploads)
+        app.add_routes(upload_routes)
         app.add_routes(repair_routes)
         self._runner = web.AppRunner(
             app,
@@ -319,7 +353,14 @@ class Peer:
     def _start_lifecycle(self, replicator: Replicator) -> None:
         """Reference release, upload expiry, sweep and block collection (model.lifecycle)."""
         blocks = BlockManager(self.store, grace_s=self.config.block_gc_grace_s)
-        self._lifecycle = ObjectLifecycle(self.config, self.view, self.store, replicator, blocks)
+        self._lifecycle = ObjectLifecycle(
+            self.config,
+            self.view,
+            self.store,
+            replicator,
+            blocks,
+            extra_passes=[_need(self._uploads).expire_once],
+        )
         self.registry.register(GcMetrics(self.gc_status))
 
     def _start_task(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -371,6 +412,25 @@ class Peer:
         """Start draining this peer (see :mod:`dfspeer.cluster.drain`); its progress."""
         return _need(self._drainer).start()
 
+    def remove_member(self, peer_id: str) -> Member:
+        """Forget a DEAD member for good (``dfspeer members remove``): it becomes LEFT
+        here and the removal is gossiped to every peer, each of which drops it from its
+        ring at once (not after ``dead_member_evict_s``), so its partitions are
+        re-replicated now. Returns the member (state ``left``); removing a LEFT member
+        again is harmless. Raises :class:`NoSuchMember` (404) for an unknown id and
+        :class:`MemberAlive` (409) for an alive or suspect member or this peer."""
+        try:
+            removed = self.gossip.remove_member(peer_id)
+        except UnknownMember:
+            raise NoSuchMember(f"no member {peer_id!r} in this peer's view") from None
+        except MemberIsLive as exc:
+            raise MemberAlive(
+                f"member {peer_id!r} is not dead ({exc}); only a dead member can be removed"
+            ) from None
+        self._refresh_view()
+        log.info("member removed id=%s incarnation=%d", removed.id, removed.incarnation)
+        return removed
+
     def _rpc_status(self) -> dict[str, Any]:
         """Extra fields of ``GET /internal/status`` (other peers compare ring digests)."""
         ring = self.view.ring
@@ -411,11 +471,31 @@ class Peer:
         await self._stack.aclose()
 
     async def stop(self) -> None:
-        """Leave the cluster gracefully, then stop every part in reverse. Idempotent."""
+        """Stop gracefully, then stop every part in reverse. Idempotent.
+
+        New API requests are refused with 503 ``not_ready`` (``Retry-After: 1``) and
+        ``/ready`` answers 503 from the start; the peer leaves gossip (other peers drop it
+        from their rings and stop sending it work); the requests already in flight run to
+        completion, for at most ``HTTP_SHUTDOWN_TIMEOUT_S`` seconds; then everything
+        closes (the HTTP server last of the API parts, so peer RPCs in flight finish too).
+        """
         if not self._running:
             await self._unwind()
             return
-        log.info("peer stopping id=%s", self.peer_id)
+        log.info("peer stopping id=%s in_flight=%d", self.peer_id, self.gate.in_flight)
+        self.gate.close()
+        if self._gossip is not None:
+            try:
+                await self._gossip.leave()
+            except Exception:
+                log.exception("error while leaving the cluster")
+        if not await self.gate.wait_idle(HTTP_SHUTDOWN_TIMEOUT_S):
+            log.warning(
+                "peer stopping id=%s: %d request(s) still in flight after %.0f s",
+                self.peer_id,
+                self.gate.in_flight,
+                HTTP_SHUTDOWN_TIMEOUT_S,
+            )
         await self._unwind()
         log.info("peer stopped id=%s", self.peer_id)
 

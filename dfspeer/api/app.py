@@ -17,6 +17,8 @@ from dfspeer.api.context import (
 from dfspeer.api.metrics import ApiMetrics, PeerStateCollector
 from dfspeer.api.middleware import add_request_id_header, error_middleware
 from dfspeer.api.observability import EventLoopLag, HttpTraffic, request_context_middleware
+from dfspeer.api.shutdown import ShutdownGate
+from dfspeer.api.tracing_middleware import server_spans
 from dfspeer.config import MiB, PeerConfig
 
 INTERNAL_PREFIX = "/internal/"
@@ -38,6 +40,7 @@ def build_app(
     *,
     registry: CollectorRegistry,
     internal: web.Application | None = None,
+    gate: ShutdownGate | None = None,
 ) -> web.Application:
     """The public application of one peer.
 
@@ -45,7 +48,9 @@ def build_app(
     HTTP, state and event-loop lag metrics are registered on ``registry`` (once per
     registry: a second call raises ValueError); log records made while a request is served
     carry its id (:mod:`dfspeer.api.observability`). ``internal`` (the peer RPC sub-app) is
-    mounted under ``/internal/`` and shares the error shape and request metrics.
+    mounted under ``/internal/`` and shares the error shape and request metrics. ``gate``
+    (innermost middleware) answers 503 ``not_ready`` once the peer is stopping and counts
+    the requests in flight (:mod:`dfspeer.api.shutdown`).
     """
     metrics = ApiMetrics(registry)
     traffic = HttpTraffic(registry)
@@ -54,9 +59,11 @@ def build_app(
     app = web.Application(
         middlewares=[
             request_context_middleware,
+            server_spans(skip_prefix=INTERNAL_PREFIX),  # the internal app has its own
             metrics.middleware,
             traffic.middleware,
             error_middleware,
+            *([gate.middleware] if gate is not None else []),
         ],
         client_max_size=client_max_size(config),
     )

@@ -5,6 +5,10 @@ Shapes (issue 3 and 4):
 - ``GET /v1/cluster/members``: ``{"self": id, "members": [{"id", "address",
   "gossip_address", "state", "incarnation", "zone", "weight", "version"}]}`` sorted by id;
   ``address`` is the API ``host:port``, ``gossip_address`` the gossip ``host:port``.
+- ``POST /v1/cluster/members/{id}/remove``: forget a DEAD member for good
+  (:meth:`dfspeer.peer.Peer.remove_member`); 200 with its entry (``state`` ``"left"``);
+  409 ``member_alive`` for an alive or suspect member, 404 ``no_such_member`` for an
+  unknown id, 501 ``not_supported`` when the peer state cannot (a test double).
 - ``GET /v1/cluster/ring``: ``{"partitions", "partition_bits", "replication_factor",
   "digest", "peers": {id: {"partitions": count, "zone", "weight"}}, "assignments": {id:
   [partition, ...]}}``.
@@ -19,13 +23,14 @@ Shapes (issue 3 and 4):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 import dfspeer
 from dfspeer.api.context import METRICS_KEY, STATE_KEY
-from dfspeer.errors import NotReady
+from dfspeer.errors import DfsError, NotReady
 from dfspeer.gossip import Member, MemberState
 
 routes = web.RouteTableDef()
@@ -55,6 +60,17 @@ async def members(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     listed = sorted(state.members(), key=lambda m: m.id)
     return web.json_response({"self": state.peer_id, "members": [member_json(m) for m in listed]})
+
+
+@routes.post("/v1/cluster/members/{id}/remove")
+async def remove_member(request: web.Request) -> web.Response:
+    """Forget a dead member for good; 200 with its entry (see the module docstring)."""
+    remove: Callable[[str], Member] | None = getattr(
+        request.app[STATE_KEY], "remove_member", None
+    )
+    if remove is None:
+        raise DfsError("this peer cannot remove members", code="not_supported", status=501)
+    return web.json_response(member_json(remove(request.match_info["id"])))
 
 
 @routes.get("/v1/cluster/ring", allow_head=False)

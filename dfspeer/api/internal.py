@@ -53,6 +53,7 @@ import cbor2
 from aiohttp import web
 
 from dfspeer.api.internal_hints import add_hint_routes, read_body
+from dfspeer.api.tracing_middleware import server_spans
 from dfspeer.blockstore import (
     BlockNotFound,
     BlockStore,
@@ -344,7 +345,7 @@ def internal_app(
         store, tables or {}, status, max_block_bytes, self_id
     )
     auth = RpcAuth(keyring, self_id or "server", max_skew_s=max_skew_s, clock=clock)
-    app = web.Application(middlewares=[rpc_auth_middleware(auth)])
+    app = web.Application(middlewares=[server_spans(peer=self_id), rpc_auth_middleware(auth)])
     app[STORE_KEY] = store
     app.router.add_put("/blocks/{digest}", handlers.put_block)
     app.router.add_get("/blocks/{digest}", handlers.get_block, allow_head=False)

@@ -11,6 +11,8 @@ Every response carries ``X-Request-Id`` (the client's own id when it sent a sane
 - aiohttp HTTP errors (unknown route, wrong method, body over ``client_max_size``) ->
   their status with ``not_found``, ``method_not_allowed``, ``entity_too_large``, ...;
 - anything else -> 500 ``internal_error``, logged with its traceback, never shown.
+
+Every 503 also carries ``Retry-After: 1`` (see :func:`error_response`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ log = logging.getLogger("dfspeer.api")
 access_log = logging.getLogger("dfspeer.api.access")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+RETRY_AFTER_HEADER = "Retry-After"
+RETRY_AFTER_S = 1  # what every 503 asks a client to wait before retrying, seconds
 _SANE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _HTTP_CODES = {
     400: "bad_request",
@@ -67,8 +71,13 @@ def error_response(
     details: Mapping[str, Any] | None = None,
 ) -> web.Response:
     """A JSON error response in the one shape, with ``X-Request-Id`` set; ``details`` adds
-    fields to the error object (never overriding code, message, request_id)."""
+    fields to the error object (never overriding code, message, request_id). Every 503
+    (``not_ready``, ``insufficient_replicas``, ``data_unavailable``, ...) carries
+    ``Retry-After: 1`` (seconds) unless ``headers`` already has one: the condition is
+    transient and ``dfspeer.Client`` retries idempotent requests that get it."""
     rid = request_id(request)
+    if status == 503 and not any(k.lower() == "retry-after" for k in headers or {}):
+        headers = {**(headers or {}), RETRY_AFTER_HEADER: str(RETRY_AFTER_S)}
     error: dict[str, Any] = dict(details or {})
     error.update(code=code, message=message, request_id=rid)
     body = {"error": error}

@@ -12,6 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from dfspeer.cluster.tracing_hooks import quorum_outcome, quorum_wait
+from dfspeer.tracing import traced
+
 T = TypeVar("T")
 
 
@@ -38,6 +41,7 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+@traced("quorum.wait", quorum_wait, outcome=quorum_outcome)
 async def wait_quorum(tasks: Mapping[str, asyncio.Task[T]], need: int) -> QuorumOutcome[T]:
     """Wait until ``need`` tasks succeeded, or until that can no longer happen.
 

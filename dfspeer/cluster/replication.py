@@ -33,6 +33,7 @@ from dfspeer.blockstore import (
     PutBlock,
     TableUpdate,
 )
+from dfspeer.cluster import tracing_hooks as spans
 from dfspeer.cluster.quorum import QuorumOutcome, cancel_all, wait_quorum, wait_until
 from dfspeer.cluster.rpc import PeerRpcClient, PeerUnreachable, RpcError, sha256_hex
 from dfspeer.cluster.scan import ScanPage, merge_scans, omit_fields
@@ -40,6 +41,7 @@ from dfspeer.cluster.table import TableSchema
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
 from dfspeer.errors import DataUnavailable, DfsError, InsufficientReplicas, InsufficientStorage
+from dfspeer.tracing import traced
 
 if TYPE_CHECKING:
     from dfspeer.cluster.handoff import HintedHandoff
@@ -168,6 +170,7 @@ class Replicator:
         return schema
 
     # ------------------------------------------------------------------ blocks
+    @traced("replicator.write_block", spans.block_write, outcome=spans.acks)
     async def write_block(self, data: bytes, digest: bytes, *, ref: Any | None = None) -> int:
         """Write a block to its partition's replicas; return the number of acks (>= W) once
         W replicas stored it durably. Raises InsufficientReplicas otherwise.
@@ -252,6 +255,7 @@ class Replicator:
         into.add(task)
         task.add_done_callback(into.discard)
 
+    @traced("replicator.read_block", spans.block_read)
     async def read_block(self, digest: bytes) -> bytes:
         """A verified copy of a block: local store first, then the partition's replicas
         (ALIVE before SUSPECT, rotated), then any other ring member; each answer is hashed
@@ -335,6 +339,7 @@ class Replicator:
         else:
             await self.rpc.retract_record(self._address(peer), table, key, token)
 
+    @traced("replicator.write_record", spans.record_write, outcome=spans.acks)
     async def write_record(self, table: str, key: bytes, value: Any) -> int:
         """Merge ``value`` (a record of ``table``: ValueError if not) into the replicas of
         the partition of its partition key; return acks (>= W). On failure
@@ -376,6 +381,7 @@ class Replicator:
             self._settle(outcome, partition, what)
         return acks
 
+    @traced("replicator.read_record", spans.record_read)
     async def read_record(self, table: str, key: bytes) -> Any | None:
         """The merge of ``table``'s record ``key`` on R replicas of its partition (None if
         none has it). Stale replicas get the merge back in the background (read repair)."""

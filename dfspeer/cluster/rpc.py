@@ -29,8 +29,10 @@ from yarl import URL
 
 from dfspeer.blockstore import BlockNotFound
 from dfspeer.cluster.auth import EMPTY_SHA256, HEADER_SIGNATURE, RpcAuth
+from dfspeer.cluster.tracing_hooks import traced_rpc
 from dfspeer.errors import InsufficientStorage, PeerUnreachable, RpcError, Unauthorized
 from dfspeer.gossip import Keyring
+from dfspeer.tracing import inject
 
 TABLE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_RECORD_BYTES = 64 * 1024 * 1024
@@ -103,6 +105,7 @@ class PeerRpcClient:
             self._session = None
 
     # ------------------------------------------------------------------ transport
+    @traced_rpc  # a client span per call (dfspeer.cluster.tracing_hooks)
     async def _call(
         self,
         method: str,
@@ -118,6 +121,7 @@ class PeerRpcClient:
         if body is not None and body_sha256 is None:
             body_sha256 = await sha256_hex(body)
         headers = self._auth.sign_request(method, path_qs, body_sha256 or EMPTY_SHA256)
+        inject(headers)  # W3C traceparent: not covered by the signature
         if body is not None:
             headers["Content-Type"] = content_type
         url = URL(f"http://{address}{path_qs}", encoded=True)

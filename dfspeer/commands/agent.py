@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dfspeer import tracing
 from dfspeer.commands.common import UsageError
 from dfspeer.config import PeerConfig
 from dfspeer.logsetup import configure_logging
@@ -114,6 +115,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     """Run a peer until SIGINT/SIGTERM, then stop it gracefully (leave gossip, close)."""
     config = config_from_args(args)
     configure_logging(config.log_level, config.log_format, stream=sys.stderr)
+    tracing.configure()  # on only with opentelemetry installed and OTEL_* asking for export
     try:
         asyncio.run(_run_peer(config))
     except OSError as exc:

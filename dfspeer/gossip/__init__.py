@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 from dfspeer.gossip.config import SwimConfig
 from dfspeer.gossip.keyring import Keyring, generate_key, load_keyring
 from dfspeer.gossip.swim import Swim
-from dfspeer.gossip.types import EventKind, Member, MemberEvent, MemberState
+from dfspeer.gossip.types import (
+    EventKind,
+    Member,
+    MemberEvent,
+    MemberIsLive,
+    MemberState,
+    UnknownMember,
+)
 
 if TYPE_CHECKING:
     from dfspeer.gossip.agent import GossipAgent
@@ -22,9 +29,11 @@ __all__ = [
     "Keyring",
     "Member",
     "MemberEvent",
+    "MemberIsLive",
     "MemberState",
     "Swim",
     "SwimConfig",
+    "UnknownMember",
     "generate_key",
     "load_keyring",
 ]

@@ -164,6 +164,16 @@ class GossipAgent:
         self._flush()
         return new
 
+    def remove_member(self, member_id: str) -> Member:
+        """Forget a DEAD member for good and gossip it (see ``Swim.remove_member``); the
+        member, now LEFT. Raises ``UnknownMember``, ``MemberIsLive``, or ValueError if
+        the agent is not running."""
+        if not self._started or self._stopped:
+            raise ValueError("GossipAgent is not running")
+        removed = self.swim.remove_member(member_id, time.time())
+        self._flush()
+        return removed
+
     async def leave(self) -> None:
         """Broadcast LEFT for self; return once the core has no update left to send or
         after two gossip intervals (at least 0.1 s), with the send queue flushed."""

@@ -34,7 +34,14 @@ from dfspeer.gossip.suspicion import (
     suspicion_timeout,
 )
 from dfspeer.gossip.timers import TimerHeap
-from dfspeer.gossip.types import EventKind, Member, MemberEvent, MemberState
+from dfspeer.gossip.types import (
+    EventKind,
+    Member,
+    MemberEvent,
+    MemberIsLive,
+    MemberState,
+    UnknownMember,
+)
 
 ALIVE, SUSPECT, LEFT = MemberState.ALIVE, MemberState.SUSPECT, MemberState.LEFT
 Address = tuple[str, int]
@@ -190,6 +197,31 @@ class Membership:
         self.timers.at(now + self.config.dead_member_reap_s, self._reap, member_id)
         self.counters["lefts" if left else "deaths"] += 1
         self._emit(result, member_id)
+
+    def remove(self, member_id: str, now: float) -> Member:
+        """An operator forgets a DEAD member for good: it becomes LEFT here (event LEFT)
+        and the LEFT is gossiped at its incarnation, which overrides DEAD everywhere
+        (``state.py``), so every peer drops it now instead of after its own timers; it is
+        reaped after ``dead_member_reap_s`` like any LEFT member. A member that comes back
+        refutes as after any false accusation (a higher incarnation). Idempotent for a
+        LEFT member (its LEFT is gossiped again). Returns the member as now known.
+
+        Raises :class:`UnknownMember` for an unknown (or reaped) id and
+        :class:`MemberIsLive` for ourselves or an ALIVE or SUSPECT member.
+        """
+        cur = self.table.get(member_id)
+        if cur is None:
+            raise UnknownMember(member_id)
+        if member_id == self.local.id or cur.is_live:
+            raise MemberIsLive(f"{member_id} is {cur.state.value}")
+        if cur.state is LEFT:
+            self.queue.queue(member_id, wire.left(member_id, cur.incarnation))
+            return cur
+        self.dead(member_id, cur.incarnation, self.local.id, True, now)
+        self.counters["removals"] += 1
+        removed = self.table.get(member_id)
+        assert removed is not None and removed.state is LEFT
+        return removed
 
     def _reap(self, member_id: str, now: float) -> None:
         cur = self.table.get(member_id)

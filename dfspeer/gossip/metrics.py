@@ -11,8 +11,8 @@ share a process)::
 
 Exposed families (prefix ``dfspeer_gossip_``; counters carry ``_total``):
 
-- ``probes``, ``acks``, ``indirect_probes``, ``suspicions``, ``deaths``, ``refutations``
-  (counters, from the core);
+- ``probes``, ``acks``, ``indirect_probes``, ``suspicions``, ``deaths``, ``refutations``,
+  ``removals`` (counters, from the core);
 - ``dropped_datagrams{reason}``: every ``dropped.<reason>`` counter of the core (malformed,
   unsealed, replayed, too_large, ...) and of the driver (send_queue_full, send_error,
   unresolved);
@@ -50,6 +50,7 @@ CORE_COUNTERS: dict[str, tuple[str, str]] = {
     "suspicions": ("suspicions", "Members that became suspect in this peer's view."),
     "deaths": ("deaths", "Members that became dead in this peer's view."),
     "refutations": ("refutations", "Times this peer refuted a suspicion of itself."),
+    "removals": ("removals", "Dead members an operator removed for good through this peer."),
 }
 # Core counters the driver's own figures replace (the driver sees the real socket).
 _SHADOWED = {"msgs_sent", "bytes_sent", "msgs_received", "bytes_received"}

@@ -6,7 +6,9 @@ local one (the local member refutes instead; see ``swim.py``):
 
 * ALIVE(i) overrides anything known at incarnation < i; an unknown member is added.
 * SUSPECT(i) overrides ALIVE at incarnation <= i; ignored for unknown, DEAD or LEFT members.
-* DEAD(i) / LEFT(i) override ALIVE or SUSPECT at incarnation <= i; first word wins after.
+* DEAD(i) / LEFT(i) override ALIVE or SUSPECT at incarnation <= i; LEFT(i) also
+  overrides DEAD at incarnation <= i (an operator's removal of a dead member,
+  ``Swim.remove_member``: DEAD -> LEFT, never back); first word wins after.
 
 Probe order: a lazy Fisher-Yates shuffle — each step swaps a uniformly chosen not-yet-
 probed id into place — so every round is a fresh uniform permutation, a member that
@@ -153,9 +155,12 @@ class MemberTable:
     def merge_dead(
         self, member_id: str, incarnation: int, left: bool, now: float
     ) -> EventKind | Merge:
-        """Apply DEAD (or LEFT if ``left``) for a non-local member."""
+        """Apply DEAD (or LEFT if ``left``) for a non-local member; LEFT also replaces
+        DEAD (a removed member), nothing replaces LEFT."""
         cur = self._members.get(member_id)
-        if cur is None or incarnation < cur.incarnation or not cur.is_live:
+        if cur is None or incarnation < cur.incarnation:
+            return Merge.IGNORE
+        if not cur.is_live and not (left and cur.state is DEAD):
             return Merge.IGNORE
         self.put(cur.with_state(LEFT if left else DEAD, incarnation), now)
         return EventKind.LEFT if left else EventKind.DEAD

@@ -1,8 +1,8 @@
 """The SWIM + Lifeguard membership state machine, sans IO (h11 style).
 
 Inputs: ``receive(datagram, source, now)``, ``tick(now)``, ``join``, ``leave``,
-``merge_state``. Outputs, collected by the driver: ``drain_datagrams()`` (sealed,
-addressed), ``drain_events()``, ``drain_push_pull()``. Time is whatever clock the driver
+``remove_member``, ``merge_state``. Outputs, collected by the driver:
+``drain_datagrams()`` (sealed, addressed), ``drain_events()``, ``drain_push_pull()``. Time is whatever clock the driver
 passes as ``now`` (seconds); all randomness comes from the ``rng`` given; nothing here
 opens a socket or reads a clock, so the UDP agent and the simulator run the same code.
 
@@ -56,6 +56,7 @@ class Swim:
 
     ``counters`` (a ``Counter``: missing names read 0) counts protocol activity —
     ``probes``, ``acks``, ``indirect_probes``, ``suspicions``, ``deaths``, ``refutations``,
+    ``removals`` (DEAD members removed here by ``remove_member``),
     ``msgs_sent``/``bytes_sent`` (datagrams), ``dropped.<reason>`` for rejected input
     (``too_large``, ``unsealed``, ``malformed``, ``version``, ``unknown_type``,
     ``invalid``, ``stale``, ``replayed``, ``from_self``).
@@ -198,6 +199,17 @@ class Swim:
         self._membership.set_local(new, now)
         self._settle(now)
         return new
+
+    def remove_member(self, member_id: str, now: float) -> Member:
+        """Forget a DEAD member for good (an operator's decision): it becomes LEFT, and
+        the LEFT, gossiped like a graceful leave, replaces DEAD on every peer. Returns the
+        member (state LEFT). Raises :class:`~dfspeer.gossip.types.UnknownMember` or
+        :class:`~dfspeer.gossip.types.MemberIsLive` (ALIVE, SUSPECT or ourselves); nothing
+        changes then."""
+        self.tick(now)
+        removed = self._membership.remove(member_id, now)
+        self._settle(now)
+        return removed
 
     def preload(self, members: Mapping[str, Member] | Iterable[Member], now: float) -> None:
         """Bootstrap the table with known members, without events or broadcasts.

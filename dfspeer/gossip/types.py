@@ -86,3 +86,11 @@ class MemberEvent:
 
     kind: EventKind
     member: Member
+
+
+class UnknownMember(LookupError):
+    """No member has this id (never heard of, or already reaped)."""
+
+
+class MemberIsLive(ValueError):
+    """The member is ALIVE or SUSPECT (or is ourselves): only a DEAD member is removed."""

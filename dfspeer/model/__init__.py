@@ -5,6 +5,8 @@ TableRegistry`, built in :mod:`dfspeer.peer`); :data:`LOCAL_TABLES` are this pee
 tables, never compared with other peers (no Merkle summary).
 """
 
+from typing import Any
+
 from dfspeer.cluster.table import TableSchema
 from dfspeer.model.block_refs import BLOCK_REFS_TABLE, BlockRef, BlockRefsSchema
 from dfspeer.model.buckets import BUCKETS_TABLE, Bucket, BucketsSchema
@@ -15,15 +17,22 @@ from dfspeer.model.objects import (
     ObjectsSchema,
     ObjectVersion,
 )
+from dfspeer.model.uploads import UploadKeysSchema, UploadsSchema
 
 LOCAL_TABLES = ("hints", "quarantine", "scrub", RELEASES_TABLE)
 """Tables local by nature: hinted-handoff hints, quarantined blocks, the scrub cursor and
 the queue of block references to release."""
 
 
-def default_schemas() -> list[TableSchema[object]]:
+def default_schemas() -> list[TableSchema[Any]]:
     """The replicated tables every peer runs."""
-    return [ObjectsSchema(), BlockRefsSchema(), BucketsSchema()]  # type: ignore[list-item]
+    return [
+        ObjectsSchema(),
+        BlockRefsSchema(),
+        BucketsSchema(),
+        UploadsSchema(),
+        UploadKeysSchema(),
+    ]
 
 
 __all__ = [

@@ -27,7 +27,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from dfspeer.blockstore import BlockStore
@@ -55,9 +55,10 @@ PAGE = 512
 
 class ObjectLifecycle:
     """Release, expire, sweep and collect for one peer (module docstring). ``clock``: unix
-    seconds. Counters: ``references_released``, ``versions_aborted`` (expired uploads and
-    superseded null versions), ``refs_confirmed``,
-    ``refs_swept``, ``pass_failures``."""
+    seconds. ``extra_passes``: coroutines run with the expiry (each returns how many things
+    it expired), e.g. the expiry of idle upload sessions. Counters:
+    ``references_released``, ``versions_aborted`` (expired uploads and superseded null
+    versions), ``refs_confirmed``, ``refs_swept``, ``pass_failures``."""
 
     def __init__(
         self,
@@ -67,12 +68,14 @@ class ObjectLifecycle:
         replicator: Replicator,
         blocks: BlockManager,
         *,
+        extra_passes: Sequence[Callable[[], Awaitable[int]]] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.view = view
         self.store = store
         self.replicator = replicator
         self.blocks = blocks
+        self.extra_passes = tuple(extra_passes)
         self.interval_s = config.block_gc_interval_s
         self.upload_expiry_s = config.upload_expiry_s
         self.clock = clock
@@ -95,8 +98,11 @@ class ObjectLifecycle:
     async def run_pass(self) -> dict[str, int]:
         """One pass of every duty, in order; what each did."""
         async with self._lock:
+            expired = await self.expire_once()
+            for extra in self.extra_passes:  # e.g. resumable upload sessions that expired
+                expired += await extra()
             return {
-                "expired": await self.expire_once(),
+                "expired": expired,
                 "released": await self.release_once(),
                 "swept": await self.sweep_once(),
                 "deleted": await self.blocks.collect_once(),
@@ -164,7 +170,11 @@ class ObjectLifecycle:
             entry = self.objects_schema.decode(record)
         except ValueError:
             return None
-        old = [v for v in entry.versions if v.state == UPLOADING and v.created < horizon]
+        old = [
+            v
+            for v in entry.versions
+            if v.state == UPLOADING and v.created < horizon and not v.upload  # sessions expire
+        ]
         old += entry.superseded()
         aborted = tuple(v.aborted() for v in old)
         return ObjectEntry(entry.bucket, entry.key, aborted) if aborted else None

@@ -9,7 +9,8 @@ a hash), placed by the whole table key. Record (CBOR)::
                "null": bool,             # written while the bucket did not keep versions
                "delete_marker": bool, "size": int, "sha256": str (hex),
                "content_type": str, "meta": {str: str}, "chunks": [[digest, size], ...],
-               "inline": bytes | None, "modified": float (unix s), "created": float}
+               "inline": bytes | None, "modified": float (unix s), "created": float,
+               "upload": str (the resumable upload session, if any)}
 
 An aborted version keeps only ``id`` and ``state``: its data is released.
 
@@ -91,6 +92,9 @@ class ObjectVersion:
     inline: bytes | None = None
     modified: float = 0.0
     created: float = 0.0
+    upload: str = ""
+    """The resumable upload session that owns this version ("" for a one-shot upload);
+    such a version expires with its session, not by its age."""
 
     @property
     def is_data(self) -> bool:
@@ -117,6 +121,7 @@ class ObjectVersion:
             "inline": self.inline,
             "modified": self.modified,
             "created": self.created,
+            "upload": self.upload,
         }
 
     @classmethod
@@ -147,6 +152,7 @@ class ObjectVersion:
                 inline=bytes(inline) if inline is not None else None,
                 modified=float(raw.get("modified", 0.0)),
                 created=float(raw.get("created", 0.0)),
+                upload=str(raw.get("upload", "")),
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"malformed object version {vid!r}: {exc}") from exc

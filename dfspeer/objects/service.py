@@ -26,6 +26,7 @@ from dfspeer.cluster.replication import Replicator
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
 from dfspeer.errors import DfsError, NoSuchKey, NoSuchVersion
+from dfspeer.model.block_refs import BlockRef, BlockRefsSchema
 from dfspeer.model.objects import (
     ABORTED,
     COMPLETE,
@@ -92,6 +93,16 @@ class ObjectService:
             self.clock.observe_version(entry.versions[-1].id)
         return entry
 
+    async def write_version(self, bucket: str, key: str, version: ObjectVersion) -> None:
+        """Merge ``version`` into the entry of ``bucket/key`` (quorum W)."""
+        await self._write_version(bucket, key, version)
+
+    def ref_record(
+        self, digest: bytes, version: str, bucket: str, key: str, created: float
+    ) -> dict[str, object]:
+        """The live ``block_refs`` record of ``version`` for block ``digest``."""
+        return BlockRefsSchema().encode(BlockRef(digest, version, bucket, key, created))
+
     async def _write_version(self, bucket: str, key: str, version: ObjectVersion) -> None:
         record = self.schema.encode(ObjectEntry(bucket, key, (version,)))
         await self.replicator.write_record(OBJECTS_TABLE, table_key(bucket, key), record)
@@ -130,7 +141,7 @@ class ObjectService:
         stays), InsufficientReplicas (nothing becomes visible)."""
         validate_bucket(bucket)
         validate_key(key)
-        info, prior = await asyncio.gather(self.buckets.ensure(bucket), self._observe(bucket, key))
+        info, prior = await asyncio.gather(self.buckets.ensure(bucket), self.observe(bucket, key))
         request = PutRequest(
             bucket=bucket,
             key=key,
@@ -142,10 +153,10 @@ class ObjectService:
             content_length=content_length,
         )
         version = await VersionedPut(self.config, self.replicator, request).run(as_stream(body))
-        self._supersede(bucket, key, prior, version)
+        self.supersede(bucket, key, prior, version)
         return ObjectInfo.of(bucket, key, version)
 
-    async def _observe(self, bucket: str, key: str) -> ObjectEntry | None:
+    async def observe(self, bucket: str, key: str) -> ObjectEntry | None:
         """The key's entry, its newest version fed to the clock (best effort: None when
         the read fails; the write decides)."""
         try:
@@ -154,7 +165,7 @@ class ObjectService:
             log.debug("pre-read of %s/%s failed: %s", bucket, key, exc)
             return None
 
-    def _supersede(
+    def supersede(
         self, bucket: str, key: str, prior: ObjectEntry | None, new: ObjectVersion
     ) -> None:
         """In the background, abort the null versions ``new`` superseded (releasing their
@@ -206,7 +217,7 @@ class ObjectService:
             created=now,
         )
         await self._write_version(bucket, key, marker)
-        self._supersede(bucket, key, entry, marker)
+        self.supersede(bucket, key, entry, marker)
         return marker.id
 
     # ------------------------------------------------------------------ reads

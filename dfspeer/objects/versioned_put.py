@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, Awaitable, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass
 
 from dfspeer.cluster.replication import Replicator
@@ -144,17 +144,37 @@ class VersionedPut:
         )
 
     async def _abort(self) -> None:
-        """Best effort: release the references written and mark the version aborted."""
-        jobs: list[Awaitable[object]] = [
-            self.replicator.write_record(
-                BLOCK_REFS_TABLE, ref_key(d, self.request.version_id), self._ref(d, deleted=True)
-            )
-            for d in self._written
-        ]
-        if self._begun is not None:
-            jobs.append(self._write_version(ObjectVersion(self.request.version_id, ABORTED)))
-        for result in await asyncio.gather(*jobs, return_exceptions=True):
-            if isinstance(result, DfsError):
-                log.debug("cleanup of an aborted upload deferred to the sweep: %s", result)
-            elif isinstance(result, BaseException):
-                log.warning("cleanup of an aborted upload failed: %r", result)
+        """Best effort: mark the version aborted and release the references written."""
+        r = self.request
+        try:
+            await self._write_version(ObjectVersion(r.version_id, ABORTED))
+        except DfsError as exc:
+            log.debug("abort of an upload's version deferred to the lifecycle: %s", exc)
+        await release_refs(self.replicator, self._written, r.version_id, r.bucket, r.key)
+
+
+async def release_refs(
+    replicator: Replicator, digests: Iterable[bytes], version: str, bucket: str, key: str
+) -> int:
+    """Write the references of ``version`` to ``digests`` as deleted (quorum W each, all
+    at once); returns how many were written. Best effort: a failure is left to the
+    lifecycle sweep (:mod:`dfspeer.model.lifecycle`)."""
+    schema = BlockRefsSchema()
+    now = time.time()
+    jobs = [
+        replicator.write_record(
+            BLOCK_REFS_TABLE,
+            ref_key(d, version),
+            schema.encode(BlockRef(d, version, bucket, key, now, deleted=True, deleted_at=now)),
+        )
+        for d in digests
+    ]
+    written = 0
+    for result in await asyncio.gather(*jobs, return_exceptions=True):
+        if isinstance(result, DfsError):
+            log.debug("release of a reference deferred to the sweep: %s", result)
+        elif isinstance(result, BaseException):
+            log.warning("release of a reference failed: %r", result)
+        else:
+            written += 1
+    return written

@@ -135,7 +135,7 @@ async def test_one_difference_among_many_costs_a_small_exchange(trio: Cluster) -
     await put_records(b, recs)
     in_sync = await a.ae.sync(b.peer_id, range(16))
     assert in_sync.differences == 0 and in_sync.rounds == len(a.ae.trees)  # one per tree
-    assert in_sync.summary_bytes < 200
+    assert in_sync.summary_bytes < 40 * len(a.ae.trees)  # one root hash exchange per tree
     await put_records(b, {tkey(12345): record("v2", n=-1)})
     report = await a.ae.sync(b.peer_id, range(16))
     assert report.differences == 1 and report.pulled == 1

@@ -113,7 +113,8 @@ def test_merge_rules() -> None:
     assert t.merge_alive(_m(1, inc=3), 0.0) is EventKind.ALIVE
     assert t.merge_dead("n1", 2, False, 0.0) is Merge.IGNORE
     assert t.merge_dead("n1", 3, False, 5.0) is EventKind.DEAD
-    assert t.merge_dead("n1", 4, True, 6.0) is Merge.IGNORE  # already down
+    assert t.merge_dead("n1", 4, False, 6.0) is Merge.IGNORE  # already down
+    assert t.merge_dead("n1", 2, True, 6.0) is Merge.IGNORE  # a stale LEFT
     assert t.changed_at["n1"] == 5.0 and t.live_count == 1
     assert t.merge_suspect("n1", 9, 0.0) is Merge.IGNORE
     assert t.merge_alive(_m(1, inc=3), 0.0) is Merge.IGNORE
@@ -121,6 +122,14 @@ def test_merge_rules() -> None:
     assert "n1" not in t.changed_at and t.live_count == 2
     assert t.merge_dead("n1", 4, True, 8.0) is EventKind.LEFT
     assert t.remove("n1") is not None and t.get("n1") is None
+    # a removed DEAD member (Swim.remove_member): LEFT replaces DEAD, nothing replaces LEFT
+    assert t.merge_alive(_m(2), 10.0) is EventKind.JOINED
+    assert t.merge_dead("n2", 0, False, 11.0) is EventKind.DEAD
+    assert t.merge_dead("n2", 0, True, 12.0) is EventKind.LEFT
+    assert t.get("n2").state is MemberState.LEFT  # type: ignore[union-attr]
+    assert t.changed_at["n2"] == 11.0  # still down since its death (reaping counts from it)
+    assert t.merge_dead("n2", 5, True, 13.0) is Merge.IGNORE
+    assert t.merge_dead("n2", 5, False, 13.0) is Merge.IGNORE
     assert t.remove("n0") is None  # never the local member
 
 

@@ -7,7 +7,16 @@ import random
 import cbor2
 import pytest
 
-from dfspeer.gossip import EventKind, Keyring, MemberState, Swim, SwimConfig, wire
+from dfspeer.gossip import (
+    EventKind,
+    Keyring,
+    MemberIsLive,
+    MemberState,
+    Swim,
+    SwimConfig,
+    UnknownMember,
+    wire,
+)
 from tests.unit.gossip_net import KEYRING, Net, make_member
 
 ALIVE, SUSPECT, DEAD, LEFT = (
@@ -372,3 +381,95 @@ def test_healthy_cluster_sends_no_reconnect_push_pulls() -> None:
     assert net.converged(swims)
     assert all(s.counters["reconnects"] == 0 for s in swims)
     assert all(s.counters["deaths"] == 0 for s in swims)
+
+
+# ---------------------------------------------------------------------- remove_member
+def _dead_everywhere(net: Net, swims: list[Swim], victim: Swim) -> str:
+    vid = victim.local.id
+    net.crash(victim)
+    assert net.run_until(lambda: all(net.state_of(s, vid) is DEAD for s in net.up()), 120.0)
+    return vid
+
+
+def test_removed_dead_member_becomes_left_everywhere_and_stops_reconnects() -> None:
+    cfg = SwimConfig(reconnect_interval_s=1.0, dead_member_reap_s=600.0)
+    net = Net(seed=31, config=cfg)
+    swims = net.cluster(6)
+    vid = _dead_everywhere(net, swims, swims[4])
+    remover = swims[1]
+    removed = remover.remove_member(vid, net.now)
+    net._collect(remover)
+    assert removed.state is LEFT and removed.id == vid
+    assert remover.member(vid) == removed
+    assert remover.counters["removals"] == 1
+    assert net.run_until(lambda: all(net.state_of(s, vid) is LEFT for s in net.up()), 10.0)
+    for swim in net.up():
+        assert net.kinds(swim, vid) == [
+            EventKind.JOINED, EventKind.SUSPECT, EventKind.DEAD, EventKind.LEFT,
+        ]
+        assert swim.member(vid).incarnation == removed.incarnation  # type: ignore[union-attr]
+    reconnects = sum(s.counters["reconnects"] for s in net.up())
+    net.run(30.0)  # a LEFT member is no reconnect candidate: nothing more is tried
+    assert sum(s.counters["reconnects"] for s in net.up()) == reconnects
+    assert all(net.state_of(s, vid) is LEFT for s in net.up())
+    _no_internal_errors(net)
+
+
+def test_remove_refuses_live_members_ourselves_and_unknown_ids() -> None:
+    net = Net(seed=32)
+    swims = net.cluster(4)
+    me, other = swims[0], swims[1]
+    oid = other.local.id
+    net.run(1.0)
+    me._queue.clear()
+    with pytest.raises(MemberIsLive):
+        me.remove_member(oid, net.now)  # ALIVE
+    with pytest.raises(MemberIsLive):
+        me.remove_member(me.local.id, net.now)  # ourselves
+    with pytest.raises(UnknownMember):
+        me.remove_member("node-99", net.now)
+    me.suspect(oid, other.local.incarnation, me.local.id, net.now)
+    me._queue.clear()
+    with pytest.raises(MemberIsLive):
+        me.remove_member(oid, net.now)  # SUSPECT
+    assert net.state_of(me, oid) is SUSPECT
+    assert me.pending_broadcasts == 0  # nothing was gossiped
+    assert me.counters["removals"] == 0
+
+
+def test_removal_reaches_a_peer_through_push_pull_alone() -> None:
+    net = Net(seed=33, config=SwimConfig(dead_member_reap_s=600.0))
+    swims = net.cluster(5)
+    vid = _dead_everywhere(net, swims, swims[3])
+    remover, late = swims[0], swims[2]
+    remover.remove_member(vid, net.now)
+    remover.drain_datagrams()  # the broadcasts never leave: only full state can tell
+    remover._queue.clear()
+    assert net.state_of(late, vid) is DEAD
+    assert late.merge_state(remover.local_state(), net.now)
+    assert net.state_of(late, vid) is LEFT
+    assert [e.kind for e in late.drain_events() if e.member.id == vid] == [EventKind.LEFT]
+    # and never back: neither a DEAD nor a stale ALIVE at that incarnation undoes it
+    inc = late.member(vid).incarnation  # type: ignore[union-attr]
+    late._membership.dead(vid, inc, "node-1", False, net.now)
+    stale = late.member(vid)
+    assert stale is not None and stale.state is LEFT
+    late._membership.alive(cbor2.loads(wire.alive(stale.with_state(ALIVE, inc))), net.now)
+    assert net.state_of(late, vid) is LEFT
+
+
+def test_removed_member_that_restarts_rejoins_with_a_higher_incarnation() -> None:
+    net = Net(seed=34, config=SwimConfig(dead_member_reap_s=600.0))
+    swims = net.cluster(5)
+    vid = _dead_everywhere(net, swims, swims[4])
+    swims[0].remove_member(vid, net.now)
+    net._collect(swims[0])
+    assert net.run_until(lambda: all(net.state_of(s, vid) is LEFT for s in net.up()), 10.0)
+    reborn = net.add(make_member(5))  # same id and address, fresh state at incarnation 0
+    reborn.join([swims[0].local.gossip_address], net.now)
+    net._collect(reborn)
+    everyone = [*swims[:4], reborn]
+    assert net.run_until(lambda: net.converged(everyone), 30.0)
+    assert reborn.local.incarnation >= 1
+    for swim in swims[:4]:
+        assert net.kinds(swim, vid)[-2:] == [EventKind.LEFT, EventKind.JOINED]
