@@ -20,12 +20,12 @@ Errors are raised as :class:`~dfspeer.errors.DfsError` and rendered by the error
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from dfspeer.api.context import OBJECTS_KEY
+from dfspeer.api.jsonbody import read_json_object
 from dfspeer.errors import InvalidArgument, NoSuchBucket
 from dfspeer.objects.names import validate_bucket
 
@@ -48,19 +48,9 @@ async def _json_object(
 ) -> dict[str, Any]:
     """The request body as a JSON object whose keys are among ``allowed`` and whose values
     are strings; ``{}`` for an empty body unless ``required``. Raises InvalidArgument."""
-    raw = await request.read()  # bounded by the app's client_max_size (413 beyond)
-    if len(raw) > MAX_BODY_BYTES:
-        raise InvalidArgument(f"the body must be at most {MAX_BODY_BYTES} bytes of JSON")
-    if not raw.strip():
-        if required:
-            raise InvalidArgument(f"a JSON body with {', '.join(sorted(allowed))} is required")
-        return {}
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidArgument(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise InvalidArgument("the body must be a JSON object")
+    doc = await read_json_object(request, max_bytes=MAX_BODY_BYTES, required=False)
+    if not doc and required:
+        raise InvalidArgument(f"a JSON body with {', '.join(sorted(allowed))} is required")
     unknown = sorted(set(doc) - allowed)
     if unknown:
         raise InvalidArgument(f"unknown field(s): {', '.join(unknown)}")

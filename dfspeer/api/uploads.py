@@ -19,11 +19,11 @@ Errors are :class:`~dfspeer.errors.DfsError` s rendered by the error middleware.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
+from dfspeer.api.jsonbody import read_at_most, read_json_object
 from dfspeer.api.public import object_json
 from dfspeer.errors import IncompleteBody, InvalidArgument, InvalidChunkSize
 from dfspeer.objects.sessions import UploadService
@@ -37,34 +37,8 @@ INIT_FIELDS = frozenset(
 MAX_METADATA_BYTES = 2048
 
 
-async def _read_at_most(request: web.Request, limit: int) -> bytes:
-    """The body up to ``limit`` bytes (stops reading there)."""
-    parts: list[bytes] = []
-    got = 0
-    while got < limit:
-        piece = await request.content.read(limit - got)
-        if not piece:
-            break
-        parts.append(piece)
-        got += len(piece)
-    return b"".join(parts)
-
-
 async def _json(request: web.Request, *, required: bool) -> dict[str, Any]:
-    raw = await _read_at_most(request, MAX_JSON_BYTES + 1)
-    if len(raw) > MAX_JSON_BYTES:
-        raise InvalidArgument(f"the JSON body must be at most {MAX_JSON_BYTES} bytes")
-    if not raw.strip():
-        if required:
-            raise InvalidArgument("a JSON body is required")
-        return {}
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidArgument(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise InvalidArgument("the body must be a JSON object")
-    return doc
+    return await read_json_object(request, max_bytes=MAX_JSON_BYTES, required=required)
 
 
 def _opt_int(doc: dict[str, Any], name: str) -> int | None:
@@ -138,7 +112,7 @@ async def put_chunk(request: web.Request) -> web.Response:
     declared = request.content_length
     if declared is not None and declared > session.chunk_size:
         raise InvalidChunkSize(f"a chunk is at most {session.chunk_size} bytes, got {declared}")
-    data = await _read_at_most(request, session.chunk_size + 1)
+    data = await read_at_most(request, session.chunk_size + 1)
     if len(data) > session.chunk_size:
         raise InvalidChunkSize(f"a chunk is at most {session.chunk_size} bytes")
     if declared is not None and len(data) < declared:

@@ -325,6 +325,14 @@ class MetaTable:
                     break
         return out
 
+    def iter_items(self, *, page: int = 512) -> Iterator[tuple[bytes, Any]]:
+        """Every ``(key, value)`` in key order, read ``page`` at a time, each page in its
+        own short read transaction (writes made meanwhile may or may not be seen)."""
+        after: bytes | None = None
+        while rows := self.scan(start_after=after, limit=page):
+            yield from rows
+            after = rows[-1][0]
+
     def has_prefix(
         self, prefix: bytes, txn: lmdb.Transaction[memoryview] | None = None
     ) -> bool:

@@ -112,28 +112,25 @@ class ObjectLifecycle:
     async def release_once(self) -> int:
         """Write every queued release as a deleted reference (quorum W); returns how many."""
         released = 0
-        after: bytes | None = None
-        while page := self.releases.scan(start_after=after, limit=PAGE):
-            after = page[-1][0]
-            for key, value in page:
-                ref = BlockRef(
-                    digest=key[:32],
-                    version=key[32:].decode(errors="replace"),
-                    bucket=str(value.get("bucket", "")),
-                    key=str(value.get("key", "")),
-                    created=float(value.get("queued_ms", 0)) / 1000.0,
-                    deleted=True,
-                    deleted_at=self.clock(),
+        for key, value in self.releases.iter_items(page=PAGE):
+            ref = BlockRef(
+                digest=key[:32],
+                version=key[32:].decode(errors="replace"),
+                bucket=str(value.get("bucket", "")),
+                key=str(value.get("key", "")),
+                created=float(value.get("queued_ms", 0)) / 1000.0,
+                deleted=True,
+                deleted_at=self.clock(),
+            )
+            try:
+                await self.replicator.write_record(
+                    BLOCK_REFS_TABLE, key, self.refs_schema.encode(ref)
                 )
-                try:
-                    await self.replicator.write_record(
-                        BLOCK_REFS_TABLE, key, self.refs_schema.encode(ref)
-                    )
-                except DfsError as exc:
-                    log.debug("release of %s deferred: %s", key.hex()[:16], exc)
-                    continue
-                await self.releases.delete(key)
-                released += 1
+            except DfsError as exc:
+                log.debug("release of %s deferred: %s", key.hex()[:16], exc)
+                continue
+            await self.releases.delete(key)
+            released += 1
         self.counters["references_released"] += released
         return released
 
@@ -147,22 +144,18 @@ class ObjectLifecycle:
         peer is the first replica of); returns how many."""
         horizon = self.clock() - self.upload_expiry_s
         expired = 0
-        after: bytes | None = None
-        table = self.store.table(OBJECTS_TABLE)
-        while page := table.scan(start_after=after, limit=PAGE):
-            after = page[-1][0]
-            for key, record in page:
-                stale = self._stale_uploads(record, horizon)
-                if stale is None or not self._first_replica(key):
-                    continue
-                try:
-                    await self.replicator.write_record(
-                        OBJECTS_TABLE, key, self.objects_schema.encode(stale)
-                    )
-                    expired += len(stale.versions)
-                    self.counters["versions_aborted"] += len(stale.versions)
-                except DfsError as exc:
-                    log.debug("expiry of uploads of %s deferred: %s", key.hex()[:16], exc)
+        for key, record in self.store.table(OBJECTS_TABLE).iter_items(page=PAGE):
+            stale = self._stale_uploads(record, horizon)
+            if stale is None or not self._first_replica(key):
+                continue
+            try:
+                await self.replicator.write_record(
+                    OBJECTS_TABLE, key, self.objects_schema.encode(stale)
+                )
+                expired += len(stale.versions)
+                self.counters["versions_aborted"] += len(stale.versions)
+            except DfsError as exc:
+                log.debug("expiry of uploads of %s deferred: %s", key.hex()[:16], exc)
         return expired
 
     def _stale_uploads(self, record: Any, horizon: float) -> ObjectEntry | None:
@@ -185,23 +178,19 @@ class ObjectLifecycle:
         the blocks this peer is the first replica of); returns how many were deleted."""
         horizon = self.clock() - self.upload_expiry_s
         swept = 0
-        after: bytes | None = None
-        table = self.store.table(BLOCK_REFS_TABLE)
-        while page := table.scan(start_after=after, limit=PAGE):
-            after = page[-1][0]
-            for key, record in page:
-                try:
-                    ref = self.refs_schema.decode(record)
-                except ValueError:
-                    continue
-                if ref.deleted or ref.confirmed or ref.created >= horizon:
-                    continue
-                if not self._first_replica(key[:32]):
-                    continue
-                try:
-                    swept += await self._settle(key, ref)
-                except DfsError as exc:
-                    log.debug("sweep of reference %s deferred: %s", key.hex()[:16], exc)
+        for key, record in self.store.table(BLOCK_REFS_TABLE).iter_items(page=PAGE):
+            try:
+                ref = self.refs_schema.decode(record)
+            except ValueError:
+                continue
+            if ref.deleted or ref.confirmed or ref.created >= horizon:
+                continue
+            if not self._first_replica(key[:32]):
+                continue
+            try:
+                swept += await self._settle(key, ref)
+            except DfsError as exc:
+                log.debug("sweep of reference %s deferred: %s", key.hex()[:16], exc)
         return swept
 
     async def _settle(self, key: bytes, ref: BlockRef) -> int:
@@ -231,18 +220,14 @@ class ObjectLifecycle:
         Returns ``{"references", "blocks", "changed"}``."""
         counts: dict[bytes, int] = {}
         references = 0
-        after: bytes | None = None
-        table = self.store.table(BLOCK_REFS_TABLE)
-        while page := table.scan(start_after=after, limit=PAGE):
-            after = page[-1][0]
-            for key, record in page:
-                try:
-                    live = self.refs_schema.decode(record).live
-                except ValueError:
-                    continue
-                if live:
-                    counts[key[:32]] = counts.get(key[:32], 0) + 1
-                    references += 1
+        for key, record in self.store.table(BLOCK_REFS_TABLE).iter_items(page=PAGE):
+            try:
+                live = self.refs_schema.decode(record).live
+            except ValueError:
+                continue
+            if live:
+                counts[key[:32]] = counts.get(key[:32], 0) + 1
+                references += 1
         changed = await self.blocks.recount(counts)
         return {"references": references, "blocks": len(counts), "changed": changed}
 

@@ -422,24 +422,20 @@ class UploadService:
         horizon = time.time() - self.config.upload_expiry_s
         view = self.objects.view
         expired = 0
-        after: bytes | None = None
-        table = self.objects.store.table(UPLOADS_TABLE)
-        while page := table.scan(start_after=after, limit=512):
-            after = page[-1][0]
-            for key, record in page:
-                try:
-                    session = self.schema.decode(record)
-                except ValueError:
-                    continue
-                if not session.is_open or session.activity >= horizon:
-                    continue
-                if view.replicas(view.partition_of(key))[:1] != (self.self_id,):
-                    continue
-                try:
-                    await self._end(session, EXPIRED)
-                    expired += 1
-                except DfsError as exc:
-                    log.debug("expiry of upload %s deferred: %s", session.id, exc)
+        for key, record in self.objects.store.table(UPLOADS_TABLE).iter_items():
+            try:
+                session = self.schema.decode(record)
+            except ValueError:
+                continue
+            if not session.is_open or session.activity >= horizon:
+                continue
+            if view.replicas(view.partition_of(key))[:1] != (self.self_id,):
+                continue
+            try:
+                await self._end(session, EXPIRED)
+                expired += 1
+            except DfsError as exc:
+                log.debug("expiry of upload %s deferred: %s", session.id, exc)
         return expired
 
     def to_json(self, session: UploadSession) -> dict[str, Any]:
