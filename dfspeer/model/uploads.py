@@ -21,7 +21,8 @@ union/maximum per field, so it is commutative, associative and idempotent.
 
 ``upload_keys`` — table key: SHA-256 of ``bucket/key NUL Idempotency-Key``. Record:
 ``{"format": 1, "upload_id": str, "request_hash": str, "at": str (HLC)}``; merge keeps the
-earliest ``at`` (first writer wins), so two peers racing on one key agree on one session.
+earliest ``at`` (first writer wins), so two peers racing on one key agree on one session;
+an idempotency key is kept for ``tombstone_grace_s`` after its first use, then purged.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dfspeer.cluster.table import TableSchema
+from dfspeer.model.hlc_time import version_unix_s
 from dfspeer.model.objects import DEFAULT_CONTENT_TYPE
 
 UPLOADS_TABLE = "uploads"
@@ -275,3 +277,7 @@ class UploadKeysSchema(TableSchema[UploadKey]):
 
     def merge(self, a: UploadKey, b: UploadKey) -> UploadKey:
         return min(a, b, key=lambda e: (e.at, e.upload_id, e.request_hash))
+
+    def tombstone_since(self, entry: UploadKey) -> float | None:
+        """An idempotency key is remembered for the tombstone grace, then purged."""
+        return version_unix_s(entry.at)
