@@ -27,9 +27,10 @@ suspended bucket) older than a newer complete null version is *superseded*
 its data — by the coordinator right after the new version is acknowledged, or else by the
 lifecycle pass (:mod:`dfspeer.model.lifecycle`).
 
-``updated()`` hook: every version that loses its data (aborted while it had chunks) queues,
-in the same transaction, the release of its block references in the local ``gc_releases``
-table (drained by :mod:`dfspeer.model.lifecycle`).
+``updated()`` hook: every version that becomes aborted while it had chunks queues, in the
+same transaction, the release of its block references in the local ``gc_releases`` table
+(drained by :mod:`dfspeer.model.lifecycle`); a version or entry that only disappears from
+this peer (rebalance, retraction, purge) releases nothing.
 """
 
 from __future__ import annotations
@@ -287,15 +288,19 @@ class ObjectsSchema(TableSchema[ObjectEntry]):
     def updated(
         self, txn: HookTxn, key: bytes, old: ObjectEntry | None, new: ObjectEntry | None
     ) -> None:
-        """Queue the release of the block references of every version that lost its data."""
-        if old is None:
+        """Queue the release of the block references of every version that became aborted
+        here. An entry or version that merely disappears from this peer (a rebalance drops
+        a partition it no longer replicates, a failed write is retracted, a tombstone is
+        purged) releases nothing: its references belong to the entry's other replicas, or
+        to the coordinator that retracted it."""
+        if old is None or new is None:
             return
-        kept = {v.id: v for v in new.versions} if new is not None else {}
+        kept = {v.id: v for v in new.versions}
         for version in old.versions:
             if not version.chunks:
                 continue
             now = kept.get(version.id)
-            if now is None or now.state == ABORTED:
+            if now is not None and now.state == ABORTED:
                 for digest in {d for d, _ in version.chunks}:
                     txn.put(
                         RELEASES_TABLE,

@@ -544,3 +544,32 @@ async def test_released_hinted_blocks_leave_no_stuck_hints_after_repair(tmp_path
             await assert_gone(cluster, d)
         assert [n.maintenance.hints.pending() for n in cluster.nodes] == [0, 0, 0, 0]
         assert [n.store.gc_queued() for n in cluster.nodes] == [0, 0, 0, 0]
+
+
+async def test_a_rebalance_frees_nothing_that_is_still_live(tmp_path: Path) -> None:
+    """A peer that hands partitions to a new member drops its copies of the entries and
+    references: that must release nothing, so after garbage collection every object still
+    reads back and every block is held, referenced, by exactly its new replicas."""
+    async with make_cluster(
+        tmp_path, 4, GC0, objects=True, maintenance=True, repair_tables=TABLES
+    ) as cluster:
+        three = ["peer-0", "peer-1", "peer-2"]
+        cluster.set_view(three)
+        datas = {f"k{i}": os.urandom(3 * CHUNK) for i in range(8)}
+        for k, data in datas.items():
+            await cluster.by_id["peer-0"].service.put_object("bkt", k, data)
+        await settle(cluster)
+        cluster.heal()  # peer-3 joins: partitions move to it
+        dropped = 0
+        for _ in range(2):
+            for n in cluster.nodes:
+                summary = await n.repair.run_round()
+                assert summary["failed_pairs"] == 0
+                dropped += summary["dropped"]
+        assert dropped > 0  # the old owners really dropped what moved
+        await settle(cluster)
+        for k, data in datas.items():
+            for n in cluster.nodes:
+                assert await read_all(n, "bkt", k) == data
+            for d in digests_of(data):
+                await assert_live(cluster, d)
