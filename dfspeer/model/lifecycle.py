@@ -27,7 +27,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from dfspeer.blockstore import BlockStore
@@ -51,6 +51,19 @@ log = logging.getLogger(__name__)
 
 PAGE = 512
 """Entries read per page by a pass."""
+RELEASE_CONCURRENCY = 32
+"""Reference releases in flight at once."""
+
+
+def _pages(items: Iterator[tuple[bytes, Any]], size: int) -> Iterator[list[tuple[bytes, Any]]]:
+    page: list[tuple[bytes, Any]] = []
+    for item in items:
+        page.append(item)
+        if len(page) >= size:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
 class ObjectLifecycle:
@@ -110,9 +123,12 @@ class ObjectLifecycle:
 
     # ------------------------------------------------------------------ release
     async def release_once(self) -> int:
-        """Write every queued release as a deleted reference (quorum W); returns how many."""
+        """Write every queued release as a deleted reference (quorum W, ``RELEASE_CONCURRENCY``
+        at once); returns how many."""
         released = 0
-        for key, value in self.releases.iter_items(page=PAGE):
+        slots = asyncio.Semaphore(RELEASE_CONCURRENCY)
+
+        async def release(key: bytes, value: Any) -> int:
             ref = BlockRef(
                 digest=key[:32],
                 version=key[32:].decode(errors="replace"),
@@ -122,15 +138,18 @@ class ObjectLifecycle:
                 deleted=True,
                 deleted_at=self.clock(),
             )
-            try:
-                await self.replicator.write_record(
-                    BLOCK_REFS_TABLE, key, self.refs_schema.encode(ref)
-                )
-            except DfsError as exc:
-                log.debug("release of %s deferred: %s", key.hex()[:16], exc)
-                continue
-            await self.releases.delete(key)
-            released += 1
+            async with slots:
+                try:
+                    record = self.refs_schema.encode(ref)
+                    await self.replicator.write_record(BLOCK_REFS_TABLE, key, record)
+                except DfsError as exc:
+                    log.debug("release of %s deferred: %s", key.hex()[:16], exc)
+                    return 0
+                await self.releases.delete(key)
+                return 1
+
+        for page in _pages(self.releases.iter_items(page=PAGE), PAGE):
+            released += sum(await asyncio.gather(*(release(k, v) for k, v in page)))
         self.counters["references_released"] += released
         return released
 
