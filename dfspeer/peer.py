@@ -4,10 +4,11 @@ and stops them in reverse; the only module that knows them all.
 Start order: cluster keyring -> peer id (``<data_dir>/peer_id``) -> HTTP listening socket
 (bound early, so a taken port fails fast and port 0 is known before gossip advertises it)
 -> block store -> cluster view -> gossip agent (bound, not yet joined) -> peer RPC client ->
-replicator -> object service -> HTTP server (public API + ``/internal/`` peer RPC) ->
+replicator -> object service -> HTTP server (public API + ``/internal/`` peer RPC) -> S3
+server (``s3_port``, :mod:`dfspeer.api.s3`) ->
 gossip join. Stop (graceful: SIGTERM to ``dfspeer agent``): new API requests get 503
-``not_ready`` with ``Retry-After`` (:mod:`dfspeer.api.shutdown`), the peer leaves gossip (so
-other peers stop sending it work), the requests in flight finish (up to
+``not_ready`` with ``Retry-After`` (:mod:`dfspeer.api.shutdown`), the requests in flight
+finish (up to
 ``HTTP_SHUTDOWN_TIMEOUT_S``), then the HTTP server, replicator, RPC client, gossip agent and
 block store close. A failure during start unwinds what was started.
 
@@ -42,12 +43,16 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 import dfspeer
+from dfspeer.access.keystore import KeyService
+from dfspeer.access.middleware import AccessControl
+from dfspeer.access.sealing import SecretSealer
 from dfspeer.api.app import build_app
 from dfspeer.api.cluster_routes import host_port
 from dfspeer.api.internal import internal_app
 from dfspeer.api.middleware import AccessLogger
 from dfspeer.api.repair_routes import DRAIN_KEY
 from dfspeer.api.repair_routes import routes as repair_routes
+from dfspeer.api.s3.service import S3Site, s3_site
 from dfspeer.api.shutdown import ShutdownGate
 from dfspeer.api.uploads import UPLOADS_KEY
 from dfspeer.api.uploads import routes as upload_routes
@@ -75,8 +80,15 @@ from dfspeer.gossip.metrics import GossipMetrics
 from dfspeer.model import LOCAL_TABLES, default_schemas
 from dfspeer.model.lifecycle import ObjectLifecycle
 from dfspeer.objects import ListResult, ObjectInfo, ObjectService
+from dfspeer.objects.dedup_stats import DedupStats
 from dfspeer.objects.sessions import UploadService
-from dfspeer.peer_setup import bind_socket, load_keyring, load_peer_id, swim_config
+from dfspeer.peer_setup import (
+    bind_socket,
+    load_admin_token,
+    load_keyring,
+    load_peer_id,
+    swim_config,
+)
 from dfspeer.ring import Partitioner, Ring
 
 log = logging.getLogger("dfspeer.peer")
@@ -123,7 +135,10 @@ class Peer:
         self._drainer: Drainer | None = None
         self._maintenance: Maintenance | None = None
         self._lifecycle: ObjectLifecycle | None = None
+        self._dedup_stats: DedupStats | None = None
         self._uploads: UploadService | None = None
+        self._s3: S3Site | None = None
+        self._access: AccessControl | None = None
         self.left = asyncio.Event()  # set once a drain finished and the peer left the cluster
         self.gate = ShutdownGate()
         """Refuses new API requests (503) once the peer is stopping; counts those in flight."""
@@ -154,6 +169,14 @@ class Peer:
     def uploads(self) -> UploadService:
         """Resumable upload sessions (:mod:`dfspeer.objects.sessions`)."""
         return _need(self._uploads)
+
+    @property
+    def s3_url(self) -> str | None:
+        """``http://host:port`` of the S3 API (the bound port once started); None when
+        ``s3_port`` is 0 or the peer serves no HTTP."""
+        if self._s3 is None or not self._s3.port:
+            return None
+        return f"http://{host_port(self.config.advertised_host, self._s3.port)}"
 
     @property
     def api_url(self) -> str:
@@ -225,6 +248,7 @@ class Peer:
     async def _start(self) -> None:
         config = self.config
         self.keyring = load_keyring(config)
+        admin_token = load_admin_token(config)
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.peer_id = load_peer_id(config.data_dir, config.peer_id)
         sock: socket.socket | None = None
@@ -255,16 +279,31 @@ class Peer:
         replicator = Replicator(config, self._view, self._store, self._rpc, tables=self.tables)
         self._defer(replicator.close, "replicator")
         self._objects = ObjectService(config, self._view, self._store, replicator)
+        self._dedup_stats = DedupStats(self._store, self._objects.dedup)
+        self.registry.register(self._dedup_stats)
         self._defer(self._objects.close, "object service")
         self._uploads = UploadService(config, self._objects)
+        self._access = AccessControl(
+            KeyService(
+                replicator,
+                self._objects.clock,
+                self.peer_id,
+                SecretSealer(self.keyring),
+                admin_token=admin_token,
+            ),
+            self._objects.buckets,
+            enforce=not config.insecure,
+            metrics_public=config.metrics_public,
+            upload_bucket=self._upload_bucket,
+        )
         self._start_repair()
         self._start_maintenance(replicator)
         self._start_lifecycle(replicator)
         if sock is not None:
             await self._start_http(sock)
+            await self._start_s3()
         seeds = [parse_host_port(s, what="join") for s in config.join]
         await self.gossip.join(seeds)
-        self._defer(self.gossip.leave, "gossip leave")
         await _need(self._repair).start()
         await _need(self._maintenance).start()
         self._start_task(_need(self._lifecycle).run(), "dfspeer-gc")
@@ -302,9 +341,11 @@ class Peer:
                 self_id=self.peer_id,
                 tables=self.tables,
                 status=self._rpc_status,
+                max_block_bytes=self.config.max_block_bytes,
                 hints=_need(self._maintenance).hints,
             ),
             gate=self.gate,
+            access=self._access,
         )
         app[DRAIN_KEY] = _need(self._drainer)
         app[UPLOADS_KEY] = _need(self._uploads)
@@ -320,6 +361,21 @@ class Peer:
         await self._runner.setup()
         self._defer(self._runner.cleanup, "http server")
         await web.SockSite(self._runner, sock).start()
+
+    async def _upload_bucket(self, upload_id: str) -> str:
+        """The bucket of upload session ``upload_id`` (for the access checks)."""
+        return (await _need(self._uploads).get(upload_id)).bucket
+
+    async def _start_s3(self) -> None:
+        """The S3 API on its own port (:mod:`dfspeer.api.s3`); none when ``s3_port`` is 0."""
+        if not self.config.s3_port:
+            return
+        site = s3_site(self.config, self.objects, self.uploads, _need(self.keyring), gate=self.gate)
+        await site.start(
+            self.config.host, self.config.s3_port, shutdown_timeout_s=HTTP_SHUTDOWN_TIMEOUT_S
+        )
+        self._s3 = site
+        self._defer(site.close, "s3 server")
 
     def _start_repair(self) -> None:
         """Anti-entropy + partition handoff (every peer) and the drain control."""
@@ -373,6 +429,11 @@ class Peer:
                 await task
 
         self._defer(cancel, name)
+
+    async def dedup_status(self) -> dict[str, Any]:
+        """The ``"dedup"`` object of ``GET /v1/cluster/status`` (stored and sent savings,
+        :mod:`dfspeer.objects.dedup_stats`)."""
+        return await self._dedup_stats.status_async() if self._dedup_stats else {}
 
     def gc_status(self) -> dict[str, Any]:
         """The ``"gc"`` object of ``GET /v1/cluster/status`` (see
@@ -474,21 +535,22 @@ class Peer:
         """Stop gracefully, then stop every part in reverse. Idempotent.
 
         New API requests are refused with 503 ``not_ready`` (``Retry-After: 1``) and
-        ``/ready`` answers 503 from the start; the peer leaves gossip (other peers drop it
-        from their rings and stop sending it work); the requests already in flight run to
+        ``/ready`` answers 503 from the start; the requests already in flight run to
         completion, for at most ``HTTP_SHUTDOWN_TIMEOUT_S`` seconds; then everything
         closes (the HTTP server last of the API parts, so peer RPCs in flight finish too).
-        """
+
+        Stopping is not leaving: the peer does not gossip a leave, so the others see it
+        DEAD and keep it in their rings for ``dead_member_evict_s`` (writes meanwhile go to
+        stand-ins with hints, delivered when it is back), as a restart or an upgrade wants.
+        To take a peer out for good, drain it (:meth:`drain`, which leaves at the end) or
+        remove it once stopped (``dfspeer members remove``). Moving its partitions away on
+        every restart would make two restarts in a row lose quorum for the writes that
+        landed in between."""
         if not self._running:
             await self._unwind()
             return
         log.info("peer stopping id=%s in_flight=%d", self.peer_id, self.gate.in_flight)
         self.gate.close()
-        if self._gossip is not None:
-            try:
-                await self._gossip.leave()
-            except Exception:
-                log.exception("error while leaving the cluster")
         if not await self.gate.wait_idle(HTTP_SHUTDOWN_TIMEOUT_S):
             log.warning(
                 "peer stopping id=%s: %d request(s) still in flight after %.0f s",

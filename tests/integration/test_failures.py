@@ -143,23 +143,28 @@ async def test_restart_both_service_resumes(
         assert listed == []
 
 
-async def test_sigterm_stops_gracefully_and_leaves(
+async def test_sigterm_stops_gracefully_and_keeps_its_partitions(
     failure_cluster: LocalCluster, cs: list[Client]
 ) -> None:
-    """SIGTERM: the agent leaves the cluster (others see it as left, not dead) and exits 0."""
+    """SIGTERM: the agent exits 0 without leaving: the others see it dead and keep it in
+    their rings (a restart must not move partitions), writes go on, and once restarted it
+    is alive again and serves what was written meanwhile."""
+    ring_before = await cs[0].ring()
     assert failure_cluster.kill(3, signal.SIGTERM) == 0
     assert "stopped" in failure_cluster.peer(3).log_tail(5)
     for index in (1, 2):
         await wait_for(
-            "peer-3 to be seen as left",
-            lambda i=index: _state_is(failure_cluster, i, "peer-3", "left"),
+            "peer-3 to be seen as dead",
+            lambda i=index: _state_is(failure_cluster, i, "peer-3", "dead"),
             DETECT_TIMEOUT_S,
         )
-    await cs[0].put_object(BUCKET, "after-leave", b"still writable with two peers")
+    ring_after = await cs[0].ring()
+    assert ring_after["digest"] == ring_before["digest"]  # still in the ring
+    await cs[0].put_object(BUCKET, "after-stop", b"still writable with two peers")
     failure_cluster.start_peer(3)
     failure_cluster.wait_ready(60.0)
     failure_cluster.wait_view([1, 2, 3], timeout_s=60.0)
-    assert await cs[2].get_object(BUCKET, "after-leave") == b"still writable with two peers"
+    assert await cs[2].get_object(BUCKET, "after-stop") == b"still writable with two peers"
 
 
 async def _state_is(cluster: LocalCluster, observer: int, peer_id: str, state: str) -> bool:
