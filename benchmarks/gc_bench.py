@@ -71,6 +71,8 @@ COMMON: dict[str, object] = {
     "read_quorum": 2,
     "durable": True,
     "log_level": "warning",
+    # no client authentication: the older tree compared here predates it (and its flag)
+    "insecure": True,
 }
 GC_FAST = {"block_gc_grace_s": "0", "block_gc_interval_s": "1"}
 
@@ -84,7 +86,9 @@ class TreeCluster(LocalCluster):
     def __init__(
         self, tree: Path, base_dir: Path, *, set_flags: dict[str, str] | None = None, **kw: Any
     ) -> None:
-        super().__init__(base_dir, 3, base_port=None, gossip_base_port=None, **kw)
+        super().__init__(
+            base_dir, 3, base_port=None, gossip_base_port=None, admin_token=False, **kw
+        )
         self.tree = tree
         self.set_flags = dict(set_flags or {})
 

@@ -128,6 +128,7 @@ async def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
         base, 3, base_port=None, gossip_base_port=None, host_base=50, settings=settings
     ) as cluster:
         cluster.start()
+        os.environ["DFSPEER_ADMIN_TOKEN"] = cluster.admin_token or ""  # for dfspeer.Client
         await asyncio.to_thread(cluster.wait_ready, 60.0)
         await asyncio.to_thread(cluster.wait_view, range(1, 4), 60.0)
         t = time.monotonic()

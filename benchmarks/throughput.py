@@ -49,6 +49,7 @@ import aiohttp
 import psutil  # type: ignore[import-untyped]
 from aiohttp import web
 
+from dfspeer.access.credentials import load_admin_token, new_admin_token, write_secret_file
 from dfspeer.config import PeerConfig
 from dfspeer.localcluster import LocalCluster
 
@@ -230,6 +231,7 @@ def cpu_seconds(pids: list[int]) -> list[float]:
 
 # ---------------------------------------------------------------------- runs
 SETTINGS: dict[str, str] = {}
+ADMIN_TOKEN_FILE: list[Path] = []  # one admin token for every cluster of a run (set by run)
 
 
 def start_cluster(base: Path, chunk_size: int) -> LocalCluster:
@@ -239,6 +241,7 @@ def start_cluster(base: Path, chunk_size: int) -> LocalCluster:
         base_port=None,
         gossip_base_port=None,
         settings={"chunk_size_bytes": chunk_size, "log_level": "warning", **SETTINGS},
+        admin_token_file=ADMIN_TOKEN_FILE[0] if ADMIN_TOKEN_FILE else None,
     )
     cluster.start()
     cluster.wait_ready(60)
@@ -392,9 +395,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"quick": args.quick, "cpus": os.cpu_count()}
     timeout = aiohttp.ClientTimeout(total=600)
     started = time.perf_counter()
+    token_file = work / "admin.token"
+    if not token_file.exists():
+        write_secret_file(token_file, new_admin_token())
+    ADMIN_TOKEN_FILE[:] = [token_file]
+    auth = {"Authorization": f"Bearer {load_admin_token(token_file)}"}
     try:
         with baseline_server(work / "baseline") as base_url:
-            async with aiohttp.ClientSession(timeout=timeout) as http:
+            async with aiohttp.ClientSession(timeout=timeout, headers=auth) as http:
                 if not args.skip_sweep:
                     print("chunk-size sweep (mean of uploads/downloads):", flush=True)
                     sizes = [64 * MiB] if args.quick else [64 * MiB] * 3 + [256 * MiB] * 2

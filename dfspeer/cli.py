@@ -13,8 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from dfspeer import __version__
+from dfspeer.access.credentials import MalformedCredential
 from dfspeer.client import PeerUnreachable
-from dfspeer.commands import agent, buckets, cluster, drain, objects, up
+from dfspeer.commands import agent, buckets, cluster, drain, keys, objects, up, uploads
 from dfspeer.commands.common import UsageError
 from dfspeer.config import ConfigError
 from dfspeer.errors import DfsError
@@ -36,8 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(sub)
     objects.register(sub)
     buckets.register(sub)
+    uploads.register(sub)
     cluster.register(sub)
     drain.register(sub)
+    keys.register(sub)
     return parser
 
 
@@ -55,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         code: int = args.func(args)
-    except (UsageError, ConfigError) as exc:
+    except (UsageError, ConfigError, MalformedCredential) as exc:
         return _fail(f"error: {exc}", 2)
     except PeerUnreachable as exc:
         return _fail(exc.message, 1)

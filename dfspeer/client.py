@@ -11,19 +11,39 @@ Byte ranges are ``(start, end)`` half-open, like Python slices: ``(0, 10)`` is t
 bytes, ``(100, None)`` everything from byte 100, and ``(-n, None)`` the last ``n`` bytes.
 
 Buckets and versions come back as the server's JSON, typed: :class:`BucketJson`,
-:class:`BucketUsageJson`, :class:`VersionJson`, :class:`VersionPageJson`.
+:class:`BucketUsageJson`, :class:`VersionJson`, :class:`VersionPageJson`; resumable upload
+sessions as :class:`UploadJson` and :class:`ChunkJson`. :meth:`Client.upload_file` uploads a
+file through a session and resumes it after a crash (state in :mod:`dfspeer.resume_state`).
+An error answer's extra fields (e.g. ``missing`` of ``incomplete_upload``) are in the
+raised error's ``details``.
+
+Retries: a request answered ``503`` with a ``Retry-After`` header (a peer not ready or
+stopping, too few replicas reachable: transient by the server's own word) is sent again,
+up to ``max_attempts`` times in all, if it is idempotent and its body can be sent again:
+``GET``, ``HEAD``, ``DELETE``, and ``PUT`` of bytes, a file path or JSON (never an async
+iterable, never ``POST``). Before attempt ``k + 1`` it waits ``max(Retry-After,
+retry_backoff_s * 2**(k-1))`` seconds plus up to 25 % jitter, at most ``retry_max_delay_s``.
+:attr:`Client.retries` counts the retries; an error finally raised carries the last
+``Retry-After`` (seconds) in ``retry_after_s``. A peer that cannot be reached is not retried.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime
 import errno
 import hashlib
 import json
+import math
 import os
+import random
+import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import IO, Any, TypedDict, cast
+from typing import IO, Any, BinaryIO, TypedDict, cast
 from urllib.parse import quote
 
 import aiohttp
@@ -31,11 +51,16 @@ from multidict import CIMultiDict
 
 from dfspeer import errors
 from dfspeer.errors import DfsError
+from dfspeer.resume_state import FileIdentity, ResumeStore, new_state
 
 ByteRange = tuple[int, int | None]
 Progress = Callable[[int], None]
 
 READ_PIECE_BYTES = 1024 * 1024
+RETRY_METHODS = frozenset({"GET", "HEAD", "DELETE", "PUT"})  # idempotent: safe to resend
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_RETRY_BACKOFF_S = 0.25
+DEFAULT_RETRY_MAX_DELAY_S = 5.0
 SHA256_HEADER = "X-Content-SHA256"
 VERSION_HEADER = "X-Object-Version"
 META_HEADER_PREFIX = "X-Meta-"
@@ -79,9 +104,129 @@ class VersionPageJson(TypedDict):
     next_start_after: str | None
 
 
+class UploadJson(TypedDict):
+    """A resumable upload session as ``/v1/uploads`` shows it. ``state``: ``initiated`` |
+    ``in_progress`` | ``completed`` | ``aborted`` | ``expired``; sizes in bytes
+    (``size`` and ``total_chunks`` None when no size was declared); ``created`` and
+    ``expires`` in unix seconds; ``received``: received chunk indices as inclusive
+    ``[first, last]`` ranges; ``bytes_received``: their total size."""
+
+    upload_id: str
+    bucket: str
+    key: str
+    state: str
+    chunk_size: int
+    size: int | None
+    total_chunks: int | None
+    sha256: str | None
+    content_type: str
+    metadata: dict[str, str]
+    created: float
+    expires: float
+    received: list[list[int]]
+    bytes_received: int
+
+
+class ChunkJson(TypedDict):
+    """A stored chunk: its ``index`` (from 0), ``size`` (bytes) and ``sha256`` (hex)."""
+
+    index: int
+    size: int
+    sha256: str
+
+
+OPEN_UPLOAD_STATES = ("initiated", "in_progress")
+UploadProgress = Callable[[int, int], None]
+"""``progress(bytes_done, bytes_total)`` of :meth:`Client.upload_file` (bytes)."""
+
+CHUNK_RETRIES = 2
+CHUNK_RETRY_DELAY_S = 0.5
+MAX_SESSION_CHUNKS = 10_000  # the server's default ``upload_max_chunks``
+DEFAULT_SESSION_CHUNK_BYTES = 2 * 1024 * 1024  # the server's default ``chunk_size_bytes``
+
+
+@dataclass
+class UploadStats:
+    """What one :meth:`Client.upload_file` call did (sizes in bytes), filled in as it goes:
+    ``upload_id`` and ``chunk_size`` of the session used, ``resumed`` when it continued a
+    session started earlier, ``stored_bytes`` already on the server when the transfer
+    started, ``sent_bytes`` / ``chunks_sent`` the chunk bodies this call sent (retries
+    included), ``sessions`` how many sessions it used (2 when a stale one was replaced)."""
+
+    upload_id: str = ""
+    chunk_size: int = 0
+    total_bytes: int = 0
+    resumed: bool = False
+    stored_bytes: int = 0
+    sent_bytes: int = 0
+    chunks_sent: int = 0
+    sessions: int = 0
+
+
+class _StaleSession(Exception):
+    """The resumed session cannot finish this file (gone, closed, or its chunks are not
+    this file's): start a new one."""
+
+
+def _upload(doc: Any) -> UploadJson:
+    """The :class:`UploadJson` fields of a server answer."""
+    if not isinstance(doc, dict):
+        doc = {}
+    size = doc.get("size")
+    total = doc.get("total_chunks")
+    sha = doc.get("sha256")
+    return {
+        "upload_id": str(doc.get("upload_id", "")),
+        "bucket": str(doc.get("bucket", "")),
+        "key": str(doc.get("key", "")),
+        "state": str(doc.get("state", "")),
+        "chunk_size": int(doc.get("chunk_size", 0)),
+        "size": None if size is None else int(size),
+        "total_chunks": None if total is None else int(total),
+        "sha256": None if sha is None else str(sha),
+        "content_type": str(doc.get("content_type", "application/octet-stream")),
+        "metadata": {str(k): str(v) for k, v in (doc.get("metadata") or {}).items()},
+        "created": float(doc.get("created", 0.0)),
+        "expires": float(doc.get("expires", 0.0)),
+        "received": [[int(a), int(b)] for a, b in doc.get("received") or []],
+        "bytes_received": int(doc.get("bytes_received", 0)),
+    }
+
+
+def _session_chunk_size(size: int, requested: int | None) -> int | None:
+    """``requested``, else None (the server's default) unless the file needs more than
+    the default chunk count at the default size: then a whole number of MiB that fits."""
+    if requested is not None:
+        return requested
+    if size <= MAX_SESSION_CHUNKS * DEFAULT_SESSION_CHUNK_BYTES:
+        return None
+    mib = 1024 * 1024
+    return -(-size // (MAX_SESSION_CHUNKS * mib)) * mib
+
+
+def _read_chunk(
+    f: BinaryIO, offset: int, length: int, whole: Any, want_digest: bool
+) -> tuple[bytes, str]:
+    """Read ``length`` bytes at ``offset``, feed them to ``whole`` (the file's running
+    SHA-256) and return them with their own hex SHA-256 (``""`` unless ``want_digest``).
+    Runs in a worker thread (hashlib releases the GIL on large buffers)."""
+    f.seek(offset)
+    data = f.read(length)
+    if len(data) != length:
+        raise DfsError(
+            f"{getattr(f, 'name', 'file')} changed during the upload: read {len(data)} of "
+            f"{length} bytes at offset {offset}",
+            code="file_changed",
+            status=400,
+        )
+    whole.update(data)
+    return data, hashlib.sha256(data).hexdigest() if want_digest else ""
+
+
 _CODE_FOR_STATUS = {
     400: "invalid_argument",
-    401: "unauthorized",
+    401: "unauthenticated",
+    403: "access_denied",
     404: "no_such_key",
     413: "entity_too_large",
     416: "invalid_range",
@@ -131,12 +276,43 @@ def error_from_response(status: int, body: bytes, reason: str = "") -> DfsError:
         doc = None
         text = body[:200].decode("utf-8", "replace").strip()
         message = text or message
+    details: dict[str, Any] = {}
     if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
         err = doc["error"]
         code = str(err.get("code") or code)
         message = str(err.get("message") or message)
+        details = {k: v for k, v in err.items() if k not in ("code", "message", "request_id")}
     cls = _ERROR_CLASSES.get(code, DfsError)
-    return cls(message, code=code, status=status)
+    exc = cls(message, code=code, status=status)
+    if details:
+        exc.details = details
+    return exc
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delay-seconds or an HTTP date,
+    RFC 9110 section 10.2.3); None if absent or malformed. Never negative."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = (when - datetime.datetime.now(datetime.UTC)).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _replayable(data: Any) -> bool:
+    """True if a request body can be sent again as is (None, bytes, str)."""
+    return data is None or isinstance(data, (bytes, bytearray, str))
 
 
 def range_header(byte_range: ByteRange) -> str:
@@ -230,19 +406,77 @@ def _bucket(doc: Any) -> BucketJson:
     }
 
 
+def auth_headers(*, credentials: str | None = None, token: str | None = None) -> dict[str, str]:
+    """``{"Authorization": "Bearer ..."}`` for an access key ``"ID.SECRET"`` or the admin
+    ``token``; with neither, from ``$DFSPEER_KEY`` / ``$DFSPEER_ADMIN_TOKEN``; ``{}`` when
+    there is none. Raises ValueError (both given, or a malformed value; the message never
+    repeats it)."""
+    from dfspeer.access.credentials import (
+        KeyCredential,
+        TokenCredential,
+        credential_from_env,
+        parse_credential,
+    )
+
+    if credentials is not None and token is not None:
+        raise ValueError("give credentials (an access key) or token (the admin token), not both")
+    cred: KeyCredential | TokenCredential | None
+    if credentials is not None:
+        cred = parse_credential(credentials)
+        if not isinstance(cred, KeyCredential):
+            raise ValueError("credentials must be ID.SECRET")
+    elif token is not None:
+        cred = parse_credential(token)
+        if not isinstance(cred, TokenCredential):
+            raise ValueError("token must be the admin token (no '.')")
+    else:
+        cred = credential_from_env()
+    return {} if cred is None else {"Authorization": cred.header_value()}
+
+
 class Client:
     """Async client of one peer's public HTTP API; use as ``async with Client(url) as c``.
 
     ``timeout_s`` bounds connecting and every wait for data on the socket (not the whole
     transfer, so a multi-GiB upload is not cut off).
+
+    Credentials (sent as ``Authorization: Bearer ...`` on every request): ``credentials``
+    (an access key, ``"ID.SECRET"``) or ``token`` (the admin token); with neither, the
+    ``DFSPEER_KEY`` or else ``DFSPEER_ADMIN_TOKEN`` environment variable, else none.
+    Raises ValueError for both at once or a malformed value.
+
+    Retries (see the module docstring): ``max_attempts`` (>= 1; 1: never retry),
+    ``retry_backoff_s`` and ``retry_max_delay_s`` (seconds) shape the retries of a 503 with
+    ``Retry-After``; ``rng`` draws their jitter. :attr:`retries` counts the requests sent
+    again so far.
     """
 
-    def __init__(self, base_url: str, *, timeout_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 300.0,
+        credentials: str | None = None,
+        token: str | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        retry_backoff_s: float = DEFAULT_RETRY_BACKOFF_S,
+        retry_max_delay_s: float = DEFAULT_RETRY_MAX_DELAY_S,
+        rng: random.Random | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         self.base_url = base_url.rstrip("/")
         if "://" not in self.base_url:
             self.base_url = "http://" + self.base_url
         self.timeout_s = timeout_s
+        self.max_attempts = max_attempts
+        self.retry_backoff_s = retry_backoff_s
+        self.retry_max_delay_s = retry_max_delay_s
+        self.retries = 0
+        """Requests sent again after a 503 with ``Retry-After``, all requests so far."""
+        self._rng = rng if rng is not None else random.Random()
         self._session: aiohttp.ClientSession | None = None
+        self._auth_headers = auth_headers(credentials=credentials, token=token)
 
     async def __aenter__(self) -> Client:
         return self
@@ -261,7 +495,9 @@ class Client:
             timeout = aiohttp.ClientTimeout(
                 total=None, sock_connect=min(self.timeout_s, 10.0), sock_read=self.timeout_s
             )
-            self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
+            self._session = aiohttp.ClientSession(
+                timeout=timeout, auto_decompress=False, headers=self._auth_headers
+            )
         return self._session
 
     def object_url(self, bucket: str, key: str | None = None) -> str:
@@ -272,19 +508,82 @@ class Client:
         return url
 
     # ------------------------------------------------------------------ plumbing
-    async def _request(
-        self, method: str, url: str, *, expect_json: bool = True, **kwargs: Any
-    ) -> tuple[int, CIMultiDict[str], Any]:
-        """One request; returns (status, headers, decoded JSON or raw bytes). Raises DfsError."""
-        try:
+    def retry_delay(
+        self,
+        method: str,
+        status: int,
+        retry_after: str | None,
+        attempt: int,
+        *,
+        replayable: bool = True,
+    ) -> float | None:
+        """Seconds to wait before sending attempt ``attempt + 1`` of a request whose
+        attempt ``attempt`` (from 1) got ``status`` with ``Retry-After: retry_after``;
+        None: do not retry (not a 503 with ``Retry-After``, not idempotent, a body that
+        cannot be sent again, or no attempt left)."""
+        if status != 503 or not replayable or method.upper() not in RETRY_METHODS:
+            return None
+        after = parse_retry_after(retry_after)
+        if after is None or attempt >= self.max_attempts:
+            return None
+        delay = max(after, self.retry_backoff_s * 2.0 ** (attempt - 1))
+        delay += self._rng.uniform(0.0, delay / 4)  # jitter: clients do not retry in step
+        return min(delay, self.retry_max_delay_s)
+
+    @contextlib.asynccontextmanager
+    async def _respond(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Callable[[], Any] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The (2xx/3xx) response to ``method url``, retried on 503 + ``Retry-After`` (see
+        :meth:`retry_delay`). ``body()`` makes a fresh body for every attempt (a file's
+        pieces); a ``data`` keyword is resent as is if it is bytes or text, else the request
+        is not retried. An error answer raises its :class:`DfsError` (``retry_after_s``
+        set). Transport errors propagate as aiohttp raises them (callers map them)."""
+        replayable = _replayable(kwargs.get("data"))
+        attempt = 1
+        while True:
+            if body is not None:
+                kwargs["data"] = body()
             async with self._http().request(method, url, **kwargs) as resp:
-                body = await resp.read()
-                if resp.status >= 400:
-                    raise error_from_response(resp.status, body, resp.reason or "")
+                if resp.status < 400:
+                    yield resp
+                    return
+                raw = await resp.read()
+                retry_after = resp.headers.get("Retry-After")
+                delay = self.retry_delay(
+                    method, resp.status, retry_after, attempt, replayable=replayable
+                )
+                if delay is None:
+                    exc = error_from_response(resp.status, raw, resp.reason or "")
+                    exc.retry_after_s = parse_retry_after(retry_after)
+                    raise exc
+            self.retries += 1
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        expect_json: bool = True,
+        body: Callable[[], Any] | None = None,
+        **kwargs: Any,
+    ) -> tuple[int, CIMultiDict[str], Any]:
+        """One request, retried as :meth:`_respond` says; returns (status, headers, decoded
+        JSON or raw bytes). Raises DfsError."""
+        try:
+            async with self._respond(method, url, body=body, **kwargs) as resp:
+                raw = await resp.read()
                 headers = CIMultiDict(resp.headers)
-                if expect_json and body:
+                if expect_json and raw:
                     return resp.status, headers, await resp.json(content_type=None)
-                return resp.status, headers, body
+                return resp.status, headers, raw
         except TRANSPORT_ERRORS as exc:
             raise _transport_error(self.base_url, exc) from exc
 
@@ -313,7 +612,8 @@ class Client:
         (``bucket, key, version, size, sha256, chunks``).
 
         A :class:`~pathlib.Path` is streamed in 1 MiB pieces with a ``Content-Length``; an
-        async iterable goes out with ``Transfer-Encoding: chunked``. ``sha256`` (hex) is sent
+        async iterable goes out with ``Transfer-Encoding: chunked`` and, being one-shot, is
+        never retried (bytes and paths are, on 503 + ``Retry-After``). ``sha256`` (hex) is sent
         as ``X-Content-SHA256`` so the server rejects a corrupted body (``bad_digest``).
         ``progress(n)`` is called with each piece's size as it is handed to the socket.
         ``meta``: user metadata, sent as ``X-Meta-<name>`` headers (names are stored
@@ -324,19 +624,21 @@ class Client:
             headers[SHA256_HEADER] = sha256
         for name, value in (meta or {}).items():
             headers[META_HEADER_PREFIX + name] = value
-        body: Any
+        url = self.object_url(bucket, key)
         if isinstance(data, (bytes, bytearray, memoryview)):
-            body = bytes(data)
+            payload = bytes(data)
             if progress is not None:
-                progress(len(body))
+                progress(len(payload))
+            _, _, doc = await self._request("PUT", url, data=payload, headers=headers)
         elif isinstance(data, Path):
-            headers["Content-Length"] = str(os.path.getsize(data))
-            body = _file_pieces(data, progress)
-        else:
-            body = data if progress is None else _counted(data, progress)
-        _, _, doc = await self._request(
-            "PUT", self.object_url(bucket, key), data=body, headers=headers
-        )
+            path = data
+            headers["Content-Length"] = str(os.path.getsize(path))
+            _, _, doc = await self._request(
+                "PUT", url, body=lambda: _file_pieces(path, progress), headers=headers
+            )
+        else:  # a one-shot stream: sent once, never retried
+            stream = data if progress is None else _counted(data, progress)
+            _, _, doc = await self._request("PUT", url, data=stream, headers=headers)
         return doc if isinstance(doc, dict) else {}
 
     async def get_object(
@@ -406,11 +708,9 @@ class Client:
         written = 0
         url = self.object_url(bucket, key)
         try:
-            async with self._http().get(
-                url, headers=headers, params=_version_params(version)
+            async with self._respond(
+                "GET", url, headers=headers, params=_version_params(version)
             ) as resp:
-                if resp.status >= 400:
-                    raise error_from_response(resp.status, await resp.read(), resp.reason or "")
                 if total is not None and resp.content_length is not None:
                     total(resp.content_length)
                 async for piece in resp.content.iter_chunked(READ_PIECE_BYTES):
@@ -591,6 +891,315 @@ class Client:
             if not page.get("is_truncated") or not start_after:
                 return
 
+    # ------------------------------------------------------------------ uploads
+    def upload_url(self, upload_id: str | None = None) -> str:
+        """Absolute URL of ``/v1/uploads[/{upload_id}]``."""
+        url = f"{self.base_url}/v1/uploads"
+        return url if upload_id is None else f"{url}/{quote(upload_id, safe='')}"
+
+    async def init_upload(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        size: int | None = None,
+        chunk_size: int | None = None,
+        sha256: str | None = None,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[UploadJson, bool]:
+        """``POST /v1/uploads``: start a session for ``bucket/key``; ``(session, created)``.
+
+        ``size`` (bytes, optional) fixes the chunk count and lets the server say which
+        chunks are missing; ``chunk_size`` (bytes, the server's ``upload_min_chunk_bytes``
+        .. ``upload_max_chunk_bytes``, default its ``chunk_size_bytes``) is the size of every
+        chunk but the last; ``sha256`` (hex) the whole object's, checked at completion.
+        With an ``idempotency_key`` the same request again returns the same session
+        (``created`` False). Raises InvalidArgument, IdempotencyConflict (the key was used
+        with another body), TooManyUploads, InvalidBucketName, InvalidKey."""
+        body: dict[str, Any] = {"bucket": bucket, "key": key}
+        for name, value in (
+            ("size", size),
+            ("chunk_size", chunk_size),
+            ("sha256", sha256),
+            ("content_type", content_type),
+            ("metadata", metadata),
+        ):
+            if value is not None:
+                body[name] = value
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        status, _, doc = await self._request("POST", self.upload_url(), json=body, headers=headers)
+        return _upload(doc), status == 201
+
+    async def put_chunk(
+        self, upload_id: str, index: int, data: bytes, *, sha256: str | None = None
+    ) -> ChunkJson:
+        """``PUT /v1/uploads/{id}/chunks/{index}``: store chunk ``index`` (from 0). Every
+        chunk but the last is exactly the session's chunk size; ``sha256`` (hex) is sent as
+        ``X-Chunk-SHA256`` and checked by the server. The same bytes again change nothing;
+        other bytes replace the chunk. Raises NoSuchUpload, UploadNotOpen,
+        InvalidChunkSize, InvalidArgument (index), BadDigest."""
+        headers = {"Content-Type": "application/octet-stream"}
+        if sha256 is not None:
+            headers["X-Chunk-SHA256"] = sha256
+        _, _, doc = await self._request(
+            "PUT", f"{self.upload_url(upload_id)}/chunks/{index}", data=data, headers=headers
+        )
+        doc = doc if isinstance(doc, dict) else {}
+        return {
+            "index": int(doc.get("index", index)),
+            "size": int(doc.get("size", len(data))),
+            "sha256": str(doc.get("sha256", "")),
+        }
+
+    async def get_upload(self, upload_id: str) -> UploadJson:
+        """``GET /v1/uploads/{id}``: the session (open or ended). Raises NoSuchUpload."""
+        _, _, doc = await self._request("GET", self.upload_url(upload_id))
+        return _upload(doc)
+
+    async def missing_chunks(self, upload_id: str) -> list[int]:
+        """``GET /v1/uploads/{id}/missing-chunks``: indices not received yet, ascending.
+        Raises NoSuchUpload, InvalidArgument (the session declared no size)."""
+        _, _, doc = await self._request("GET", self.upload_url(upload_id) + "/missing-chunks")
+        missing = doc.get("missing", []) if isinstance(doc, dict) else []
+        return [int(i) for i in missing]
+
+    async def list_uploads(self, bucket: str) -> list[UploadJson]:
+        """``GET /v1/uploads?bucket=``: the bucket's open sessions, oldest first."""
+        _, _, doc = await self._request("GET", self.upload_url(), params={"bucket": bucket})
+        listed = doc.get("uploads", []) if isinstance(doc, dict) else []
+        return [_upload(u) for u in listed]
+
+    async def complete_upload(self, upload_id: str, *, sha256: str | None = None) -> dict[str, Any]:
+        """``POST /v1/uploads/{id}/complete``: make the chunks the object's new version;
+        the object JSON of ``PUT /v1/objects`` (the same again for a completed session).
+        ``sha256`` (hex): the whole object's, checked (``bad_digest``, the session stays
+        open). Raises IncompleteUpload (``details["missing"]``), UploadNotOpen,
+        NoSuchUpload, InvalidChunkSize, BadDigest."""
+        body = {"sha256": sha256} if sha256 is not None else None
+        _, _, doc = await self._request("POST", self.upload_url(upload_id) + "/complete", json=body)
+        return doc if isinstance(doc, dict) else {}
+
+    async def abort_upload(self, upload_id: str) -> None:
+        """``DELETE /v1/uploads/{id}``: abort the session and free its chunks. Raises
+        NoSuchUpload, UploadNotOpen."""
+        await self._request("DELETE", self.upload_url(upload_id), expect_json=False)
+
+    async def upload_file(
+        self,
+        path: Path | str,
+        bucket: str,
+        key: str,
+        *,
+        resume: bool = True,
+        chunk_size: int | None = None,
+        parallel: int = 4,
+        progress: UploadProgress | None = None,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        stats: UploadStats | None = None,
+        state_store: ResumeStore | None = None,
+    ) -> dict[str, Any]:
+        """Upload the file at ``path`` as ``bucket/key`` through a resumable session;
+        returns the object JSON (as :meth:`put_object`).
+
+        The session's Idempotency-Key comes from the file's identity (absolute path, size,
+        mtime, bucket/key), and its state (upload id, peer URL, chunk size, identity) is
+        kept in a JSON file of ``state_store`` (default: under ``$XDG_CACHE_HOME``, see
+        :mod:`dfspeer.resume_state`), so after a crash the same call — through any peer —
+        resumes it: only the chunks the server says are missing are sent, ``parallel``
+        at a time. The file is read once, in order, and its SHA-256 computed on the way;
+        completion checks it. The state file is removed once the object exists. A saved
+        session that is gone or closed (404 / 409) is replaced by a new one; so is one
+        whose chunks turn out not to be this file's (``bad_digest`` at completion).
+        ``resume=False`` always starts a new session. ``chunk_size`` in bytes (default:
+        the server's). ``progress(bytes_done, bytes_total)`` is called first with the bytes
+        already stored, then after every chunk. ``stats`` (an :class:`UploadStats`) is
+        filled in. Raises DfsError (the state stays: run again to resume), OSError."""
+        if parallel < 1:
+            raise ValueError("parallel must be >= 1")
+        identity = FileIdentity.of(path, bucket, key)
+        store = state_store if state_store is not None else ResumeStore()
+        stats = stats if stats is not None else UploadStats()
+        stats.total_bytes = identity.size
+        fresh = not resume
+        while True:
+            session, resumed = await self._session_for(
+                identity,
+                store,
+                fresh=fresh,
+                chunk_size=chunk_size,
+                content_type=content_type,
+                metadata=metadata,
+            )
+            stats.sessions += 1
+            stats.upload_id, stats.chunk_size = session["upload_id"], session["chunk_size"]
+            stats.resumed = resumed
+            try:
+                if session["state"] == "completed":
+                    info = await self.complete_upload(session["upload_id"])
+                else:
+                    info = await self._send_file(identity, session, parallel, progress, stats)
+            except _StaleSession:
+                if not resumed:
+                    raise AssertionError("a new session cannot be stale") from None
+                store.remove(identity)
+                fresh = True
+                continue
+            store.remove(identity)
+            return info
+
+    async def _session_for(
+        self,
+        identity: FileIdentity,
+        store: ResumeStore,
+        *,
+        fresh: bool,
+        chunk_size: int | None,
+        content_type: str | None,
+        metadata: dict[str, str] | None,
+    ) -> tuple[UploadJson, bool]:
+        """The session to use and whether it was started before (its chunks count)."""
+        saved = None if fresh else store.load(identity)
+        if saved is not None:
+            try:
+                found = await self.get_upload(saved.upload_id)
+            except errors.NoSuchUpload:
+                found = None
+            if found is not None and (
+                found["state"] in OPEN_UPLOAD_STATES or found["state"] == "completed"
+            ):
+                return found, True
+            store.remove(identity)
+        ikey = identity.digest()
+        if fresh:
+            ikey += "-" + secrets.token_hex(8)
+        request: dict[str, Any] = {
+            "size": identity.size,
+            "chunk_size": _session_chunk_size(identity.size, chunk_size),
+            "content_type": content_type,
+            "metadata": metadata,
+        }
+        found_open: tuple[UploadJson, bool] | None = None
+        with contextlib.suppress(errors.IdempotencyConflict):  # asked with other options
+            found_open = await self.init_upload(
+                identity.bucket, identity.key, idempotency_key=ikey, **request
+            )
+        if found_open is not None and found_open[0]["state"] in OPEN_UPLOAD_STATES:
+            session, created = found_open
+        else:
+            # this identity's earlier session ended, or was started with other options
+            session, created = await self.init_upload(
+                identity.bucket,
+                identity.key,
+                idempotency_key=f"{ikey}-{secrets.token_hex(8)}",
+                **request,
+            )
+        state = new_state(
+            session["upload_id"], self.base_url, session["chunk_size"], ikey, identity
+        )
+        await asyncio.to_thread(store.save, state)
+        return session, not created
+
+    async def _send_file(
+        self,
+        identity: FileIdentity,
+        session: UploadJson,
+        parallel: int,
+        progress: UploadProgress | None,
+        stats: UploadStats,
+    ) -> dict[str, Any]:
+        """Send the missing chunks of ``session`` from the file, then complete it."""
+        upload_id, chunk = session["upload_id"], session["chunk_size"]
+        size = identity.size
+        if session["size"] != size:
+            raise _StaleSession
+        try:
+            missing = set(await self.missing_chunks(upload_id))
+        except errors.NoSuchUpload:
+            raise _StaleSession from None
+        count = -(-size // chunk)
+        sizes = [min(chunk, size - i * chunk) for i in range(count)]
+        done = size - sum(sizes[i] for i in missing)
+        stats.stored_bytes = done
+        if progress is not None:
+            progress(done, size)
+        whole = hashlib.sha256()
+        slots = asyncio.Semaphore(parallel)
+        pending: set[asyncio.Task[None]] = set()
+        failures: list[BaseException] = []
+
+        async def send(index: int, data: bytes, digest: str) -> None:
+            nonlocal done
+            try:
+                await self._put_chunk_retrying(upload_id, index, data, digest, stats)
+            except BaseException as exc:
+                failures.append(exc)
+                raise
+            finally:
+                slots.release()
+            done += len(data)
+            if progress is not None:
+                progress(done, size)
+
+        try:
+            with open(identity.path, "rb") as f:
+                for index in range(count):
+                    wanted = index in missing
+                    if wanted:
+                        await slots.acquire()
+                    if failures:
+                        if wanted:
+                            slots.release()
+                        break
+                    data, digest = await asyncio.to_thread(
+                        _read_chunk, f, index * chunk, sizes[index], whole, wanted
+                    )
+                    if wanted:
+                        task = asyncio.create_task(send(index, data, digest))
+                        pending.add(task)
+                        task.add_done_callback(pending.discard)
+                    del data
+                if pending:
+                    await asyncio.gather(*pending)
+                if failures:
+                    raise failures[0]
+        except (errors.NoSuchUpload, errors.UploadNotOpen):
+            if stats.resumed:
+                raise _StaleSession from None
+            raise
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            return await self.complete_upload(upload_id, sha256=whole.hexdigest())
+        except (errors.NoSuchUpload, errors.UploadNotOpen, errors.BadDigest):
+            if not stats.resumed:
+                raise
+            # chunks of another file (or the session ended meanwhile): give it up
+            with contextlib.suppress(DfsError):
+                await self.abort_upload(upload_id)
+            raise _StaleSession from None
+
+    async def _put_chunk_retrying(
+        self, upload_id: str, index: int, data: bytes, digest: str, stats: UploadStats
+    ) -> None:
+        """:meth:`put_chunk`, retried ``CHUNK_RETRIES`` times (0.5 s, 1 s apart) when the
+        peer is unreachable or answers 5xx (a chunk is idempotent)."""
+        for attempt in range(CHUNK_RETRIES + 1):
+            stats.sent_bytes += len(data)
+            stats.chunks_sent += 1
+            try:
+                await self.put_chunk(upload_id, index, data, sha256=digest)
+                return
+            except DfsError as exc:
+                if exc.status < 500 or attempt == CHUNK_RETRIES:
+                    raise
+            await asyncio.sleep(CHUNK_RETRY_DELAY_S * 2**attempt)
+
     # ------------------------------------------------------------------ cluster
     async def members(self) -> dict[str, Any]:
         """``GET /v1/cluster/members``: ``{"self", "members": [...]}``."""
@@ -609,6 +1218,14 @@ class Client:
         _, _, doc = await self._request("POST", self.base_url + "/v1/cluster/drain")
         return doc if isinstance(doc, dict) else {}
 
+    async def remove_member(self, peer_id: str) -> dict[str, Any]:
+        """``POST /v1/cluster/members/{id}/remove``: forget a dead member for good; its
+        entry as in :meth:`members` (``state`` ``"left"``). Raises NoSuchMember (404),
+        MemberAlive (409: alive or suspect)."""
+        url = f"{self.base_url}/v1/cluster/members/{quote(peer_id, safe='')}/remove"
+        _, _, doc = await self._request("POST", url)
+        return doc if isinstance(doc, dict) else {}
+
     async def recount_block_refs(self) -> dict[str, int]:
         """``POST /v1/cluster/repair/block-refs``: rebuild this peer's block reference
         counts; ``{"references", "blocks", "changed"}``."""
@@ -618,6 +1235,54 @@ class Client:
     async def drain_progress(self) -> dict[str, Any]:
         """``GET /v1/cluster/drain``: ``{"state", "partitions_remaining", ...}``."""
         return await self._get_json("/v1/cluster/drain")
+
+    # ------------------------------------------------------------------ access
+    async def create_key(self, name: str, *, allow_create_bucket: bool = False) -> dict[str, Any]:
+        """``POST /v1/keys`` (admin): ``{"id", "secret", "name", "created",
+        "allow_create_bucket", "disabled"}``; the secret is shown only here."""
+        body = {"name": name, "allow_create_bucket": allow_create_bucket}
+        _, _, doc = await self._request("POST", self.base_url + "/v1/keys", json=body)
+        return doc if isinstance(doc, dict) else {}
+
+    async def list_keys(self) -> list[dict[str, Any]]:
+        """``GET /v1/keys`` (admin): every key without its secret, by id."""
+        doc = await self._get_json("/v1/keys")
+        return list(doc.get("keys", []))
+
+    async def delete_key(self, key_id: str) -> None:
+        """``DELETE /v1/keys/{id}`` (admin). Raises DfsError ``no_such_access_key``."""
+        url = f"{self.base_url}/v1/keys/{quote(key_id, safe='')}"
+        await self._request("DELETE", url, expect_json=False)
+
+    async def disable_key(self, key_id: str) -> dict[str, Any]:
+        """``POST /v1/keys/{id}/disable`` (admin): the key, now refused by every peer."""
+        url = f"{self.base_url}/v1/keys/{quote(key_id, safe='')}/disable"
+        _, _, doc = await self._request("POST", url)
+        return doc if isinstance(doc, dict) else {}
+
+    async def set_bucket_permissions(
+        self,
+        bucket: str,
+        key_id: str,
+        *,
+        read: bool | None = None,
+        write: bool | None = None,
+        owner: bool | None = None,
+    ) -> dict[str, Any]:
+        """``PUT /v1/buckets/{bucket}/permissions`` (owner or admin): set the flags given
+        (None keeps a flag as it is); ``{"name", "owner", "permissions"}``."""
+        body: dict[str, Any] = {"key": key_id}
+        for flag, value in (("read", read), ("write", write), ("owner", owner)):
+            if value is not None:
+                body[flag] = value
+        url = self.bucket_url(bucket) + "/permissions"
+        _, _, doc = await self._request("PUT", url, json=body)
+        return doc if isinstance(doc, dict) else {}
+
+    async def get_bucket_permissions(self, bucket: str) -> dict[str, Any]:
+        """``GET /v1/buckets/{bucket}/permissions`` (owner or admin)."""
+        _, _, doc = await self._request("GET", self.bucket_url(bucket) + "/permissions")
+        return doc if isinstance(doc, dict) else {}
 
     async def ready(self) -> bool:
         """True if ``GET /ready`` answers 200; False on 503 or if unreachable."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -45,7 +46,9 @@ class PeerConfig:
     weight: float = 1.0
     # security
     cluster_key_file: Path | None = None
-    insecure: bool = False
+    insecure: bool = False  # also turns client authentication off (dfspeer.access)
+    admin_token_file: Path | None = None  # the bearer token that may do everything
+    metrics_public: bool = True  # False: GET /metrics needs the admin token
     # placement and quorum
     partition_bits: int = 10
     replication_factor: int = 3
@@ -57,6 +60,11 @@ class PeerConfig:
     upload_pipeline_depth: int = 4
     download_prefetch_chunks: int = 2
     max_object_size_bytes: int = 1024 * GiB  # keeps a manifest's chunk list under ~25 MiB
+    # content-defined chunking (dfspeer.objects.cdc; FastCDC, Xia et al. 2016/2020)
+    default_chunking: str = "cdc"  # a new bucket's chunking: "cdc" or "fixed"
+    cdc_min_chunk_bytes: int = 512 * 1024  # borg's shape: min / average / max = 1/4, 1, 4
+    cdc_avg_chunk_bytes: int = 2 * MiB  # a power of two
+    cdc_max_chunk_bytes: int = 8 * MiB
     request_timeout_s: float = 30.0
     # block store
     map_size_bytes: int = 64 * GiB
@@ -78,6 +86,11 @@ class PeerConfig:
     upload_min_chunk_bytes: int = 1 * MiB
     upload_max_chunk_bytes: int = 64 * MiB
     max_open_uploads: int = 1000  # open sessions per bucket
+    # S3 API (dfspeer.api.s3): its own port; 0 turns it off
+    s3_port: int = 7080
+    s3_root_domain: str = ""  # virtual-host style: <bucket>.<s3_root_domain>; "" = path only
+    s3_region: str = "us-east-1"  # the region SigV4 signatures must name
+    s3_credentials_file: Path | None = None  # lines ACCESS_KEY_ID:SECRET (see dfspeer.api.s3)
     # gossip (SWIM + Lifeguard; defaults follow memberlist's LAN profile)
     probe_interval_s: float = 1.0
     probe_timeout_s: float = 0.5
@@ -107,11 +120,11 @@ class PeerConfig:
     def __post_init__(self) -> None:
         """Coerce, then check every field, so no invalid PeerConfig ever exists.
 
-        Path fields (``data_dir``, ``cluster_key_file``) take a ``str`` or any path-like and
-        hold a :class:`Path` (as given: ``~`` is expanded only for text read by
-        :meth:`from_sources`); ``join`` takes a list or a tuple and holds a tuple. Then every
-        field's type is checked (an int is fine where a float is expected; a bool is not a
-        number) and :meth:`validate` runs. Raises :class:`ConfigError` naming the field.
+        Path fields (``data_dir``, ``cluster_key_file``, ``admin_token_file``) take a ``str``
+        or any path-like and hold a :class:`Path` (as given: ``~`` is expanded only for text
+        read by :meth:`from_sources`); ``join`` takes a list or a tuple and holds a tuple.
+        Then every field's type is checked (an int is fine where a float is expected; a bool
+        is not a number) and :meth:`validate` runs. Raises :class:`ConfigError` naming the field.
         """
         for name in _PATH_FIELDS:
             value = getattr(self, name)
@@ -130,6 +143,17 @@ class PeerConfig:
         if self.advertise_host:
             return self.advertise_host
         return self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+
+    @property
+    def largest_chunk_bytes(self) -> int:
+        """Largest chunk a one-shot upload cuts, bytes (fixed or content-defined)."""
+        return max(self.chunk_size_bytes, self.cdc_max_chunk_bytes)
+
+    @property
+    def max_block_bytes(self) -> int:
+        """Largest block any write path stores, bytes: a one-shot upload's chunk or a
+        resumable upload's part; peer RPC block and hint PUTs accept up to this."""
+        return max(self.largest_chunk_bytes, self.upload_max_chunk_bytes)
 
     @property
     def api_address(self) -> str:
@@ -169,6 +193,25 @@ class PeerConfig:
             "inline_threshold_bytes",
             "must be in 0..64 KiB",
         )
+        need(
+            self.default_chunking in ("cdc", "fixed"), "default_chunking", "must be cdc or fixed"
+        )
+        need(
+            max(64 * 1024, self.inline_threshold_bytes + 1) <= self.cdc_min_chunk_bytes <= MiB,
+            "cdc_min_chunk_bytes",
+            "must be in 64 KiB..1 MiB and above inline_threshold_bytes",
+        )
+        need(
+            self.cdc_min_chunk_bytes <= self.cdc_avg_chunk_bytes <= 4 * MiB
+            and self.cdc_avg_chunk_bytes & (self.cdc_avg_chunk_bytes - 1) == 0,
+            "cdc_avg_chunk_bytes",
+            "must be a power of two in cdc_min_chunk_bytes..4 MiB",
+        )
+        need(
+            self.cdc_avg_chunk_bytes <= self.cdc_max_chunk_bytes <= 16 * MiB,
+            "cdc_max_chunk_bytes",
+            "must be in cdc_avg_chunk_bytes..16 MiB",
+        )
         need(1 <= self.upload_pipeline_depth <= 64, "upload_pipeline_depth", "must be in 1..64")
         need(self.anti_entropy_interval_s > 0, "anti_entropy_interval_s", "must be > 0")
         need(self.dead_member_evict_s >= 0, "dead_member_evict_s", "must be >= 0")
@@ -206,6 +249,22 @@ class PeerConfig:
             "must be in 64 KiB..upload_max_chunk_bytes, and that at most 64 MiB",
         )
         need(self.max_open_uploads >= 1, "max_open_uploads", "must be >= 1")
+        need(0 <= self.s3_port <= 65535, "s3_port", "must be a port number 0..65535 (0: off)")
+        need(
+            self.s3_port == 0 or self.s3_port != self.port or self.port == 0,
+            "s3_port",
+            "must differ from port",
+        )
+        need(
+            not self.s3_root_domain or _DNS_NAME.fullmatch(self.s3_root_domain) is not None,
+            "s3_root_domain",
+            "must be a DNS name such as s3.example.com",
+        )
+        need(
+            0 < len(self.s3_region) <= 64 and self.s3_region.replace("-", "").isalnum(),
+            "s3_region",
+            "must be a region name such as us-east-1",
+        )
         # The gossip settings have one rule book: SwimConfig's own checks.
         try:
             SwimConfig.from_settings(self)
@@ -276,7 +335,9 @@ class PeerConfig:
 
 
 _HINTS: dict[str, Any] = {}
-_PATH_FIELDS = ("data_dir", "cluster_key_file")
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DNS_NAME = re.compile(rf"(?:{_DNS_LABEL}\.)*{_DNS_LABEL}")  # s3_root_domain
+_PATH_FIELDS = ("data_dir", "cluster_key_file", "admin_token_file", "s3_credentials_file")
 
 
 def _field_hints() -> dict[str, Any]:

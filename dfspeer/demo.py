@@ -111,7 +111,8 @@ def _run_cluster(base: Path, corpus: Corpus, peers: int, ranges: int, seed: int)
 async def _main_job(
     cluster: LocalCluster, corpus: Corpus, report: DemoReport, rng: random.Random, ranges: int
 ) -> None:
-    clients = [Client(url, timeout_s=60.0) for url in cluster.urls]
+    token = cluster.admin_token
+    clients = [Client(url, timeout_s=60.0, token=token) for url in cluster.urls]
     try:
         await _upload(clients, corpus, report)
         await _read_back(clients, corpus, report, rng, ranges, "all peers")

@@ -114,6 +114,26 @@ class Unauthorized(DfsError):
     code, status = "unauthorized", 401
 
 
+class Unauthenticated(DfsError):
+    """A public API request without a valid credential: none, malformed, unknown, wrong
+    secret or a disabled access key (401). See :mod:`dfspeer.access`."""
+
+    code, status = "unauthenticated", 401
+
+
+class AccessDenied(DfsError):
+    """A valid principal that may not do this (403): a key without the bucket permission,
+    or an admin-only route. See :mod:`dfspeer.access`."""
+
+    code, status = "access_denied", 403
+
+
+class NoSuchAccessKey(DfsError):
+    """No live access key has this id (404)."""
+
+    code, status = "no_such_access_key", 404
+
+
 class NoSuchMember(DfsError):
     """No cluster member has this id in the answering peer's view (404)."""
 

@@ -3,11 +3,15 @@ demo and the integration tests.
 
 Peer ``i`` (1-based) binds ``127.0.0.(host_base + i)`` when that address can be bound
 (Linux routes all of 127.0.0.0/8 to ``lo``), else ``127.0.0.1``; its HTTP port is
-``base_port + i - 1`` and its gossip port ``gossip_base_port + i - 1`` (or free ports
-picked at start when the base is ``None``). Every agent runs in its own process group
+``base_port + i - 1``, its gossip port ``gossip_base_port + i - 1`` and its S3 port
+``s3_base_port + i - 1`` (or free ports picked at start when the base is ``None``; an S3
+base of 0 turns S3 off; with free HTTP ports the S3 ports are free ones too). Ports that
+would collide on one address are refused at construction. Every agent runs in its own process group
 (so a kill reaches nothing else), logs to ``<base_dir>/peer-i.log``, keeps its data in
-``<base_dir>/peer-i/``, uses the cluster key ``<base_dir>/cluster.key`` (made on first
-use) and joins through every other peer's gossip address. Settings go to the agents as
+``<base_dir>/peer-i/``, uses the cluster key ``<base_dir>/cluster.key`` and the admin token
+``<base_dir>/admin.token`` (both made on first use; ``admin_token=False``: no token) and
+joins through every other peer's gossip address. :attr:`LocalCluster.admin_token` and
+:attr:`LocalCluster.headers` authenticate a client as the admin. Settings go to the agents as
 ``DFSPEER_*`` variables; inherited ``DFSPEER_*`` variables are dropped so a run does not
 depend on the caller's environment.
 """
@@ -62,6 +66,12 @@ class LocalPeer:
     data_dir: Path
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    s3_port: int = 0  # 0: S3 off
+
+    @property
+    def s3_url(self) -> str | None:
+        """Base URL of the peer's S3 API (None when off)."""
+        return f"http://{self.host}:{self.s3_port}" if self.s3_port else None
 
     @property
     def url(self) -> str:
@@ -91,7 +101,9 @@ class LocalCluster:
     """``peers`` agent subprocesses under ``base_dir``; a context manager that stops them all.
 
     ``settings`` maps :class:`~dfspeer.config.PeerConfig` field names to values for every
-    agent (e.g. ``{"probe_interval_s": 0.3}``).
+    agent (e.g. ``{"probe_interval_s": 0.3}``). ``admin_token``: give the agents an admin
+    token file (``admin_token_file``, default ``<base_dir>/admin.token``, made on first use;
+    several clusters may share one).
     """
 
     def __init__(
@@ -101,16 +113,22 @@ class LocalCluster:
         *,
         base_port: int | None = 7070,
         gossip_base_port: int | None = 7946,
+        s3_base_port: int | None = 7080,
         host_base: int = 10,
         settings: Mapping[str, object] | None = None,
         key_file: Path | None = None,
         python: str = sys.executable,
+        admin_token: bool = True,
+        admin_token_file: Path | None = None,
     ) -> None:
         if peers < 1:
             raise ValueError("a cluster needs at least one peer")
         self.base_dir = Path(base_dir)
         self.settings = dict(settings or {})
         self.key_file = key_file or self.base_dir / "cluster.key"
+        self.admin_token_file: Path | None = None
+        if admin_token:
+            self.admin_token_file = admin_token_file or self.base_dir / "admin.token"
         self.python = python
         hosts = choose_hosts(peers, host_base)
         self.distinct_hosts = len(set(hosts)) == peers
@@ -123,6 +141,12 @@ class LocalCluster:
                 gossip_base_port + i - 1 if gossip_base_port is not None else free_port(host, taken)
             )
             taken.append(gport)
+            s3_port = 0
+            if s3_base_port is None or (s3_base_port and base_port is None):
+                s3_port = free_port(host, taken)
+            elif s3_base_port:
+                s3_port = s3_base_port + i - 1
+            taken.append(s3_port)
             self.peers.append(
                 LocalPeer(
                     i,
@@ -132,8 +156,24 @@ class LocalCluster:
                     gport,
                     self.base_dir / f"peer-{i}",
                     self.base_dir / f"peer-{i}.log",
+                    s3_port=s3_port,
                 )
             )
+        self._check_distinct()
+
+    def _check_distinct(self) -> None:
+        """Raise LocalClusterError if two ports would be the same on one address."""
+        used: dict[tuple[str, int], str] = {}
+        for p in self.peers:
+            for what, port in (("HTTP", p.port), ("gossip", p.gossip_port), ("S3", p.s3_port)):
+                if not port:
+                    continue
+                other = used.setdefault((p.host, port), f"{p.peer_id} {what}")
+                if other != f"{p.peer_id} {what}":
+                    raise LocalClusterError(
+                        f"{p.peer_id} {what} port {port} on {p.host} is also {other}'s; "
+                        "choose other base ports"
+                    )
 
     def __enter__(self) -> LocalCluster:
         return self
@@ -156,14 +196,37 @@ class LocalCluster:
         return [p.url for p in self.peers]
 
     def ensure_key(self) -> Path:
-        """Create the cluster key file (mode 0600) unless it exists; return its path."""
+        """Create the cluster key file and the admin token file (mode 0600) unless they
+        exist; return the key file's path."""
         if not self.key_file.exists():
             from dfspeer.commands.agent import write_key_file
             from dfspeer.gossip import generate_key
 
             self.key_file.parent.mkdir(parents=True, exist_ok=True)
             write_key_file(self.key_file, generate_key())
+        if self.admin_token_file is not None and not self.admin_token_file.exists():
+            from dfspeer.access.credentials import new_admin_token, write_secret_file
+
+            self.admin_token_file.parent.mkdir(parents=True, exist_ok=True)
+            write_secret_file(self.admin_token_file, new_admin_token())
         return self.key_file
+
+    @property
+    def admin_token(self) -> str | None:
+        """The agents' admin token (made on first use), or None without one."""
+        if self.admin_token_file is None:
+            return None
+        from dfspeer.access.credentials import load_admin_token
+
+        self.ensure_key()
+        return load_admin_token(self.admin_token_file)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``{"Authorization": "Bearer <admin token>"}`` (``{}`` without a token): for raw
+        HTTP clients of the agents (``dfspeer.Client`` takes ``token=``)."""
+        token = self.admin_token
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def environment(self) -> dict[str, str]:
         """The agents' environment: the caller's minus ``DFSPEER_*``, plus the settings."""
@@ -190,11 +253,15 @@ class LocalCluster:
             str(peer.port),
             "--gossip-port",
             str(peer.gossip_port),
+            "--s3-port",
+            str(peer.s3_port),
             "--peer-id",
             peer.peer_id,
             "--cluster-key-file",
             str(self.key_file),
         ]
+        if self.admin_token_file is not None:
+            cmd += ["--admin-token-file", str(self.admin_token_file)]
         seeds = [p.gossip_address for p in self.peers if p is not peer]
         return cmd + (["--join", *seeds] if seeds else [])
 
@@ -212,7 +279,7 @@ class LocalCluster:
                 self.start_peer(peer.index)
 
     def _check_ports(self, peer: LocalPeer) -> None:
-        busy = busy_ports(peer.host, (peer.port, peer.gossip_port))
+        busy = busy_ports(peer.host, [p for p in (peer.port, peer.gossip_port, peer.s3_port) if p])
         if busy:
             raise LocalClusterError(
                 f"{peer.peer_id}: port(s) {', '.join(map(str, busy))} on {peer.host} in use "
@@ -284,7 +351,7 @@ class LocalCluster:
     def _check_identity(self, peer: LocalPeer) -> None:
         """Make sure the process answering on the peer's port is ours."""
         try:
-            _, doc = http_get_json(peer.url + "/v1/cluster/status")
+            _, doc = http_get_json(peer.url + "/v1/cluster/status", headers=self.headers)
         except OSError:
             doc = None
         found = doc.get("id") if isinstance(doc, dict) else None
@@ -324,7 +391,9 @@ class LocalCluster:
     def member_states(self, index: int) -> dict[str, str]:
         """Peer ``index``'s view: ``{peer_id: state}``; ``{}`` if it does not answer."""
         try:
-            status, doc = http_get_json(self.peer(index).url + "/v1/cluster/members")
+            status, doc = http_get_json(
+                self.peer(index).url + "/v1/cluster/members", headers=self.headers
+            )
         except OSError:
             return {}
         if status != 200 or not isinstance(doc, dict):

@@ -8,7 +8,7 @@ import signal
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -79,10 +79,14 @@ def busy_ports(host: str, ports: Iterable[int]) -> list[int]:
     return taken
 
 
-def http_get_json(url: str, timeout_s: float = 2.0) -> tuple[int, Any]:
-    """``GET url`` without proxies -> (status, decoded JSON or None). Raises OSError."""
+def http_get_json(
+    url: str, timeout_s: float = 2.0, headers: Mapping[str, str] | None = None
+) -> tuple[int, Any]:
+    """``GET url`` without proxies (with ``headers``, e.g. ``Authorization``) -> (status,
+    decoded JSON or None). Raises OSError."""
+    request = urllib.request.Request(url, headers=dict(headers or {}))
     try:
-        with _NO_PROXY.open(url, timeout=timeout_s) as resp:
+        with _NO_PROXY.open(request, timeout=timeout_s) as resp:
             status, body = resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         status, body = exc.code, exc.read()

@@ -1,5 +1,6 @@
 """Setup steps of a :class:`~dfspeer.peer.Peer` that need no running parts: the cluster
-keyring, the persisted peer id, the HTTP listening socket and the gossip settings."""
+keyring, the admin token, the persisted peer id, the HTTP listening socket and the gossip
+settings."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import socket
 import uuid
 from pathlib import Path
 
+from dfspeer.access.credentials import load_admin_token as _load_admin_token
 from dfspeer.config import ConfigError, PeerConfig
 from dfspeer.gossip import Keyring, SwimConfig
 from dfspeer.gossip import load_keyring as _load_keyring
@@ -16,6 +18,27 @@ from dfspeer.gossip import load_keyring as _load_keyring
 log = logging.getLogger("dfspeer.peer")
 
 PEER_ID_FILE = "peer_id"
+INSECURE_API_WARNING = (
+    "without client authentication (--insecure): anyone who reaches the HTTP port may "
+    "read, write and delete every object and drain this peer"
+)
+
+
+def load_admin_token(config: PeerConfig) -> str | None:
+    """The admin token of ``admin_token_file`` (None without one; a warning when client
+    authentication is on, as then only access keys authenticate and no key can be
+    created). Raises ConfigError when the file is unreadable or malformed."""
+    if config.admin_token_file is None:
+        if not config.insecure:
+            log.warning(
+                "no admin_token_file: only access keys authenticate, and none can be created "
+                "(create a token with `dfspeer keygen --admin-token -o FILE`)"
+            )
+        return None
+    try:
+        return _load_admin_token(config.admin_token_file)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"admin_token_file: {exc}") from exc
 
 
 def swim_config(config: PeerConfig) -> SwimConfig:
@@ -27,11 +50,17 @@ def load_keyring(config: PeerConfig) -> Keyring:
     """The cluster keyring. Raises ConfigError without a key file unless ``insecure``."""
     if config.cluster_key_file is not None:
         try:
-            return _load_keyring(config.cluster_key_file)
+            keyring = _load_keyring(config.cluster_key_file)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cluster_key_file: {exc}") from exc
+        if config.insecure:
+            log.warning(INSECURE_API_WARNING)
+        return keyring
     if config.insecure:
-        log.warning("running with the well-known insecure cluster key (--insecure)")
+        log.warning(
+            "running with the well-known insecure cluster key (--insecure), and "
+            + INSECURE_API_WARNING
+        )
         return Keyring.insecure()
     raise ConfigError(
         "cluster_key_file: a cluster key is required (create one with `dfspeer keygen`), "

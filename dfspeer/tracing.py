@@ -1,14 +1,13 @@
 """Distributed tracing: a small facade over OpenTelemetry that costs next to nothing when off.
 
-OpenTelemetry is an optional extra (``pip install 'dfspeer[otel]'``). This module never
-imports it at import time; :func:`configure` does, and only when it turns tracing on. Until
-then (and for good when the packages are missing) :func:`span` hands out one shared no-op
-context manager, :func:`inject` / :func:`extract` return at once and
-:func:`current_trace_id` is ``None``.
+OpenTelemetry is an optional extra (``pip install 'dfspeer[otel]'``). This module does not
+import it; :func:`configure` does, if it is installed. Until tracing is on (and for good
+when the packages are missing) :func:`span` hands out one shared no-op context manager,
+:func:`inject` / :func:`extract` return at once and :func:`current_trace_id` is ``None``.
 
 The facade::
 
-    with span("replicator.read_block", **{"dfspeer.block": digest.hex()}) as s:
+    with span("replicator.read_block", {"dfspeer.block": digest.hex()}, n=1) as s:
         ...                                  # ``async with`` works too
         s.set_attribute("dfspeer.acks", 2)   # s.set_error("...") marks the span failed
 
@@ -54,6 +53,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
 
 if TYPE_CHECKING:
+    from contextvars import Token
+
     from opentelemetry.context import Context
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span, Tracer, TracerProvider
@@ -135,21 +136,55 @@ _NOOP_SCOPE = _NoopScope()
 
 
 class _LiveScope(_NoopScope):
-    """A span made current for the ``with`` block (OpenTelemetry's ``start_as_current_span``:
-    an exception leaving the block is recorded and sets the status to error)."""
+    """A span started at ``__enter__`` and current until ``__exit__``, which ends it. Like
+    OpenTelemetry's ``start_as_current_span`` (an ``Exception`` leaving the block is recorded
+    and sets the status to error; ``CancelledError`` and other ``BaseException`` s only end
+    it), minus its generator-based context manager (a fifth of the cost of a span)."""
 
-    __slots__ = ("_cm",)
+    __slots__ = ("_attributes", "_kind", "_name", "_otel", "_parent", "_span", "_token")
 
-    def __init__(self, cm: Any) -> None:
-        self._cm = cm
+    def __init__(
+        self,
+        otel: _Otel,
+        name: str,
+        kind: Kind,
+        parent: Parent | None,
+        attributes: Mapping[str, AttributeValue],
+    ) -> None:
+        self._otel = otel
+        self._name = name
+        self._kind = kind
+        self._parent = parent
+        self._attributes = attributes
+        self._span: Span | None = None
+        self._token: object = None
 
     def __enter__(self) -> SpanHandle:
-        return SpanHandle(self._cm.__enter__())
+        otel = self._otel
+        span = otel.tracer.start_span(
+            self._name,
+            context=self._parent.context if self._parent is not None else None,
+            kind=otel.kinds[self._kind],
+            attributes=self._attributes or None,
+        )
+        self._span = span
+        self._token = otel.context.attach(otel.trace.set_span_in_context(span))
+        return SpanHandle(span)
 
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._cm.__exit__(et, e, tb)
+        span = self._span
+        if span is None:
+            return
+        self._span = None
+        try:
+            if isinstance(e, Exception) and span.is_recording():
+                span.record_exception(e)
+                span.set_status(self._otel.error_status(f"{type(e).__name__}: {e}"))
+        finally:
+            self._otel.context.detach(cast("Token[Context]", self._token))
+            span.end()
 
     async def __aenter__(self) -> SpanHandle:
         return self.__enter__()
@@ -164,11 +199,12 @@ class _Otel:
     """The OpenTelemetry pieces the facade uses once tracing is on (imported lazily)."""
 
     def __init__(self, tracer: Tracer) -> None:
-        from opentelemetry import propagate, trace
+        from opentelemetry import context, propagate, trace
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
         self.tracer = tracer
         self.trace = trace
+        self.context = context
         self.propagate = propagate
         self.kinds: dict[str, SpanKind] = {
             "internal": SpanKind.INTERNAL,
@@ -216,13 +252,7 @@ def _scope(
     otel = _otel
     if otel is None:
         return _NOOP_SCOPE
-    cm = otel.tracer.start_as_current_span(
-        name,
-        context=parent.context if parent is not None else None,
-        kind=otel.kinds[kind],
-        attributes=attributes or None,
-    )
-    return _LiveScope(cm)
+    return _LiveScope(otel, name, kind, parent, attributes)
 
 
 def inject(headers: MutableMapping[str, str]) -> None:

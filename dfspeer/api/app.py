@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from dfspeer.api import buckets, cluster_routes, public
+from dfspeer.access.middleware import ACCESS_KEY, AccessControl
+from dfspeer.api import access_routes, buckets, cluster_routes, public
 from dfspeer.api.context import (
     CONFIG_KEY,
     METRICS_KEY,
@@ -25,12 +26,15 @@ INTERNAL_PREFIX = "/internal/"
 
 
 def client_max_size(config: PeerConfig) -> int:
-    """Largest body a handler may ``read()`` whole, bytes: one chunk plus 1 MiB of framing.
+    """Largest body a handler may ``read()`` whole, bytes: the largest block any write
+    path stores (a fixed or content-defined chunk, a resumable upload's part:
+    :attr:`PeerConfig.max_block_bytes`) plus 1 MiB of framing.
 
     Object uploads stream and are not bound by it (``max_object_size_bytes`` is); it bounds
-    buffered bodies: peer RPC block writes (one chunk each) and JSON requests.
+    buffered bodies: peer RPC block writes (one block each) and JSON requests (which also
+    have their own, smaller caps).
     """
-    return config.chunk_size_bytes + MiB
+    return config.max_block_bytes + MiB
 
 
 def build_app(
@@ -41,6 +45,7 @@ def build_app(
     registry: CollectorRegistry,
     internal: web.Application | None = None,
     gate: ShutdownGate | None = None,
+    access: AccessControl | None = None,
 ) -> web.Application:
     """The public application of one peer.
 
@@ -50,7 +55,10 @@ def build_app(
     carry its id (:mod:`dfspeer.api.observability`). ``internal`` (the peer RPC sub-app) is
     mounted under ``/internal/`` and shares the error shape and request metrics. ``gate``
     (innermost middleware) answers 503 ``not_ready`` once the peer is stopping and counts
-    the requests in flight (:mod:`dfspeer.api.shutdown`).
+    the requests in flight (:mod:`dfspeer.api.shutdown`). ``access`` (inside the error
+    middleware) authenticates and authorizes every request outside ``/internal/`` before
+    its handler runs and serves the ``/v1/keys`` and bucket permission routes
+    (:mod:`dfspeer.access`); without it (test doubles) every request is allowed.
     """
     metrics = ApiMetrics(registry)
     traffic = HttpTraffic(registry)
@@ -63,6 +71,7 @@ def build_app(
             metrics.middleware,
             traffic.middleware,
             error_middleware,
+            *([access.middleware] if access is not None else []),
             *([gate.middleware] if gate is not None else []),
         ],
         client_max_size=client_max_size(config),
@@ -76,6 +85,9 @@ def build_app(
     app.add_routes(public.routes)
     app.add_routes(buckets.routes)
     app.add_routes(cluster_routes.routes)
+    if access is not None:
+        app[ACCESS_KEY] = access
+        app.add_routes(access_routes.routes)
     if internal is not None:
         app.add_subapp(INTERNAL_PREFIX, internal)
     return app

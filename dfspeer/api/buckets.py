@@ -6,9 +6,12 @@ Shapes (a bucket's JSON is :meth:`dfspeer.model.buckets.Bucket.to_json`: ``{"nam
 - ``PUT /v1/buckets/{bucket}``, optional body ``{"versioning": "enabled" | "suspended" |
   "unversioned"}``: 201 with the bucket when created, 200 when it existed (a given
   ``versioning`` is applied to it).
-- ``GET /v1/buckets``: ``{"buckets": [bucket, ...]}`` by name.
+- ``GET /v1/buckets``: ``{"buckets": [bucket, ...]}`` by name (an access key: only the
+  buckets it owns or holds a permission on).
 - ``GET /v1/buckets/{bucket}``: the bucket plus ``"objects"`` (live objects) and
-  ``"bytes"`` (their logical size); 404 ``no_such_bucket``.
+  ``"bytes"`` (their logical size), ``"logical_bytes"`` (every readable version),
+  ``"physical_bytes"`` (the distinct chunks they use) and ``"dedup_ratio"`` (logical /
+  physical, :mod:`dfspeer.objects.usage`); 404 ``no_such_bucket``.
 - ``PUT /v1/buckets/{bucket}/versioning``, body ``{"status": "enabled" | "suspended"}``:
   200 with the bucket; 404 ``no_such_bucket``.
 - ``DELETE /v1/buckets/{bucket}``: 204; 409 ``bucket_not_empty`` while any key holds a
@@ -24,6 +27,8 @@ from typing import Any
 
 from aiohttp import web
 
+from dfspeer.access.middleware import principal_of
+from dfspeer.access.permissions import visible
 from dfspeer.api.context import OBJECTS_KEY
 from dfspeer.api.jsonbody import read_json_object
 from dfspeer.errors import InvalidArgument, NoSuchBucket
@@ -64,16 +69,23 @@ async def _json_object(
 async def create_bucket(request: web.Request) -> web.Response:
     """Create the bucket: 201 with its JSON, or 200 when it already exists."""
     name = _bucket_name(request)
-    doc = await _json_object(request, allowed=frozenset({"versioning"}), required=False)
+    doc = await _json_object(
+        request, allowed=frozenset({"versioning", "chunking"}), required=False
+    )
     versioning: str | None = doc.get("versioning")
-    bucket, created = await request.app[OBJECTS_KEY].buckets.create(name, versioning)
+    owner = principal_of(request).owner_id  # the key that creates a bucket owns it
+    bucket, created = await request.app[OBJECTS_KEY].buckets.create(
+        name, versioning, owner=owner, chunking=doc.get("chunking")
+    )
     return web.json_response(bucket.to_json(), status=201 if created else 200)
 
 
 @routes.get(BUCKETS_PATH, allow_head=False)
 async def list_buckets(request: web.Request) -> web.Response:
-    """``{"buckets": [{"name", "created", "versioning"}]}`` by name."""
-    buckets = await request.app[OBJECTS_KEY].buckets.list()
+    """``{"buckets": [{"name", "created", "versioning"}]}`` by name; an access key sees
+    only the buckets it owns or has a permission on."""
+    principal = principal_of(request)
+    buckets = [b for b in await request.app[OBJECTS_KEY].buckets.list() if visible(principal, b)]
     return web.json_response({"buckets": [b.to_json() for b in buckets]})
 
 
@@ -86,7 +98,17 @@ async def get_bucket(request: web.Request) -> web.Response:
     if bucket is None:
         raise NoSuchBucket(f"no bucket {name}")
     count, size = await objects.bucket_usage(name)
-    return web.json_response({**bucket.to_json(), "objects": count, "bytes": size})
+    footprint = await objects.bucket_footprint(name)  # dfspeer.objects.usage
+    return web.json_response(
+        {
+            **bucket.to_json(),
+            "objects": count,
+            "bytes": size,
+            "logical_bytes": footprint.logical_bytes,
+            "physical_bytes": footprint.physical_bytes,
+            "dedup_ratio": footprint.dedup_ratio,
+        }
+    )
 
 
 @routes.put(VERSIONING_PATH)

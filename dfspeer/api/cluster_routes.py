@@ -15,7 +15,8 @@ Shapes (issue 3 and 4):
 - ``GET /v1/cluster/status``: ``{"id", "ready", "blocks", "block_bytes", "map_used_bytes",
   "map_size_bytes", "partitions_held", "members": {state: count}, "ring_digest",
   "version", "repair": {...}, "gc": {...}}`` (``repair``:
-  :meth:`dfspeer.peer.Peer.repair_status`; ``gc``: :meth:`dfspeer.peer.Peer.gc_status`).
+  :meth:`dfspeer.peer.Peer.repair_status`; ``gc``: :meth:`dfspeer.peer.Peer.gc_status`;
+  ``dedup``: :meth:`dfspeer.peer.Peer.dedup_status`).
 - ``GET /health``: 200 ``{"status": "ok"}`` while the process serves HTTP.
 - ``GET /ready``: 200 ``{"status": "ready"}`` once joined, else 503 ``not_ready``.
 - ``GET /metrics``: Prometheus text.
@@ -106,6 +107,9 @@ async def status(request: web.Request) -> web.Response:
     gc = getattr(state, "gc_status", None)  # likewise
     if callable(gc):
         extra["gc"] = gc()
+    dedup = getattr(state, "dedup_status", None)  # likewise (dfspeer.objects.dedup_stats)
+    if callable(dedup):
+        extra["dedup"] = await dedup()
     return web.json_response(
         {
             "id": state.peer_id,

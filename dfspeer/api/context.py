@@ -18,17 +18,26 @@ if TYPE_CHECKING:
     from dfspeer.api.metrics import ApiMetrics
     from dfspeer.blockstore import BlockStoreStats
     from dfspeer.gossip import Member
-    from dfspeer.model.buckets import Bucket
+    from dfspeer.model.buckets import Bucket, Grant
     from dfspeer.objects import ListResult, ObjectInfo, VersionInfo, VersionPage
+    from dfspeer.objects.usage import Footprint
     from dfspeer.ring import Ring
 
 
 class BucketBackend(Protocol):
     """The bucket operations the API calls (the contract of ``BucketService``)."""
 
-    async def create(self, name: str, versioning: str | None = None) -> tuple[Bucket, bool]:
-        """``(bucket, created)``; an existing bucket gets ``versioning`` if given. Raises
-        InvalidBucketName, InvalidArgument."""
+    async def create(
+        self,
+        name: str,
+        versioning: str | None = None,
+        *,
+        owner: str = "",
+        chunking: str | None = None,
+    ) -> tuple[Bucket, bool]:
+        """``(bucket, created)``; an existing bucket gets ``versioning`` and ``chunking``
+        ("cdc" | "fixed") if given; a new one is owned by access key ``owner`` ("" for the
+        admin). Raises InvalidBucketName, InvalidArgument."""
         ...
 
     async def read(self, name: str) -> Bucket | None:
@@ -45,6 +54,13 @@ class BucketBackend(Protocol):
 
     async def delete(self, name: str, *, is_empty: Callable[[], Awaitable[bool]]) -> None:
         """Raises NoSuchBucket, BucketNotEmpty (when ``await is_empty()`` is False)."""
+        ...
+
+    async def set_permissions(
+        self, name: str, permissions: Callable[[Mapping[str, Grant]], Mapping[str, Grant]]
+    ) -> Bucket:
+        """Replace the bucket's permissions by ``permissions(current)``. Raises
+        NoSuchBucket."""
         ...
 
 
@@ -111,6 +127,10 @@ class ObjectBackend(Protocol):
 
     async def bucket_usage(self, bucket: str) -> tuple[int, int]:
         """``(objects, bytes)``: live objects of ``bucket`` and their logical size."""
+        ...
+
+    async def bucket_footprint(self, bucket: str) -> Footprint:
+        """Logical vs physical (distinct chunk) bytes of ``bucket``'s versions."""
         ...
 
     async def bucket_is_empty(self, bucket: str) -> bool:

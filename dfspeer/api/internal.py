@@ -18,12 +18,16 @@ Every route requires an HMAC signature (:mod:`dfspeer.cluster.auth`): otherwise 
 ``{"error": {"code": "unauthorized", ...}}`` and nothing is touched. Routes (under /internal):
 
 =======  =====================================  =============================================
-PUT      /blocks/{hex digest}                   raw body, Content-Length required (<= 64 MiB);
+PUT      /blocks/{hex digest}                   raw body, Content-Length required (<=
+                                                ``max_block_bytes``, the peer passes
+                                                ``PeerConfig.max_block_bytes``);
                                                 verified against the digest; 204 when durable;
                                                 ``?ref=<hex CBOR block_refs record>`` stores
                                                 the block and its reference in one txn
 GET      /blocks/{hex digest}                   200 raw bytes, 404 ``block_not_found``
 HEAD     /blocks/{hex digest}                   200 / 404
+POST     /blocks/has                            CBOR list of digests: 200 CBOR list of
+                                                booleans (:mod:`.internal_dedup`)
 PUT      /tables/{table}/records/{hex key}      CBOR record, merged (schema) atomically; 204
 GET      /tables/{table}/records/{hex key}      200 CBOR, 404 ``no_such_record``
 DELETE   /tables/{table}/records/{hex key}      ?version=<hex utf-8 token>: retract that
@@ -52,6 +56,7 @@ from typing import Any
 import cbor2
 from aiohttp import web
 
+from dfspeer.api.internal_dedup import add_dedup_routes
 from dfspeer.api.internal_hints import add_hint_routes, read_body
 from dfspeer.api.tracing_middleware import server_spans
 from dfspeer.blockstore import (
@@ -356,6 +361,7 @@ def internal_app(
     app.router.add_get("/tables/{table}/scan", handlers.scan, allow_head=False)
     app.router.add_get("/status", handlers.status, allow_head=False)
     app.router.add_post("/merkle/{tree}", handlers.merkle)
+    add_dedup_routes(app, store)  # POST /blocks/has (dfspeer.api.internal_dedup)
     if hints is not None:
         add_hint_routes(app, hints, tables=handlers.tables, max_block_bytes=max_block_bytes)
     return app

@@ -28,6 +28,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from dfspeer.access.middleware import ACCESS_KEY
 from dfspeer.api.context import CONFIG_KEY, METRICS_KEY, OBJECTS_KEY
 from dfspeer.api.middleware import error_response, render_dfs_error, request_id
 from dfspeer.api.ranges import (
@@ -45,6 +46,7 @@ from dfspeer.errors import (
     InvalidRange,
     NoSuchKey,
 )
+from dfspeer.objects.info import public_meta
 from dfspeer.objects.names import validate_bucket, validate_key
 
 if TYPE_CHECKING:
@@ -107,7 +109,7 @@ def object_headers(info: ObjectInfo) -> dict[str, str]:
         "Content-Type": info.content_type,
         "X-Object-Version": info.version,
     }
-    for name, value in sorted(info.meta.items()):
+    for name, value in sorted(public_meta(info.meta).items()):
         headers["X-Meta-" + name] = value
     return headers
 
@@ -191,14 +193,18 @@ def _check_length(request: web.Request) -> None:
 
 
 async def _expect_upload(request: web.Request) -> web.StreamResponse | None:
-    """``Expect: 100-continue`` on PUT: answer a bad name or an oversized Content-Length
-    before the client sends the body; otherwise send ``100 Continue`` (aiohttp's default)."""
+    """``Expect: 100-continue`` on PUT: answer a missing credential or permission, a bad
+    name or an oversized Content-Length before the client sends the body; otherwise send
+    ``100 Continue`` (aiohttp's default)."""
     expect = request.headers.get("Expect", "")
     if request.version != aiohttp.HttpVersion11:
         return None
     if expect.lower() != "100-continue":
         return error_response(request, 417, "expectation_failed", f"unknown Expect: {expect}")
     try:
+        access = request.app.get(ACCESS_KEY)
+        if access is not None:  # refuse before the body is sent, not after
+            await access.check(request)
         _names(request)
         _check_length(request)
         user_meta(request.headers)

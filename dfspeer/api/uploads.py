@@ -23,6 +23,8 @@ from typing import Any
 
 from aiohttp import web
 
+from dfspeer.access.middleware import require_bucket
+from dfspeer.access.permissions import Action
 from dfspeer.api.jsonbody import read_at_most, read_json_object
 from dfspeer.api.public import object_json
 from dfspeer.errors import IncompleteBody, InvalidArgument, InvalidChunkSize
@@ -82,6 +84,7 @@ async def init_upload(request: web.Request) -> web.Response:
     bucket, key = _opt_str(doc, "bucket"), _opt_str(doc, "key")
     if not bucket or not key:
         raise InvalidArgument("bucket and key are required")
+    await require_bucket(request, bucket, Action.WRITE)  # the bucket is named in the body
     service = _service(request)
     session, created = await service.init(
         bucket,

@@ -180,3 +180,26 @@ def rebuild(
             changed += 1
         adjust(w, dbs, digest, count, now_ms)
     return changed
+
+
+def referenced_bytes(
+    txn: lmdb.Transaction[memoryview], dbs: RefDbs, blocks: lmdb._Database
+) -> tuple[int, int, int]:
+    """``(blocks, bytes, logical bytes)`` of the stored blocks that have references: how
+    many, their stored size, and the sum of count x size -- what the referencing versions
+    would occupy on this peer if no block were shared (a version that repeats a block
+    holds one reference, so repeats inside one version count once). O(referenced blocks):
+    one cursor walk of ``refcounts`` and one lookup of each block's length."""
+    count = size = logical = 0
+    with txn.cursor(db=dbs.refcounts) as cursor:
+        for digest, raw in cursor:
+            row = parse_row(raw)
+            if row is None or row[0] <= 0:
+                continue
+            data = txn.get(bytes(digest), db=blocks)
+            if data is None:
+                continue
+            count += 1
+            size += len(data)
+            logical += row[0] * len(data)
+    return count, size, logical

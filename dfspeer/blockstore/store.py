@@ -539,6 +539,12 @@ class BlockStore:
         with self._read_txn() as txn:
             return refcount.count_of(txn, self._dbs.refs, digest)
 
+    def referenced_bytes(self) -> tuple[int, int, int]:
+        """``(blocks, bytes, logical bytes)`` of the referenced blocks (see
+        :func:`.refcount.referenced_bytes`); O(referenced blocks), in one read txn."""
+        with self._read_txn() as txn:
+            return refcount.referenced_bytes(txn, self._dbs.refs, self._dbs.blocks)
+
     def gc_queued(self) -> int:
         """Digests with no reference, waiting for their grace to end (O(1))."""
         with self._read_txn() as txn:

@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -37,6 +38,8 @@ from dfspeer.tracing import inject
 TABLE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 MAX_SCAN_LIMIT = 1000
+MAX_HAS_DIGESTS = 4096
+"""Most digests one ``POST /internal/blocks/has`` may ask about."""
 _HASH_IN_THREAD_BYTES = 256 * 1024
 STORE_FULL_CODES = frozenset({"store_full", "insufficient_storage"})
 """Error codes of a 507 answer meaning "my block store is full" (``hints_full`` is not)."""
@@ -196,6 +199,24 @@ class PeerRpcClient:
         if status in (200, 404):
             return status == 200
         raise self._error(address, status, body)
+
+    async def has_blocks(self, address: str, digests: Sequence[bytes]) -> list[bool]:
+        """Which of ``digests`` (32 bytes each, at most ``MAX_HAS_DIGESTS``) the peer
+        stores: one ``POST /internal/blocks/has`` (CBOR list of digests -> CBOR list of
+        booleans, in order). Raises RpcError on an error or malformed answer."""
+        status, claimed, body = await self._call(
+            "POST", address, "/internal/blocks/has", body=cbor2.dumps(list(digests))
+        )
+        if status != 200:
+            raise self._error(address, status, body)
+        answers = cbor2.loads(await self._checked_body(address, claimed, body))
+        if (
+            not isinstance(answers, list)
+            or len(answers) != len(digests)
+            or not all(isinstance(a, bool) for a in answers)
+        ):
+            raise RpcError(f"{address}: malformed blocks/has answer")
+        return answers
 
     # ------------------------------------------------------------------ records
     async def put_record(self, address: str, table: str, key: bytes, value: Any) -> None:

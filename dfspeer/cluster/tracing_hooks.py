@@ -37,8 +37,8 @@ Attributes = dict[str, AttributeValue]
 RpcResult = tuple[int, str, bytes]
 
 _RPC_ROUTES: tuple[tuple[re.Pattern[str], str, str], ...] = (
-    (re.compile(r"/internal/blocks/[^/]+"), "/internal/blocks/{digest}", ""),
-    (re.compile(r"/internal/hints/blocks/[^/]+"), "/internal/hints/blocks/{digest}", ""),
+    (re.compile(r"/internal/blocks/[0-9a-f]{64}"), "/internal/blocks/{digest}", ""),
+    (re.compile(r"/internal/hints/blocks/[0-9a-f]{64}"), "/internal/hints/blocks/{digest}", ""),
     (
         re.compile(r"/internal/hints/records/([^/]+)/[^/]+"),
         "/internal/hints/records/{table}/{key}",
@@ -60,7 +60,8 @@ _RPC_ROUTES: tuple[tuple[re.Pattern[str], str, str], ...] = (
 
 def rpc_route(path_qs: str) -> tuple[str, Attributes]:
     """The route pattern of an ``/internal/`` request target (``/internal/blocks/{digest}``;
-    an unknown path as it is, without its query) and the attributes it names."""
+    a path without parameters, such as ``/internal/status``, as it is, without its query)
+    and the attributes it names."""
     path = path_qs.partition("?")[0]
     for pattern, template, attribute in _RPC_ROUTES:
         match = pattern.fullmatch(path)

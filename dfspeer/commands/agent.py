@@ -24,6 +24,7 @@ AGENT_FLAGS: dict[str, tuple[str, str, str]] = {
     "--host": ("host", "H", "address to bind the HTTP API and gossip to"),
     "--port": ("port", "P", "HTTP API port"),
     "--gossip-port": ("gossip_port", "G", "gossip port (UDP, and TCP for push-pull)"),
+    "--s3-port": ("s3_port", "P", "S3 API port (default 7080; 0 turns S3 off)"),
     "--advertise-host": ("advertise_host", "H", "host other peers use to reach this one"),
     "--peer-id": ("peer_id", "ID", "fixed peer id (default: generated, kept in the data dir)"),
     "--replication-factor": ("replication_factor", "N", "replicas per partition"),
@@ -32,6 +33,11 @@ AGENT_FLAGS: dict[str, tuple[str, str, str]] = {
     "--zone": ("zone", "Z", "failure zone; replicas spread across zones"),
     "--weight": ("weight", "X", "relative share of the data (default 1.0)"),
     "--cluster-key-file": ("cluster_key_file", "F", "file of base64 keys, first one seals"),
+    "--admin-token-file": (
+        "admin_token_file",
+        "F",
+        "file holding the admin token (`dfspeer keygen --admin-token -o F`)",
+    ),
     "--log-level": ("log_level", "LEVEL", "debug, info, warning or error"),
     "--log-format": ("log_format", "FORMAT", "text (default) or json: one JSON object a line"),
 }
@@ -60,7 +66,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_const",
         const=True,
         default=None,
-        help="run without a cluster key (gossip and peer RPC unauthenticated)",
+        help="run without a cluster key (gossip and peer RPC unauthenticated) and without "
+        "client authentication (every HTTP client may do everything)",
     )
     p.add_argument(
         "--set",
@@ -72,13 +79,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--config", metavar="FILE", type=Path, help="TOML file of settings")
     p.set_defaults(func=cmd_agent)
 
-    k = sub.add_parser("keygen", help="generate a cluster key")
+    k = sub.add_parser("keygen", help="generate a cluster key (or an admin token)")
     k.add_argument(
         "-o",
         "--output",
         metavar="FILE",
         type=Path,
         help="write the key to FILE (mode 0600) instead of printing it",
+    )
+    k.add_argument(
+        "--admin-token",
+        action="store_true",
+        help="generate an admin token (for --admin-token-file) instead of a cluster key",
     )
     k.add_argument("--force", action="store_true", help="overwrite an existing FILE")
     k.set_defaults(func=cmd_keygen)
@@ -169,10 +181,13 @@ def write_key_file(path: Path, key: str, *, force: bool = False) -> None:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    """Print a new cluster key, or write it to ``-o FILE``."""
+    """Print a new cluster key (or, with ``--admin-token``, an admin token), or write it to
+    ``-o FILE`` (mode 0600)."""
+    from dfspeer.access.credentials import new_admin_token
     from dfspeer.gossip import generate_key
 
-    key = generate_key()
+    what = "admin token" if args.admin_token else "cluster key"
+    key = new_admin_token() if args.admin_token else generate_key()
     if args.output is None:
         print(key)
         return 0
@@ -180,5 +195,5 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         write_key_file(args.output, key, force=args.force)
     except FileExistsError:
         raise UsageError(f"{args.output} exists; use --force to overwrite it") from None
-    print(f"wrote a new cluster key to {args.output}", file=sys.stderr)
+    print(f"wrote a new {what} to {args.output}", file=sys.stderr)
     return 0

@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from dfspeer.client import BucketJson, Client
 from dfspeer.commands.common import (
+    UsageError,
     add_peer_options,
+    credentials_arg,
     format_fields,
     format_table,
     format_time,
@@ -61,6 +63,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_peer_options(rm)
     rm.set_defaults(func=cmd_rm)
 
+    for verb, text in (
+        ("allow", "grant an access key permissions on a bucket (owner or admin)"),
+        ("deny", "take permissions on a bucket from an access key (owner or admin)"),
+    ):
+        g = commands.add_parser(
+            verb,
+            help=text,
+            description=f"{text[0].upper()}{text[1:]}. Flags not given stay as they are; "
+            "`deny` without a flag takes every permission. Authenticate with "
+            "--credentials or $DFSPEER_KEY / $DFSPEER_ADMIN_TOKEN (--key names the grantee).",
+        )
+        g.add_argument("name", metavar="BUCKET")
+        g.add_argument("--key", dest="grantee", metavar="ID", required=True, help="key id")
+        for flag in ("read", "write", "owner"):
+            g.add_argument(f"--{flag}", action="store_true", help=f"the {flag} permission")
+        add_peer_options(g, key_flag=False)
+        g.set_defaults(func=cmd_allow if verb == "allow" else cmd_deny)
+
     v = commands.add_parser("versioning", help="enable or suspend versioning")
     v.add_argument("name", metavar="NAME")
     v.add_argument("status", choices=SET_STATES)
@@ -72,7 +92,9 @@ def _run(args: argparse.Namespace, call: Callable[[Client], Awaitable[_T]]) -> _
     """Run ``call`` with a client of the chosen peer."""
 
     async def run() -> _T:
-        async with Client(peer_url(args), timeout_s=args.timeout) as c:
+        async with Client(
+            peer_url(args), timeout_s=args.timeout, credentials=credentials_arg(args)
+        ) as c:
             return await call(c)
 
     return asyncio.run(run())
@@ -130,4 +152,39 @@ def cmd_versioning(args: argparse.Namespace) -> int:
     """Set a bucket's versioning state."""
     bucket = _run(args, lambda c: c.set_bucket_versioning(args.name, args.status))
     print(f"{bucket['name']}: versioning {bucket['versioning']}")
+    return 0
+
+
+def _flags(args: argparse.Namespace, value: bool) -> dict[str, bool]:
+    chosen = [f for f in ("read", "write", "owner") if getattr(args, f)]
+    if not chosen and not value:
+        chosen = ["read", "write", "owner"]
+    if not chosen:
+        raise UsageError("name at least one of --read, --write, --owner")
+    return dict.fromkeys(chosen, value)
+
+
+def _print_permissions(doc: dict[str, Any]) -> None:
+    rows = [
+        (key_id, *("yes" if g.get(f) else "no" for f in ("read", "write", "owner")))
+        for key_id, g in sorted(doc.get("permissions", {}).items())
+    ]
+    print(f"{doc.get('name')}: owner {doc.get('owner') or '(admin)'}")
+    if rows:
+        print(format_table(("KEY", "READ", "WRITE", "OWNER"), rows))
+
+
+def cmd_allow(args: argparse.Namespace) -> int:
+    """Grant ``--read`` / ``--write`` / ``--owner`` on a bucket to ``--key ID``."""
+    flags = _flags(args, True)
+    doc = _run(args, lambda c: c.set_bucket_permissions(args.name, args.grantee, **flags))
+    _print_permissions(doc)
+    return 0
+
+
+def cmd_deny(args: argparse.Namespace) -> int:
+    """Take the given permissions (default: all) on a bucket from ``--key ID``."""
+    flags = _flags(args, False)
+    doc = _run(args, lambda c: c.set_bucket_permissions(args.name, args.grantee, **flags))
+    _print_permissions(doc)
     return 0

@@ -12,11 +12,13 @@ from typing import Any
 from dfspeer.client import Client
 from dfspeer.commands.common import (
     add_peer_options,
+    credentials_arg,
     format_fields,
     format_table,
     human_bytes,
     peer_url,
 )
+from dfspeer.commands.dedup_rows import dedup_rows
 from dfspeer.commands.maintenance_rows import maintenance_value
 
 
@@ -30,6 +32,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     m.add_argument("--json", action="store_true", help="print the raw JSON")
     add_peer_options(m)
     m.set_defaults(func=cmd_members)
+    members_sub = m.add_subparsers(dest="members_command", metavar="COMMAND")
+    rm = members_sub.add_parser(
+        "remove",
+        help="forget a dead member for good (its partitions are re-replicated now)",
+        description="Remove a DEAD member from the cluster for good: every peer drops it from "
+        "its ring at once (instead of after dead_member_evict_s) and repair brings its "
+        "partitions back to N replicas on the others. Refused (member_alive) for a member "
+        "that is alive or suspect; stop it first.",
+    )
+    rm.add_argument("id", metavar="ID", help="the dead member's id (see `dfspeer members`)")
+    rm.add_argument("--json", action="store_true", help="print the raw JSON")
+    add_peer_options(rm)
+    rm.set_defaults(func=cmd_members_remove)
+    for action in rm._actions:  # options given before `remove` must survive: no defaults
+        if action.dest in ("peer", "credentials", "timeout", "json"):
+            action.default = argparse.SUPPRESS
     r = sub.add_parser("repair", help="run an operator repair on a peer")
     repairs = r.add_subparsers(dest="repair_command", metavar="COMMAND", required=True)
     br = repairs.add_parser(
@@ -45,7 +63,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _fetch(args: argparse.Namespace, what: str) -> dict[str, Any]:
     async def run() -> dict[str, Any]:
-        async with Client(peer_url(args), timeout_s=args.timeout) as c:
+        async with Client(
+            peer_url(args), timeout_s=args.timeout, credentials=credentials_arg(args)
+        ) as c:
             result: dict[str, Any] = await getattr(c, what)()
             return result
 
@@ -80,6 +100,9 @@ def status_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
             continue
         elif name == "gc" and isinstance(value, dict):
             rows += gc_rows(value)
+            continue
+        elif name == "dedup" and isinstance(value, dict):
+            rows += dedup_rows(value)
             continue
         elif isinstance(value, (dict, list)):
             value = json.dumps(value, sort_keys=True)
@@ -162,6 +185,28 @@ def cmd_members(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2, sort_keys=True))
         return 0
     print(members_table(doc))
+    return 0
+
+
+def cmd_members_remove(args: argparse.Namespace) -> int:
+    """``POST /v1/cluster/members/{id}/remove``: the removed member, now ``left``."""
+
+    async def run() -> dict[str, Any]:
+        async with Client(
+            peer_url(args),
+            timeout_s=getattr(args, "timeout", 300.0),
+            credentials=credentials_arg(args),
+        ) as c:
+            return await c.remove_member(args.id)
+
+    doc = asyncio.run(run())
+    if getattr(args, "json", False):
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return 0
+    print(
+        f"removed {doc.get('id', args.id)} (now {doc.get('state', 'left')}); its partitions "
+        "are being re-replicated on the other peers"
+    )
     return 0
 
 

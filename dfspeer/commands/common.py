@@ -24,12 +24,22 @@ class UsageError(Exception):
     """A malformed command line value; printed as ``dfspeer: error: ...``, exit 2."""
 
 
-def add_peer_options(parser: argparse.ArgumentParser) -> None:
-    """``--peer URL`` and ``--timeout S`` for commands that talk to a peer."""
+def add_peer_options(parser: argparse.ArgumentParser, *, key_flag: bool = True) -> None:
+    """``--peer URL``, ``--timeout S`` and the credentials (``--key ID.SECRET``, also
+    spelt ``--credentials``; only ``--credentials`` when ``key_flag`` is False, for commands
+    whose ``--key`` names another key) for commands that talk to a peer."""
     parser.add_argument(
         "--peer",
         metavar="URL",
         help=f"peer to talk to (default: ${PEER_ENV} or {DEFAULT_PEER})",
+    )
+    flags = ("--key", "--credentials") if key_flag else ("--credentials",)
+    parser.add_argument(
+        *flags,
+        dest="credentials",
+        metavar="ID.SECRET",
+        help="access key to authenticate with (default: $DFSPEER_KEY, else the admin token "
+        "of $DFSPEER_ADMIN_TOKEN)",
     )
     parser.add_argument(
         "--timeout",
@@ -45,6 +55,23 @@ def peer_url(args: argparse.Namespace, environ: dict[str, str] | None = None) ->
     env = os.environ if environ is None else environ
     url = str(getattr(args, "peer", None) or env.get(PEER_ENV) or DEFAULT_PEER).rstrip("/")
     return url if "://" in url else "http://" + url
+
+
+def credentials_arg(args: argparse.Namespace) -> str | None:
+    """The ``--key`` / ``--credentials`` value (None: the client falls back to
+    ``$DFSPEER_KEY`` / ``$DFSPEER_ADMIN_TOKEN``). Raises :class:`UsageError` when it is not
+    ``ID.SECRET``."""
+    from dfspeer.access.credentials import KeyCredential, MalformedCredential, parse_credential
+
+    text: str | None = getattr(args, "credentials", None)
+    if text is None:
+        return None
+    try:
+        if not isinstance(parse_credential(text.strip()), KeyCredential):
+            raise MalformedCredential("expected ID.SECRET")
+    except MalformedCredential as exc:
+        raise UsageError(f"--key: {exc}") from None
+    return text.strip()
 
 
 def parse_target(text: str, *, require_key: bool = True) -> tuple[str, str]:

@@ -14,6 +14,7 @@ from dfspeer.client import Client, VersionJson, sha256_file
 from dfspeer.commands.common import (
     UsageError,
     add_peer_options,
+    credentials_arg,
     format_fields,
     format_table,
     format_time,
@@ -24,6 +25,7 @@ from dfspeer.commands.common import (
     progress_bar,
     progress_enabled,
 )
+from dfspeer.commands.uploads import add_resumable_options, put_resumable, stats_json
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,6 +47,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=_meta_arg,
         help="user metadata (repeatable; sent as X-Meta-NAME, at most 2 KiB in all)",
     )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_resumable_options(p)
     _transfer_options(p)
     p.set_defaults(func=cmd_put)
 
@@ -135,7 +139,7 @@ def _transfer_options(p: argparse.ArgumentParser) -> None:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(peer_url(args), timeout_s=args.timeout)
+    return Client(peer_url(args), timeout_s=args.timeout, credentials=credentials_arg(args))
 
 
 async def _stdin_pieces() -> AsyncIterator[bytes]:
@@ -145,7 +149,9 @@ async def _stdin_pieces() -> AsyncIterator[bytes]:
 
 
 def cmd_put(args: argparse.Namespace) -> int:
-    """Upload; the file is hashed first (one read) so the server can check the body."""
+    """Upload; the file is hashed first (one read) so the server can check the body. A
+    file above ``--resumable-threshold`` goes through a resumable session instead
+    (:func:`dfspeer.commands.uploads.put_resumable`), hashed while it is sent."""
     bucket, key = parse_target(args.target, require_key=False)
     if not key or key.endswith("/"):
         if args.file == "-":
@@ -158,7 +164,13 @@ def cmd_put(args: argparse.Namespace) -> int:
         data = Path(args.file)
         if not data.is_file():
             raise UsageError(f"{args.file}: not a readable file")
-        size, digest = data.stat().st_size, sha256_file(data)
+        size = data.stat().st_size
+        if size > getattr(args, "resumable_threshold", size):
+            show = progress_enabled(size, disabled=args.no_progress)
+            info, stats = put_resumable(args, data, bucket, key, show_progress=show)
+            _print_put(args, bucket, key, info, size, None, stats_json(stats))
+            return 0
+        digest = sha256_file(data)
     show = progress_enabled(size, disabled=args.no_progress)
 
     async def run() -> dict[str, Any]:
@@ -175,11 +187,28 @@ def cmd_put(args: argparse.Namespace) -> int:
                 )
 
     info = asyncio.run(run())
+    _print_put(args, bucket, key, info, size, digest, None)
+    return 0
+
+
+def _print_put(
+    args: argparse.Namespace,
+    bucket: str,
+    key: str,
+    info: dict[str, Any],
+    size: int | None,
+    digest: str | None,
+    upload: dict[str, Any] | None,
+) -> None:
+    """The result line of ``put`` (or, with ``--json``, the object JSON plus ``upload``:
+    what a resumable session's run did)."""
+    if getattr(args, "json", False):
+        print(json.dumps({**info, "upload": upload}, sort_keys=True))
+        return
     print(
         f"{bucket}/{info.get('key', key)}  {info.get('size', size)} bytes  "
         f"sha256 {info.get('sha256', digest)}  version {info.get('version', '-')}"
     )
-    return 0
 
 
 def cmd_get(args: argparse.Namespace) -> int:

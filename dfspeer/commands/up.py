@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run a local cluster in the foreground",
         description="Run N peers on 127.0.0.11, .12, ... (127.0.0.1 with distinct ports where "
         "those addresses cannot be bound) with their own cluster key and data dirs under "
-        "--base-dir, until Ctrl-C. Data and key are kept for the next run.",
+        "--base-dir, until Ctrl-C. Data, cluster key and admin token (admin.token) are kept "
+        "for the next run; the export lines printed at start authenticate the CLI as the "
+        "admin.",
     )
     p.add_argument("--peers", type=int, default=3, metavar="N", help="number of peers (3)")
     p.add_argument(
@@ -43,6 +45,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=7946,
         metavar="G",
         help="gossip port of peer 1; peer i gets G+i-1 (7946)",
+    )
+    p.add_argument(
+        "--s3-base-port",
+        type=int,
+        default=7080,
+        metavar="S",
+        help="S3 port of peer 1; peer i gets S+i-1 (7080; 0 turns S3 off)",
     )
     p.add_argument(
         "--set",
@@ -77,6 +86,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         args.peers,
         base_port=args.base_port,
         gossip_base_port=args.gossip_base_port,
+        s3_base_port=args.s3_base_port,
         settings=_settings(args.set),
     )
     signal.signal(signal.SIGTERM, _terminate)
@@ -84,12 +94,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         try:
             cluster.start()
             for p in cluster.peers:
-                print(f"{p.peer_id}  {p.url}  gossip {p.gossip_address}  log {p.log_path}")
+                s3 = f"  s3 {p.s3_url}" if p.s3_url else ""
+                print(f"{p.peer_id}  {p.url}  gossip {p.gossip_address}{s3}  log {p.log_path}")
             print(f"cluster key: {cluster.key_file}", flush=True)
+            print(f"admin token: {cluster.admin_token_file}", flush=True)
             cluster.wait_ready(timeout_s=60.0)
             print(
-                f"all {args.peers} peers ready; try: dfspeer members --peer "
-                f"{cluster.peers[0].url}   (Ctrl-C stops the cluster)",
+                f"all {args.peers} peers ready; in another shell:\n"
+                f"export DFSPEER_PEER={cluster.peers[0].url}\n"
+                f"export DFSPEER_ADMIN_TOKEN={cluster.admin_token}\n"
+                "dfspeer members   (Ctrl-C stops the cluster)",
                 flush=True,
             )
             _watch(cluster)

@@ -2,9 +2,10 @@
 
 Inputs: ``receive(datagram, source, now)``, ``tick(now)``, ``join``, ``leave``,
 ``remove_member``, ``merge_state``. Outputs, collected by the driver:
-``drain_datagrams()`` (sealed, addressed), ``drain_events()``, ``drain_push_pull()``. Time is whatever clock the driver
-passes as ``now`` (seconds); all randomness comes from the ``rng`` given; nothing here
-opens a socket or reads a clock, so the UDP agent and the simulator run the same code.
+``drain_datagrams()`` (sealed, addressed), ``drain_events()``, ``drain_push_pull()``. Time
+is whatever clock the driver passes as ``now`` (seconds); all randomness comes from the
+``rng`` given; nothing here opens a socket or reads a clock, so the UDP agent and the
+simulator run the same code.
 
 Protocol: SWIM (Das, Gupta, Motivala 2002) with the Lifeguard refinements (Dadgar et al.
 2018) as in HashiCorp memberlist — failure detection in ``probe.py``, member table and

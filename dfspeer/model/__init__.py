@@ -9,7 +9,8 @@ from typing import Any
 
 from dfspeer.cluster.table import TableSchema
 from dfspeer.model.block_refs import BLOCK_REFS_TABLE, BlockRef, BlockRefsSchema
-from dfspeer.model.buckets import BUCKETS_TABLE, Bucket, BucketsSchema
+from dfspeer.model.buckets import BUCKETS_TABLE, Bucket, BucketsSchema, Grant
+from dfspeer.model.keys import KEYS_TABLE, AccessKey, KeysSchema
 from dfspeer.model.objects import (
     OBJECTS_TABLE,
     RELEASES_TABLE,
@@ -32,19 +33,24 @@ def default_schemas() -> list[TableSchema[Any]]:
         BucketsSchema(),
         UploadsSchema(),
         UploadKeysSchema(),
+        KeysSchema(),
     ]
 
 
 __all__ = [
     "BLOCK_REFS_TABLE",
     "BUCKETS_TABLE",
+    "KEYS_TABLE",
     "LOCAL_TABLES",
     "OBJECTS_TABLE",
     "RELEASES_TABLE",
+    "AccessKey",
     "BlockRef",
     "BlockRefsSchema",
     "Bucket",
     "BucketsSchema",
+    "Grant",
+    "KeysSchema",
     "ObjectEntry",
     "ObjectVersion",
     "ObjectsSchema",

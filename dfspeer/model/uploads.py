@@ -9,7 +9,9 @@ Record (CBOR)::
      "meta": {str: str}, "created": float (unix s), "idempotency_key": str,
      "request_hash": str, "states": [[state, unix s], ...],
      "chunks": [[index, digest (32 B), size, at (HLC text)], ...],
-     "activity": float (unix s, latest), "result": {...} | None}
+     "activity": float (unix s, latest), "result": {...} | None,
+     "kind": "s3" (absent: "chunks"), "parts": [[number, at (HLC text), md5 (16 B),
+     size, [[digest (32 B), size], ...]], ...] (only in an "s3" session)}
 
 State: ``initiated`` → ``in_progress`` → ``completed`` | ``aborted`` | ``expired``; the
 session's state is the most advanced one recorded (``states`` is a grow-only set, so two
@@ -18,6 +20,13 @@ received; the current chunk of an index is the one with the highest ``(at, diges
 re-sent index replaces it; the replaced digests are released on completion or abort).
 ``activity`` is the maximum, ``result`` (the completed object) is set once. Merge =
 union/maximum per field, so it is commutative, associative and idempotent.
+
+``kind``: ``chunks`` (the native ``/v1/uploads`` session: one block per chunk index; its
+record has no ``kind`` / ``parts``, exactly as before) or ``s3`` (an S3 multipart upload:
+numbered parts, each one or more blocks). ``parts`` is, like ``chunks``, a grow-only set
+of every part ever received; the current part of a number is the one with the highest
+``(at, md5, size, blocks)``. A part numbered 0 is never current: it records the blocks
+of a part upload that failed, so completion and abort release them too.
 
 ``upload_keys`` — table key: SHA-256 of ``bucket/key NUL Idempotency-Key``. Record:
 ``{"format": 1, "upload_id": str, "request_hash": str, "at": str (HLC)}``; merge keeps the
@@ -46,6 +55,8 @@ INITIATED, IN_PROGRESS, COMPLETED, ABORTED, EXPIRED = (
 )
 _RANK = {INITIATED: 0, IN_PROGRESS: 1, COMPLETED: 2, ABORTED: 3, EXPIRED: 4}
 OPEN_STATES = (INITIATED, IN_PROGRESS)
+CHUNKS_KIND, PARTS_KIND = "chunks", "s3"
+KINDS = (CHUNKS_KIND, PARTS_KIND)
 
 
 @dataclass(frozen=True, order=True)
@@ -57,6 +68,25 @@ class ChunkRecord:
     digest: bytes
     size: int
     at: str
+
+
+@dataclass(frozen=True, order=True)
+class PartRecord:
+    """One received S3 part: ``number`` 1..10,000 (0: the blocks of a failed part
+    upload), ``at`` the HLC text of its receipt (later wins for one number), ``md5`` its
+    16-byte MD5 (the part's ETag), ``size`` in bytes, ``blocks`` its ``(digest, size)``
+    list in order (each block at most the cluster's largest chunk)."""
+
+    number: int
+    at: str
+    md5: bytes
+    size: int
+    blocks: tuple[tuple[bytes, int], ...]
+
+    @property
+    def etag(self) -> str:
+        """The part's S3 ETag, unquoted (hex MD5)."""
+        return self.md5.hex()
 
 
 @dataclass(frozen=True)
@@ -80,6 +110,8 @@ class UploadSession:
     chunks: frozenset[ChunkRecord] = frozenset()
     activity: float = 0.0
     result: dict[str, Any] | None = field(default=None, compare=False)
+    kind: str = CHUNKS_KIND
+    parts: frozenset[PartRecord] = frozenset()
 
     @property
     def state(self) -> str:
@@ -123,6 +155,19 @@ class UploadSession:
         have = self.current()
         return [i for i in range(total) if i not in have]
 
+    def current_parts(self) -> dict[int, PartRecord]:
+        """Part number (1..) -> the part that counts (the latest received)."""
+        out: dict[int, PartRecord] = {}
+        for p in self.parts:
+            mine = out.get(p.number)
+            if p.number > 0 and (mine is None or p > mine):
+                out[p.number] = p
+        return out
+
+    def part_digests(self) -> set[bytes]:
+        """Every block digest of every part ever received (failed ones too)."""
+        return {d for p in self.parts for d, _ in p.blocks}
+
     def bytes_received(self) -> int:
         return sum(c.size for c in self.current().values())
 
@@ -135,6 +180,26 @@ class UploadSession:
             else:
                 out.append([i, i])
         return out
+
+
+def _part_of(raw: Any) -> PartRecord:
+    number, at, md5, size, blocks = raw
+    part = PartRecord(
+        int(number),
+        str(at),
+        bytes(md5),
+        int(size),
+        tuple((bytes(d), int(n)) for d, n in blocks),
+    )
+    if (
+        part.number < 0
+        or not part.at
+        or len(part.md5) != 16
+        or part.size != sum(n for _, n in part.blocks)
+        or any(len(d) != 32 or n <= 0 for d, n in part.blocks)
+    ):
+        raise ValueError("malformed part record")
+    return part
 
 
 def _chunk_of(raw: Any) -> ChunkRecord:
@@ -174,14 +239,28 @@ class UploadsSchema(TableSchema[UploadSession]):
                 chunks=frozenset(_chunk_of(c) for c in record.get("chunks") or ()),
                 activity=float(record.get("activity", 0.0)),
                 result=dict(record["result"]) if record.get("result") else None,
+                kind=str(record.get("kind", CHUNKS_KIND)),
+                parts=frozenset(_part_of(p) for p in record.get("parts") or ()),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed uploads record: {exc}") from exc
         if session.chunk_size <= 0 or any(n not in _RANK for n, _ in session.states):
             raise ValueError("malformed uploads record: bad chunk size or state")
+        if session.kind not in KINDS:
+            raise ValueError(f"malformed uploads record: unknown kind {session.kind!r}")
         return session
 
     def encode(self, entry: UploadSession) -> dict[str, Any]:
+        record = self._encode_common(entry)
+        if entry.kind != CHUNKS_KIND or entry.parts:  # a native session's record is unchanged
+            record["kind"] = entry.kind
+            record["parts"] = [
+                [p.number, p.at, p.md5, p.size, [[d, n] for d, n in p.blocks]]
+                for p in sorted(entry.parts)
+            ]
+        return record
+
+    def _encode_common(self, entry: UploadSession) -> dict[str, Any]:
         return {
             "format": self.format_version,
             "id": entry.id,
@@ -225,6 +304,8 @@ class UploadsSchema(TableSchema[UploadSession]):
             chunks=a.chunks | b.chunks,
             activity=max(a.activity, b.activity),
             result=result,
+            kind=max(a.kind, b.kind),
+            parts=a.parts | b.parts,
         )
 
     def tombstone_since(self, entry: UploadSession) -> float | None:

@@ -9,12 +9,12 @@ coordinated here within that time (changes made here apply at once).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
 from dfspeer.cluster.replication import Replicator
 from dfspeer.errors import BucketNotEmpty, InvalidArgument, NoSuchBucket
-from dfspeer.model.buckets import BUCKETS_TABLE, VERSIONING_STATES, Bucket, BucketsSchema
+from dfspeer.model.buckets import BUCKETS_TABLE, VERSIONING_STATES, Bucket, BucketsSchema, Grant
 from dfspeer.objects.hlc import HybridLogicalClock
 from dfspeer.objects.names import validate_bucket
 
@@ -33,7 +33,9 @@ class BucketService:
         self_id: str,
         *,
         clock: Callable[[], float] = time.time,
+        default_chunking: str = "fixed",
     ) -> None:
+        self.default_chunking = default_chunking  # a new bucket's chunking (cdc | fixed)
         self.replicator = replicator
         self.hlc = hlc
         self.self_id = self_id
@@ -72,23 +74,40 @@ class BucketService:
         bucket, _ = await self.create(name)
         return bucket
 
-    async def create(self, name: str, versioning: str | None = None) -> tuple[Bucket, bool]:
+    async def create(
+        self,
+        name: str,
+        versioning: str | None = None,
+        *,
+        owner: str = "",
+        chunking: str | None = None,
+    ) -> tuple[Bucket, bool]:
         """Create ``name``; returns the bucket and True if it was created now (False: it
-        existed, and ``versioning``, if given, was applied). Raises InvalidBucketName,
-        InvalidArgument (unknown versioning state)."""
+        existed, and ``versioning``, if given, was applied). ``owner``: the access key id
+        that creates it ("" for the admin). Raises InvalidBucketName, InvalidArgument
+        (unknown versioning state). ``chunking`` ("cdc" | "fixed", default: the cluster's
+        ``default_chunking``) is applied like ``versioning``."""
         validate_bucket(name)
         if versioning is not None:
             _check_state(versioning, allow_unversioned=True)
+        if chunking is not None:
+            check_chunking(chunking)
         current = await self.read(name)
         if current is not None:
             if versioning is not None and versioning != current.versioning:
                 current = await self.set_versioning(name, versioning)
+            if chunking is not None and chunking != current.chunking:
+                current = await self._write(
+                    replace(current, chunking=chunking, version=self._version())
+                )
             return current, False
         bucket = Bucket(
             name=name,
             created=self.clock(),
             version=self._version(),
             versioning=versioning or "unversioned",
+            owner=owner,
+            chunking=chunking or self.default_chunking,
         )
         return await self._write(bucket), True
 
@@ -101,6 +120,19 @@ class BucketService:
         if current is None:
             raise NoSuchBucket(f"no bucket {name}")
         return await self._write(replace(current, versioning=status, version=self._version()))
+
+    async def set_permissions(
+        self, name: str, permissions: Callable[[Mapping[str, Grant]], Mapping[str, Grant]]
+    ) -> Bucket:
+        """Replace the bucket's permissions by ``permissions(current)`` (a pure function,
+        see :func:`dfspeer.access.permissions.with_grant`), read with quorum and written
+        as a new version. Raises NoSuchBucket."""
+        validate_bucket(name)
+        current = await self.read(name)
+        if current is None:
+            raise NoSuchBucket(f"no bucket {name}")
+        changed = dict(permissions(current.permissions))
+        return await self._write(replace(current, permissions=changed, version=self._version()))
 
     async def list(self) -> list[Bucket]:
         """Every live bucket, by name."""
@@ -132,6 +164,12 @@ class BucketService:
         if not await is_empty():
             raise BucketNotEmpty(f"bucket {name} still holds object versions or delete markers")
         await self._write(replace(current, deleted=True, version=self._version()))
+
+
+def check_chunking(chunking: str) -> None:
+    """Raise InvalidArgument unless ``chunking`` is "cdc" or "fixed"."""
+    if chunking not in ("cdc", "fixed"):
+        raise InvalidArgument(f"chunking must be cdc or fixed, got {chunking!r}")
 
 
 def _check_state(status: str, *, allow_unversioned: bool) -> None:

@@ -8,6 +8,16 @@ from typing import Any
 
 from dfspeer.model.objects import DEFAULT_CONTENT_TYPE, ObjectVersion
 
+RESERVED_META_PREFIX = "dfs:"
+"""Metadata names starting with this are the system's (``dfs:etag``, the S3 ETag), not the
+user's: no client can set one (``:`` is not an HTTP token character) and the native API
+hides them (:func:`public_meta`)."""
+
+
+def public_meta(meta: Mapping[str, str]) -> dict[str, str]:
+    """``meta`` without the reserved (``dfs:``) entries."""
+    return {k: v for k, v in meta.items() if not k.startswith(RESERVED_META_PREFIX)}
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -50,7 +60,7 @@ class ObjectInfo:
             "chunks": self.chunks,
             "modified": self.modified,
             "content_type": self.content_type,
-            "meta": dict(self.meta),
+            "meta": public_meta(self.meta),
         }
 
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 
 from dfspeer.blockstore import BlockStore
 from dfspeer.cluster.replication import Replicator
+from dfspeer.cluster.rpc import MAX_HAS_DIGESTS
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
 from dfspeer.errors import DfsError, NoSuchKey, NoSuchVersion
@@ -38,12 +39,14 @@ from dfspeer.model.objects import (
     table_key,
 )
 from dfspeer.objects.buckets import BucketService
+from dfspeer.objects.dedup import DedupWriter
 from dfspeer.objects.download import ChunkStream, InlineStream, map_range, resolve_range
 from dfspeer.objects.hlc import HybridLogicalClock
 from dfspeer.objects.info import ObjectInfo, VersionInfo
 from dfspeer.objects.listing import ListResult, VersionPage, list_objects, list_versions
 from dfspeer.objects.names import validate_bucket, validate_key
 from dfspeer.objects.upload import as_stream
+from dfspeer.objects.usage import Footprint, bucket_footprint
 from dfspeer.objects.versioned_put import PutRequest, VersionedPut
 
 log = logging.getLogger(__name__)
@@ -66,7 +69,10 @@ class ObjectService:
         self.replicator = replicator
         self.clock = HybridLogicalClock()
         self.schema = ObjectsSchema()
-        self.buckets = BucketService(replicator, self.clock, view.self_id)
+        self.buckets = BucketService(
+            replicator, self.clock, view.self_id, default_chunking=config.default_chunking
+        )
+        self.dedup = DedupWriter(replicator, max_batch=MAX_HAS_DIGESTS)
         self._background: set[asyncio.Task[None]] = set()
 
     async def drain(self) -> None:
@@ -79,6 +85,7 @@ class ObjectService:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        await self.dedup.close()
 
     # ------------------------------------------------------------------ entries
     async def _read_entry(self, bucket: str, key: str) -> ObjectEntry | None:
@@ -133,10 +140,12 @@ class ObjectService:
         content_length: int | None = None,
         content_type: str = DEFAULT_CONTENT_TYPE,
         meta: Mapping[str, str] | None = None,
+        late_meta: Callable[[], Mapping[str, str]] | None = None,
     ) -> ObjectInfo:
         """Store ``body`` as a new version of ``bucket/key`` (creating the bucket if it does
         not exist); return its info once its chunks and the complete version are on W
-        replicas. ``meta``: user metadata. Raises InvalidBucketName, InvalidKey,
+        replicas. ``meta``: user metadata; ``late_meta()``, called once the body is stored,
+        adds entries to it. Raises InvalidBucketName, InvalidKey,
         InvalidArgument, EntityTooLarge, IncompleteBody, BadDigest (the previous version
         stays), InsufficientReplicas (nothing becomes visible)."""
         validate_bucket(bucket)
@@ -149,10 +158,13 @@ class ObjectService:
             null=not info.keeps_versions,
             content_type=content_type or DEFAULT_CONTENT_TYPE,
             meta=dict(meta or {}),
+            late_meta=late_meta,
             expected_sha256=expected_sha256,
             content_length=content_length,
+            chunking=info.chunking,
         )
-        version = await VersionedPut(self.config, self.replicator, request).run(as_stream(body))
+        put = VersionedPut(self.config, self.replicator, request, dedup=self.dedup)
+        version = await put.run(as_stream(body))
         self.supersede(bucket, key, prior, version)
         return ObjectInfo.of(bucket, key, version)
 
@@ -301,6 +313,12 @@ class ObjectService:
             if not page.is_truncated or page.next_start_after is None:
                 return objects, size
             cursor = page.next_start_after
+
+    async def bucket_footprint(self, bucket: str) -> Footprint:
+        """Logical bytes of ``bucket``'s versions vs the distinct chunks they use (see
+        :mod:`.usage`)."""
+        validate_bucket(bucket)
+        return await bucket_footprint(self.replicator, bucket)
 
     async def bucket_is_empty(self, bucket: str) -> bool:
         """True if no key of ``bucket`` holds a version or a delete marker a client made

@@ -51,6 +51,7 @@ from dfspeer.model.uploads import (
     ABORTED as SESSION_ABORTED,
 )
 from dfspeer.model.uploads import (
+    CHUNKS_KIND,
     COMPLETED,
     EXPIRED,
     IN_PROGRESS,
@@ -118,13 +119,19 @@ class UploadService:
         content_type: str = "",
         meta: Mapping[str, str] | None = None,
         idempotency_key: str = "",
+        kind: str = CHUNKS_KIND,
     ) -> tuple[UploadSession, bool]:
         """Start a session; returns it and True if it was created now (False: the same
-        ``idempotency_key`` and request already started it). Raises InvalidBucketName,
-        InvalidKey, InvalidArgument, IdempotencyConflict, TooManyUploads."""
+        ``idempotency_key`` and request already started it). ``kind``: ``chunks`` (native)
+        or ``s3`` (multipart parts, :mod:`dfspeer.objects.multipart`; its chunk size is the
+        largest block). Raises InvalidBucketName, InvalidKey, InvalidArgument,
+        IdempotencyConflict, TooManyUploads."""
         validate_bucket(bucket)
         validate_key(key)
-        chunk = self._check_init(size, chunk_size)
+        if kind == CHUNKS_KIND:
+            chunk = self._check_init(size, chunk_size)
+        else:
+            chunk = self.config.largest_chunk_bytes
         sha = check_expected_sha256(sha256)
         request = {
             "bucket": bucket,
@@ -160,6 +167,7 @@ class UploadService:
             request_hash=request_hash,
             states=frozenset({(INITIATED, now)}),
             activity=now,
+            kind=kind,
         )
         await self._write(session)
         uploading = ObjectVersion(
@@ -214,7 +222,7 @@ class UploadService:
         return await self.get(winner.upload_id)
 
     async def _check_open_count(self, bucket: str) -> None:
-        if len(await self.list_open(bucket, limit=self.config.max_open_uploads)) >= (
+        if len(await self.list_open(bucket, limit=self.config.max_open_uploads, kind=None)) >= (
             self.config.max_open_uploads
         ):
             raise TooManyUploads(
@@ -229,6 +237,7 @@ class UploadService:
         NoSuchUpload, UploadNotOpen, InvalidArgument (index), InvalidChunkSize, BadDigest
         (nothing recorded)."""
         session = await self.get(upload_id)
+        _native(session)
         if not session.is_open:
             raise UploadNotOpen(f"upload {upload_id} is {session.state}")
         self._check_chunk(session, index, len(data))
@@ -282,6 +291,7 @@ class UploadService:
         IncompleteUpload (``details["missing"]``), InvalidChunkSize, BadDigest (the
         session stays open)."""
         session = await self.get(upload_id)
+        _native(session)
         if session.state == COMPLETED and session.result is not None:
             return _info_of(session.result)
         if not session.is_open:
@@ -391,25 +401,32 @@ class UploadService:
             )
         except DfsError as exc:
             log.debug("abort of the version of upload %s deferred: %s", session.id, exc)
-        digests = {c.digest for c in session.chunks}
+        digests = {c.digest for c in session.chunks} | session.part_digests()
         await release_refs(self.replicator, digests, session.version, session.bucket, session.key)
 
     # ------------------------------------------------------------------ listing / expiry
-    async def list_open(self, bucket: str, *, limit: int = MAX_LISTED) -> list[UploadSession]:
-        """Open sessions of ``bucket`` (at most ``limit``), oldest first."""
+    async def list_open(
+        self, bucket: str, *, limit: int = MAX_LISTED, kind: str | None = CHUNKS_KIND
+    ) -> list[UploadSession]:
+        """Open sessions of ``bucket`` of ``kind`` (None: any; at most ``limit``), oldest
+        first, read without their chunk and part lists."""
         validate_bucket(bucket)
         out: list[UploadSession] = []
         cursor: bytes | None = None
         while True:
             page = await self.replicator.scan_partitioned(
-                UPLOADS_TABLE, prefix=b"", start_after=cursor, limit=1000, omit=("chunks",)
+                UPLOADS_TABLE,
+                prefix=b"",
+                start_after=cursor,
+                limit=1000,
+                omit=("chunks", "parts"),
             )
             for _, record in page.items:
                 try:
                     session = self.schema.decode(record)
                 except ValueError:
                     continue
-                if session.bucket == bucket and session.is_open:
+                if session.bucket == bucket and session.is_open and kind in (None, session.kind):
                     out.append(session)
             if not page.more or len(out) >= limit:
                 break
@@ -456,6 +473,12 @@ class UploadService:
             "received": session.received_ranges(),
             "bytes_received": session.bytes_received(),
         }
+
+
+def _native(session: UploadSession) -> None:
+    """Raise NoSuchUpload for an S3 multipart session (it has parts, not chunks)."""
+    if session.kind != CHUNKS_KIND:
+        raise NoSuchUpload(f"upload {session.id} is an S3 multipart upload")
 
 
 def _is_upload_id(text: str) -> bool:

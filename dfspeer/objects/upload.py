@@ -73,6 +73,7 @@ async def store_body(
     max_bytes: int,
     content_length: int | None = None,
     expected_sha256: str | None = None,
+    chunker: Callable[[AsyncIterable[bytes], int | None], AsyncIterator[bytes]] | None = None,
 ) -> StoredBody:
     """Cut, hash and replicate ``body``; return its size, SHA-256 and chunk list.
 
@@ -80,6 +81,11 @@ async def store_body(
     ``content_length``), InvalidArgument (longer), BadDigest (``expected_sha256`` differs),
     or the first write error (e.g. InsufficientReplicas). On any error every chunk write
     still running is cancelled; blocks already written are unreferenced (collected later).
+
+    ``chunker(body, max_bytes)``: how the body is cut (default: fixed ``chunk_size``
+    chunks; :func:`dfspeer.objects.cdc.chunker_for` gives content-defined ones), then
+    ``chunk_size`` is the largest chunk it cuts. Every chunk but the last must be larger
+    than ``inline_threshold`` (a short first chunk is the whole body).
     """
     expected = check_expected_sha256(expected_sha256)
     if content_length is not None and content_length > max_bytes:
@@ -106,7 +112,11 @@ async def store_body(
             failures.append(task.exception())  # type: ignore[arg-type]
 
     try:
-        async for chunk in iter_chunks(body, chunk_size, max_bytes=max_bytes):
+        if chunker is None:
+            chunks_of = iter_chunks(body, chunk_size, max_bytes=max_bytes)
+        else:
+            chunks_of = chunker(body, max_bytes)
+        async for chunk in chunks_of:
             size += len(chunk)
             if not chunks and len(chunk) < chunk_size and len(chunk) <= inline_threshold:
                 whole.update(chunk)  # a short first chunk is the whole body: keep inline

@@ -2,8 +2,9 @@
 
 Order (so garbage collection can never take a block a live upload needs):
 
-1. before the first block is sent, the version is written ``uploading`` to the key's
-   replicas (quorum W) — an inline object, which writes no block, skips this;
+1. with the first block, the version is written ``uploading`` to the key's replicas
+   (quorum W; no block counts as written before it is) — an inline object, which writes no
+   block, skips this;
 2. every block goes to its replicas *with* its ``block_refs`` entry (digest, version id),
    stored in the same transaction as the block, so the block is referenced from the
    instant it exists;
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from dfspeer.cluster.replication import Replicator
@@ -37,6 +38,8 @@ from dfspeer.model.objects import (
     ObjectVersion,
     table_key,
 )
+from dfspeer.objects.cdc import chunker_for
+from dfspeer.objects.dedup import DedupWriter
 from dfspeer.objects.upload import StoredBody, store_body
 
 log = logging.getLogger(__name__)
@@ -55,12 +58,25 @@ class PutRequest:
     meta: Mapping[str, str]
     expected_sha256: str | None = None
     content_length: int | None = None
+    chunking: str = "fixed"  # the bucket's: "cdc" | "fixed" (dfspeer.objects.cdc)
+    late_meta: Callable[[], Mapping[str, str]] | None = None
+    """Called once the body is stored; its entries join ``meta`` (an S3 ETag, the MD5 of
+    the body, is known only then)."""
 
 
 class VersionedPut:
-    """Runs one upload (module docstring) through ``replicator``."""
+    """Runs one upload (module docstring) through ``replicator``; with ``dedup``, blocks
+    its replicas already hold are not sent again (:mod:`dfspeer.objects.dedup`)."""
 
-    def __init__(self, config: PeerConfig, replicator: Replicator, request: PutRequest) -> None:
+    def __init__(
+        self,
+        config: PeerConfig,
+        replicator: Replicator,
+        request: PutRequest,
+        *,
+        dedup: DedupWriter | None = None,
+    ) -> None:
+        self.dedup = dedup
         self.config = config
         self.replicator = replicator
         self.request = request
@@ -99,8 +115,13 @@ class VersionedPut:
                 self.request.version_id, UPLOADING, null=self.request.null, created=self.created
             )
             self._begun = asyncio.create_task(self._write_version(uploading))
-        await self._begun
-        acks = await self.replicator.write_block(data, digest, ref=self._ref(digest))
+        if self.dedup is not None:
+            write = self.dedup.write_block(data, digest, ref=self._ref(digest))
+        else:
+            write = self.replicator.write_block(data, digest, ref=self._ref(digest))
+        # the block and the uploading version travel at once; the block counts as written
+        # only once the version is on W replicas too
+        acks, _ = await asyncio.gather(write, self._begun)
         self._written.add(digest)
         return acks
 
@@ -108,11 +129,13 @@ class VersionedPut:
         """Store ``body``; return the complete version once it is on W replicas. Raises
         what :func:`store_body` raises, or InsufficientReplicas (nothing visible)."""
         r = self.request
+        chunker, largest_chunk = chunker_for(r.chunking, self.config)
         try:
             stored = await store_body(
                 body,
                 self._write_block,
-                chunk_size=self.config.chunk_size_bytes,
+                chunker=chunker,
+                chunk_size=largest_chunk,
                 inline_threshold=self.config.inline_threshold_bytes,
                 depth=self.config.upload_pipeline_depth,
                 max_bytes=self.config.max_object_size_bytes,
@@ -136,7 +159,7 @@ class VersionedPut:
             size=stored.size,
             sha256=stored.sha256,
             content_type=r.content_type,
-            meta=tuple(sorted(r.meta.items())),
+            meta=tuple(sorted({**r.meta, **(r.late_meta() if r.late_meta else {})}.items())),
             chunks=stored.chunks,
             inline=stored.inline,
             modified=time.time(),

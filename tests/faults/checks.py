@@ -168,7 +168,7 @@ class VersionHttp:
         """One request to host ``index``; (status, headers, body). Raises DfsError on an
         error answer, PeerUnreachable when the host cannot be reached."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            self._session = aiohttp.ClientSession(timeout=self.timeout, headers=self.net.headers)
         try:
             async with self._session.request(method, url, **kwargs) as resp:
                 body = await resp.read()

@@ -133,6 +133,7 @@ class FaultNet:
         self.hub = nsutil.ns_name(self.seq, "hub")
         self.hosts: list[FaultHost] = []
         self.key_file = self.base_dir / "cluster.key"
+        self.admin_token_file = self.base_dir / "admin.token"
         self._initial_hosts = hosts
         self._loop: NetnsLoop | None = None
         self._clients: dict[int, Client] = {}
@@ -174,6 +175,23 @@ class FaultNet:
             from dfspeer.gossip import generate_key
 
             write_key_file(self.key_file, generate_key())
+        if not self.admin_token_file.exists():
+            from dfspeer.access.credentials import new_admin_token, write_secret_file
+
+            write_secret_file(self.admin_token_file, new_admin_token())
+
+    @property
+    def admin_token(self) -> str:
+        """The agents' admin token (``admin_token_file``)."""
+        from dfspeer.access.credentials import load_admin_token
+
+        self._make_key()
+        return load_admin_token(self.admin_token_file)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``Authorization`` as the admin, for raw HTTP clients of the agents."""
+        return {"Authorization": f"Bearer {self.admin_token}"}
 
     def add_host(self) -> FaultHost:
         """Create the next host namespace, wired to the bridge (agent not started)."""
@@ -238,7 +256,9 @@ class FaultNet:
     def client(self, index: int, timeout_s: float = 30.0) -> Client:
         """A :class:`dfspeer.Client` of host ``index`` (call from coroutines run by :meth:`run`)."""
         if index not in self._clients:
-            self._clients[index] = Client(self.host(index).url, timeout_s=timeout_s)
+            self._clients[index] = Client(
+                self.host(index).url, timeout_s=timeout_s, token=self.admin_token
+            )
         return self._clients[index]
 
     def logs(self, indices: Iterable[int] | None = None, lines: int = 30) -> str:
@@ -266,6 +286,7 @@ class FaultNet:
         agent = [self.python, "-m", "dfspeer", "agent", "--data-dir", str(host.data_dir)]
         agent += f"--host {host.ip} --port {API_PORT} --gossip-port {GOSSIP_PORT}".split()
         agent += ["--peer-id", host.peer_id, "--cluster-key-file", str(self.key_file)]
+        agent += ["--admin-token-file", str(self.admin_token_file)]
         agent += ["--join", *seeds] if seeds else []
         return ["ip", "netns", "exec", host.ns, *_pdeathsig_prefix(), *agent]
 

@@ -147,7 +147,7 @@ async def until(what: str, check: Callable[[], bool], timeout_s: float) -> None:
 @dataclass
 class Storm:
     """One writer per key: PUT a new version, now and then DELETE an old one for good,
-    through the running hosts in turn, until stopped (or a bound is reached)."""
+    through the ready hosts in turn, until stopped (or a bound is reached)."""
 
     net: FaultNet
     http: VersionHttp
@@ -183,8 +183,8 @@ class Storm:
                 kept.append(self.ledger.ack_version(BUCKET, key, data, info))
             self.ops += 1
             if len(kept) >= 3 and rng.random() < 0.6:
-                victim = kept.pop(rng.randrange(len(kept) - 1))  # never the newest
-                await self.delete(victim, self.coordinator(n + k + 1))
+                old = kept.pop(rng.randrange(len(kept) - 1))  # never the newest
+                await self.delete(old, self.coordinator(n + k + 1))
             await asyncio.sleep(0)
 
     async def delete(self, acked: Acked, host: int) -> None:
@@ -231,7 +231,7 @@ async def wait_reclaimed(
     net: FaultNet, ledger: Ledger, timeout_s: float = RECLAIM_DEADLINE_S
 ) -> int:
     """Poll until no running host holds a block of a deleted version (other than blocks a
-    kept or uncertain version also has); returns how many such blocks were checked."""
+    kept version also has); returns how many such blocks were checked."""
     keep: set[bytes] = set()
     for acked in ledger.versions.values():
         keep |= chunk_digests(acked.data)
@@ -290,8 +290,12 @@ async def _gc_storm(net: FaultNet) -> None:
     await wait_view(net, net.indices)
     await wait_all_readable(net, ledger, timeout_s=READ_DEADLINE_S)
     await wait_versions_gone(net, ledger, timeout_s=READ_DEADLINE_S)
-    await wait_replicated(net, ledger, timeout_s=REPLICATION_DEADLINE_S)
-    await wait_reclaimed(net, ledger)
+    report = await wait_replicated(net, ledger, timeout_s=REPLICATION_DEADLINE_S)
+    reclaimed = await wait_reclaimed(net, ledger)
+    print(
+        f"gc storm: {report.entries} kept versions on exactly their replicas with "
+        f"{report.chunks} referenced chunks; {reclaimed} blocks of deleted versions collected"
+    )
     deleted = {
         f"h{i}": int((await net.client(i).status())["gc"]["blocks_deleted"]) for i in net.running()
     }

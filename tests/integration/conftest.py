@@ -10,25 +10,39 @@ ports 17946+):
 
 Agents run in their own process groups and are always stopped (SIGTERM, then SIGKILL)
 in the fixture's finalizer; they also die with the test process (PR_SET_PDEATHSIG).
+
+Every cluster started here shares one admin token (:data:`ADMIN_TOKEN_FILE`, made per
+session), which is also ``$DFSPEER_ADMIN_TOKEN`` for the session, so ``dfspeer.Client(url)``
+and ``dfspeer.client.auth_headers()`` authenticate as the admin; ``cluster.admin_token`` and
+``cluster.headers`` give it explicitly.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dfspeer.access.credentials import (
+    ADMIN_TOKEN_ENV,
+    load_admin_token,
+    new_admin_token,
+    write_secret_file,
+)
 from dfspeer.demo_corpus import build_big_file
 from dfspeer.localcluster import LocalCluster, LocalClusterError, busy_ports, host_bindable
 
 DATA_CHUNK_BYTES = 256 * 1024
 DATA_SETTINGS: dict[str, object] = {
     "chunk_size_bytes": DATA_CHUNK_BYTES,
+    "default_chunking": "fixed",  # the data-path tests count fixed-size chunks
     "map_size_bytes": 1024 * 1024 * 1024,
     "log_level": "info",
 }
 FAILURE_SETTINGS: dict[str, object] = {
+    "default_chunking": "fixed",  # the failure tests count fixed-size chunks
     "map_size_bytes": 1024 * 1024 * 1024,
     "probe_interval_s": 0.4,
     "probe_timeout_s": 0.2,
@@ -39,6 +53,33 @@ FAILURE_SETTINGS: dict[str, object] = {
     "log_level": "info",
 }
 START_TIMEOUT_S = 60.0
+ADMIN_TOKEN_FILE: Path | None = None
+"""The session's admin token file (set by :func:`admin_token_file`)."""
+
+
+@pytest.fixture(scope="session")
+def admin_token_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One admin token file for every cluster of the session."""
+    global ADMIN_TOKEN_FILE
+    path = tmp_path_factory.mktemp("access") / "admin.token"
+    write_secret_file(path, new_admin_token())
+    ADMIN_TOKEN_FILE = path
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def admin_token_env(admin_token_file: Path) -> Iterator[str]:
+    """``$DFSPEER_ADMIN_TOKEN`` = the session's token while an integration module runs."""
+    token = load_admin_token(admin_token_file)
+    before = os.environ.get(ADMIN_TOKEN_ENV)
+    os.environ[ADMIN_TOKEN_ENV] = token
+    try:
+        yield token
+    finally:
+        if before is None:
+            os.environ.pop(ADMIN_TOKEN_ENV, None)
+        else:
+            os.environ[ADMIN_TOKEN_ENV] = before
 
 
 def start_cluster(
@@ -65,6 +106,7 @@ def start_cluster(
         gossip_base_port=gossip_base_port,
         host_base=host_base,
         settings=settings,
+        admin_token_file=ADMIN_TOKEN_FILE,
     )
     try:
         cluster.start()

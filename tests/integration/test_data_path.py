@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from dfspeer.client import Client, sha256_file
+from dfspeer.client import Client, auth_headers, sha256_file
 from dfspeer.errors import BadDigest, NoSuchKey
 from dfspeer.localcluster import LocalCluster
 from tests.integration.conftest import DATA_CHUNK_BYTES
@@ -158,7 +158,7 @@ async def test_overwrite_and_delete(cs: list[Client]) -> None:
 
 async def _status(url: str, method: str, path: str, **kw: object) -> tuple[int, dict[str, object]]:
     async with (
-        aiohttp.ClientSession() as s,
+        aiohttp.ClientSession(headers=auth_headers()) as s,
         s.request(method, url + path, **kw) as resp,  # type: ignore[arg-type]
     ):
         body = await resp.json(content_type=None) if resp.content_length != 0 else None
@@ -310,6 +310,7 @@ async def test_unauthenticated_internal_call_is_401_and_stores_nothing(
 
 def dfspeer_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DFSPEER_")}
+    env["DFSPEER_ADMIN_TOKEN"] = os.environ.get("DFSPEER_ADMIN_TOKEN", "")
     return subprocess.run(
         [sys.executable, "-m", "dfspeer", *args],
         input=stdin,

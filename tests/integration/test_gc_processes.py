@@ -52,7 +52,7 @@ async def block_counts(session: aiohttp.ClientSession, urls: list[str]) -> list[
 
 async def test_deleted_objects_give_their_space_back(gc_cluster: LocalCluster) -> None:
     urls = gc_cluster.urls
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=gc_cluster.headers) as s:
         for i in range(10):
             async with s.put(f"{urls[0]}/v1/objects/gcbkt/obj{i}", data=os.urandom(6 * MiB)) as r:
                 assert r.status == 201

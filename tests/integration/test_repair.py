@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,7 +49,9 @@ STATE: dict[str, int] = {}  # "blocks": distinct blocks stored
 
 
 @pytest.fixture(scope="module")
-def repair_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def repair_cluster(
+    tmp_path_factory: pytest.TempPathFactory, admin_token_file: Path
+) -> Iterator[LocalCluster]:
     hosts = [f"127.0.0.{40 + i}" for i in range(1, 5)]
     if not all(host_bindable(h) for h in hosts):
         pytest.skip("cannot bind 127.0.0.41..44 (needs 127.0.0.0/8 on lo)")
@@ -62,6 +65,7 @@ def repair_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCl
         gossip_base_port=21946,
         host_base=40,
         settings=SETTINGS,
+        admin_token_file=admin_token_file,
     )
     try:
         cluster.ensure_key()

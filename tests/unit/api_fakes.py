@@ -21,7 +21,7 @@ from dfspeer.errors import (
     NoSuchVersion,
 )
 from dfspeer.gossip import Member, MemberState
-from dfspeer.model.buckets import VERSIONING_STATES, Bucket
+from dfspeer.model.buckets import VERSIONING_STATES, Bucket, Grant
 from dfspeer.objects import ListResult, ObjectInfo, VersionInfo, VersionPage
 from dfspeer.ring import Ring, RingMember
 
@@ -32,7 +32,14 @@ class FakeBuckets:
 
     known: dict[str, Bucket] = field(default_factory=dict)
 
-    async def create(self, name: str, versioning: str | None = None) -> tuple[Bucket, bool]:
+    async def create(
+        self,
+        name: str,
+        versioning: str | None = None,
+        *,
+        owner: str = "",
+        chunking: str | None = None,
+    ) -> tuple[Bucket, bool]:
         if versioning is not None and versioning not in VERSIONING_STATES:
             raise InvalidArgument(f"bad versioning {versioning!r}")
         current = self.known.get(name)
@@ -40,9 +47,19 @@ class FakeBuckets:
             if versioning is not None:
                 current = self.known[name] = replace(current, versioning=versioning)
             return current, False
-        bucket = Bucket(name, time.time(), "v0", versioning or "unversioned")
+        bucket = Bucket(name, time.time(), "v0", versioning or "unversioned", owner=owner)
         self.known[name] = bucket
         return bucket, True
+
+    async def set_permissions(
+        self, name: str, permissions: Callable[[Mapping[str, Grant]], Mapping[str, Grant]]
+    ) -> Bucket:
+        current = self.known.get(name)
+        if current is None:
+            raise NoSuchBucket(f"no bucket {name}")
+        bucket = replace(current, permissions=dict(permissions(current.permissions)))
+        self.known[name] = bucket
+        return bucket
 
     async def read(self, name: str) -> Bucket | None:
         return self.known.get(name)

@@ -38,6 +38,7 @@ DEAD = "127.0.0.1:1"  # nothing listens there: connection refused
 KEYRING = Keyring([bytes(range(32))])
 CONFIG = PeerConfig(
     chunk_size_bytes=CHUNK,
+    default_chunking="fixed",  # these tests count fixed-size chunks
     partition_bits=4,
     request_timeout_s=5.0,
     upload_pipeline_depth=3,

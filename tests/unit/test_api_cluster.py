@@ -174,12 +174,23 @@ async def test_service_unavailable_errors_carry_retry_after(code: str) -> None:
         ) -> ObjectInfo:
             raise cls("try again")
 
+        async def get_object(
+            self,
+            bucket: str,
+            key: str,
+            *,
+            start: int = 0,
+            end: int | None = None,
+            version: str | None = None,
+        ) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+            raise cls("try again")
+
     app = build_app(FailingObjects(), FakeState(), PeerConfig(), registry=CollectorRegistry())
     async with TestClient(TestServer(app)) as client:
-        resp = await client.head("/v1/objects/b/k")
+        resp = await client.head("/v1/objects/bkt/k")
         assert resp.status == 503
         assert resp.headers["Retry-After"] == "1"
-        resp = await client.request("GET", "/v1/objects/b/k")
+        resp = await client.request("GET", "/v1/objects/bkt/k")
         assert resp.status == 503 and resp.headers["Retry-After"] == "1"
         assert (await resp.json())["error"]["code"] == code
 
@@ -199,11 +210,11 @@ async def test_stopping_peer_finishes_in_flight_requests_and_refuses_new_ones() 
     state = FakeState(ready=True)
     app = build_app(SlowObjects(), state, PeerConfig(), registry=CollectorRegistry(), gate=gate)
     async with TestClient(TestServer(app)) as client:
-        in_flight = asyncio.create_task(client.request("HEAD", "/v1/objects/b/k"))
+        in_flight = asyncio.create_task(client.request("HEAD", "/v1/objects/bkt/k"))
         await started.wait()
         assert gate.in_flight == 1
         gate.close()
-        for path in ("/v1/objects/b/k", "/ready", "/v1/cluster/members"):
+        for path in ("/v1/objects/bkt/k", "/ready", "/v1/cluster/members"):
             resp = await client.get(path)
             assert resp.status == 503, path
             assert resp.headers["Retry-After"] == "1"

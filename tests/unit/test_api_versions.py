@@ -56,7 +56,7 @@ async def test_bucket_lifecycle(peer: Peer, http: aiohttp.ClientSession) -> None
     async with http.get(base) as resp:
         listed = await json_of(resp)
     assert [b["name"] for b in listed["buckets"]] == ["logs", "photos"]
-    assert set(listed["buckets"][0]) == {"name", "created", "versioning"}
+    assert set(listed["buckets"][0]) == {"name", "created", "versioning", "chunking"}
 
     async with http.put(f"{peer.api_url}/v1/objects/photos/a.bin", data=b"x" * 10) as resp:
         assert resp.status == 201

@@ -348,3 +348,19 @@ def test_up_rejects_bad_set(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["up", "--set", "oops"]) == 2
     assert "SETTING=VALUE" in capsys.readouterr().err
     assert main(["up", "--peers", "0"]) == 2
+
+
+def test_members_remove_parsing() -> None:
+    from dfspeer.commands.cluster import cmd_members, cmd_members_remove
+
+    parse = build_parser().parse_args
+    args = parse(["members"])
+    assert args.func is cmd_members and args.members_command is None
+    args = parse(["members", "remove", "h3", "--peer", "http://a:1", "--json"])
+    assert args.func is cmd_members_remove
+    assert (args.id, args.peer, args.json) == ("h3", "http://a:1", True)
+    args = parse(["members", "--peer", "http://b:2", "--timeout", "7", "remove", "h4"])
+    assert (args.func, args.id, args.peer, args.timeout) == (cmd_members_remove, "h4",
+                                                            "http://b:2", 7.0)
+    with pytest.raises(SystemExit):
+        parse(["members", "remove"])  # the id is required

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import hashlib
+import random
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +15,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from dfspeer.client import Client, PeerUnreachable, error_from_response, range_header
+from dfspeer.client import (
+    Client,
+    PeerUnreachable,
+    error_from_response,
+    parse_retry_after,
+    range_header,
+)
 from dfspeer.errors import BadDigest, DfsError, InsufficientReplicas, NoSuchKey
 
 SEEN: dict[str, Any] = {}
@@ -242,3 +251,141 @@ async def test_unreachable_peer() -> None:
 def test_error_from_response_unknown_code() -> None:
     exc = error_from_response(418, b'{"error": {"code": "teapot", "message": "short"}}')
     assert type(exc) is DfsError and exc.code == "teapot" and exc.status == 418
+
+
+# ---------------------------------------------------------------------- retries
+FLAKY = web.AppKey("flaky", dict[str, Any])
+
+
+async def flaky_handler(request: web.Request) -> web.StreamResponse:
+    """Answers 503 + ``Retry-After: 1`` to the first ``fail`` attempts of each request
+    (method + path), then 200 / 201 / 204; records every body received."""
+    state = request.app[FLAKY]
+    name = f"{request.method} {request.path}"
+    body = await request.read()
+    state["bodies"].setdefault(name, []).append(body)
+    attempts = state["attempts"][name] = state["attempts"].get(name, 0) + 1
+    if attempts <= state["fail"]:
+        resp = _error(503, state["code"], "not now")
+        if state["retry_after"] is not None:
+            resp.headers["Retry-After"] = state["retry_after"]
+        return resp
+    if request.method == "PUT":
+        sha = hashlib.sha256(body).hexdigest()
+        return web.json_response({"key": "k", "size": len(body), "sha256": sha}, status=201)
+    if request.method == "DELETE":
+        return web.Response(status=204, headers={"X-Object-Version": "m1"})
+    if request.method == "POST":
+        return web.json_response({"state": "draining"}, status=202)
+    data = b"flaky bytes"
+    return web.Response(
+        body=data, headers={"ETag": f'"{hashlib.sha256(data).hexdigest()}"'}
+    )
+
+
+@pytest.fixture
+async def flaky() -> AsyncIterator[tuple[TestServer, dict[str, Any]]]:
+    app = web.Application()
+    state: dict[str, Any] = {
+        "attempts": {}, "bodies": {}, "fail": 2, "code": "not_ready", "retry_after": "1",
+    }
+    app[FLAKY] = state
+    app.router.add_route("*", "/{tail:.*}", flaky_handler)
+    srv = TestServer(app)
+    await srv.start_server()
+    yield srv, state
+    await srv.close()
+
+
+def _fast_client(srv: TestServer, **kwargs: Any) -> Client:
+    """Retries capped at 10 ms: the server's ``Retry-After: 1`` is honoured up to the cap."""
+    return Client(str(srv.make_url("/")), retry_max_delay_s=0.01, **kwargs)
+
+
+async def test_idempotent_requests_retry_503_with_retry_after(
+    flaky: tuple[TestServer, dict[str, Any]], tmp_path: Path
+) -> None:
+    srv, state = flaky
+    source = tmp_path / "up.bin"
+    source.write_bytes(b"file body " * 1000)
+    async with _fast_client(srv) as c:
+        assert await c.get_object("bkt", "a") == b"flaky bytes"
+        assert c.retries == 2
+        assert (await c.stat_object("bkt", "b"))["sha256"]  # HEAD
+        assert await c.delete_object("bkt", "c") == "m1"
+        assert (await c.put_object("bkt", "d", b"bytes body"))["size"] == 10
+        assert (await c.put_object("bkt", "e", source))["size"] == 10_000
+        out = tmp_path / "down.bin"
+        assert (await c.download("bkt", "f", out))["bytes"] == len(b"flaky bytes")
+        assert out.read_bytes() == b"flaky bytes"
+        assert c.retries == 6 * 2
+    assert set(state["attempts"].values()) == {3}
+    assert len(state["attempts"]) == 6
+    # every attempt carried the whole body again, a file's too
+    assert state["bodies"]["PUT /v1/objects/bkt/d"] == [b"bytes body"] * 3
+    assert state["bodies"]["PUT /v1/objects/bkt/e"] == [source.read_bytes()] * 3
+
+
+async def test_one_shot_streams_posts_and_503_without_retry_after_are_not_retried(
+    flaky: tuple[TestServer, dict[str, Any]],
+) -> None:
+    srv, state = flaky
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b"once"
+
+    async with _fast_client(srv) as c:
+        with pytest.raises(DfsError) as exc:
+            await c.put_object("bkt", "s", stream())
+        assert exc.value.code == "not_ready" and exc.value.status == 503
+        assert exc.value.retry_after_s == 1.0
+        with pytest.raises(DfsError):
+            await c.drain()  # POST
+        state["retry_after"] = None
+        with pytest.raises(DfsError) as exc:
+            await c.get_object("bkt", "no-header")
+        assert exc.value.retry_after_s is None
+        assert c.retries == 0
+    assert set(state["attempts"].values()) == {1}
+
+
+async def test_retries_are_bounded_by_max_attempts(
+    flaky: tuple[TestServer, dict[str, Any]],
+) -> None:
+    srv, state = flaky
+    state["fail"] = 100
+    state["code"] = "insufficient_replicas"
+    async with _fast_client(srv, max_attempts=3) as c:
+        with pytest.raises(InsufficientReplicas) as exc:
+            await c.get_object("bkt", "k")
+        assert exc.value.retry_after_s == 1.0
+        assert c.retries == 2
+    assert state["attempts"] == {"GET /v1/objects/bkt/k": 3}
+    async with _fast_client(srv, max_attempts=1) as c:  # 1: never retry
+        with pytest.raises(InsufficientReplicas):
+            await c.get_object("bkt", "k")
+        assert c.retries == 0
+    with pytest.raises(ValueError):
+        Client("http://x", max_attempts=0)
+
+
+def test_retry_delay_honours_retry_after_with_backoff_jitter_and_cap() -> None:
+    c = Client("http://x", rng=random.Random(7))  # backoff 0.25 s doubling, cap 5 s
+    for _ in range(50):
+        d = c.retry_delay("GET", 503, "1", 1)
+        assert d is not None and 1.0 <= d <= 1.25  # Retry-After wins over 0.25 s
+        d = c.retry_delay("DELETE", 503, "0", 4)
+        assert d is not None and 2.0 <= d <= 2.5  # backoff 0.25 * 2**3 wins over 0
+        assert c.retry_delay("PUT", 503, "120", 2) == 5.0  # capped
+    later = email.utils.format_datetime(
+        datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=3), usegmt=True
+    )
+    d = c.retry_delay("HEAD", 503, later, 1)
+    assert d is not None and 1.5 <= d <= 5.0  # an HTTP date
+    assert parse_retry_after("soon") is None and parse_retry_after("-3") == 0.0
+    assert c.retry_delay("GET", 503, None, 1) is None  # no Retry-After
+    assert c.retry_delay("GET", 503, "soon", 1) is None  # malformed
+    assert c.retry_delay("GET", 500, "1", 1) is None  # not a 503
+    assert c.retry_delay("POST", 503, "1", 1) is None  # not idempotent
+    assert c.retry_delay("PUT", 503, "1", 1, replayable=False) is None  # one-shot body
+    assert c.retry_delay("GET", 503, "1", 5) is None  # the 5th attempt was the last

@@ -169,6 +169,7 @@ def _config(data_dir: Path) -> PeerConfig:
         data_dir=data_dir,
         port=0,
         gossip_port=0,
+        s3_port=0,
         insecure=True,
         replication_factor=1,
         write_quorum=1,

@@ -28,6 +28,7 @@ from tests.unit.maintenance_cluster import CHUNK, Cluster, Node, make_cluster
 
 CONFIG = PeerConfig(
     chunk_size_bytes=CHUNK,
+    default_chunking="fixed",  # these tests count fixed-size chunks
     partition_bits=4,
     request_timeout_s=5.0,
     upload_pipeline_depth=3,

@@ -26,11 +26,13 @@ def config_for(data_dir: Path, **changes: object) -> PeerConfig:
         host="127.0.0.1",
         port=0,
         gossip_port=0,
+        s3_port=0,  # off: in-process peers would all want 7080 (tests that use S3 pick a port)
         insecure=True,
         replication_factor=1,
         write_quorum=1,
         read_quorum=1,
         chunk_size_bytes=CHUNK,
+        default_chunking="fixed",  # these tests count fixed-size chunks
         durable=False,
         map_size_bytes=64 * MiB,
         probe_interval_s=0.2,

@@ -1,0 +1,54 @@
+"""What every S3 handler gets: :class:`S3Context` (the peer's services, set once) and
+:class:`S3Request` (one request, its target and who sent it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from dfspeer.api.s3.auth import Identity, SigV4Verifier
+from dfspeer.config import PeerConfig
+from dfspeer.objects.service import ObjectService
+from dfspeer.objects.sessions import UploadService
+
+
+@dataclass(frozen=True)
+class S3Context:
+    """The S3 API's collaborators: objects (and buckets), upload sessions (multipart), the
+    signature verifier and the peer's settings."""
+
+    config: PeerConfig
+    objects: ObjectService
+    uploads: UploadService
+    verifier: SigV4Verifier
+
+
+S3_KEY = web.AppKey("dfspeer_s3", S3Context)
+
+
+@dataclass(frozen=True)
+class S3Request:
+    """One S3 request: the aiohttp request, its bucket and key (None where the URL names
+    none), its query (decoded; first value of each name), the sender and the request id."""
+
+    http: web.Request
+    ctx: S3Context
+    bucket: str | None
+    key: str | None
+    query: Mapping[str, str]
+    identity: Identity
+    request_id: str
+
+    @property
+    def bucket_name(self) -> str:
+        """The bucket (a bucket operation always has one)."""
+        assert self.bucket is not None
+        return self.bucket
+
+    @property
+    def key_name(self) -> str:
+        """The key (an object operation always has one)."""
+        assert self.key is not None
+        return self.key

@@ -1,0 +1,127 @@
+"""Where the S3 API finds an access key's secret: :class:`CredentialStore`.
+
+SigV4 signatures are HMACs keyed by the secret itself, so the server needs the secret (not
+a hash of it). Two stores, asked in order by :class:`ChainedCredentials`:
+
+- :class:`FileCredentials` — the ``s3_credentials_file`` setting: one ``ACCESS_KEY_ID:SECRET``
+  a line (``#`` comments and blank lines ignored), re-read when the file changes;
+- :class:`KeysTableCredentials` — the access-control ``keys`` table
+  (:mod:`dfspeer.model.keys`), read with quorum R on every lookup (no cache, so a disabled
+  or deleted key is refused at once); its secrets are sealed under the cluster key
+  (:mod:`dfspeer.access.sealing`) and opened here.
+
+Nothing here logs a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+from dfspeer.access.sealing import SecretSealer
+from dfspeer.errors import DfsError
+from dfspeer.gossip import Keyring
+from dfspeer.model.keys import KEYS_TABLE, KeysSchema
+
+log = logging.getLogger("dfspeer.api.s3")
+
+MAX_ACCESS_KEY_CHARS = 128
+
+
+class CredentialStore(Protocol):
+    """Access key id -> its secret, or None when the key is unknown or not usable."""
+
+    async def secret(self, access_key_id: str) -> str | None: ...
+
+
+class RecordReader(Protocol):
+    """The replicated-table read the keys store needs (``Replicator.read_record``)."""
+
+    async def read_record(self, table: str, key: bytes) -> Any | None: ...
+
+
+class FileCredentials:
+    """Secrets from a file of ``ACCESS_KEY_ID:SECRET`` lines (module docstring). A missing
+    or unreadable file holds no key (logged once per change)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._keys: dict[str, str] = {}
+
+    def __repr__(self) -> str:  # never print a secret
+        return f"FileCredentials({str(self.path)!r})"
+
+    def _reload(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            if self._stamp != (-1, -1):
+                log.warning("s3_credentials_file %s is unreadable: %s", self.path, exc)
+            self._stamp, self._keys = (-1, -1), {}
+            return
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return
+        keys: dict[str, str] = {}
+        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            key_id, sep, secret = text.partition(":")
+            if not sep or not key_id or not secret or len(key_id) > MAX_ACCESS_KEY_CHARS:
+                log.warning("s3_credentials_file %s line %d is not KEY_ID:SECRET", self.path, n)
+                continue
+            keys[key_id.strip()] = secret.strip()
+        self._stamp, self._keys = stamp, keys
+
+    async def secret(self, access_key_id: str) -> str | None:
+        self._reload()
+        return self._keys.get(access_key_id)
+
+
+class KeysTableCredentials:
+    """Secrets of the ``keys`` table (module docstring): a usable key's sealed secret,
+    opened with ``keyring``; a read that fails raises what the replicator raises
+    (InsufficientReplicas -> 503, so a client retries rather than being told "no such
+    key")."""
+
+    def __init__(self, records: RecordReader, keyring: Keyring) -> None:
+        self.records = records
+        self.sealer = SecretSealer(keyring)
+        self.schema = KeysSchema()
+
+    def __repr__(self) -> str:
+        return "KeysTableCredentials()"
+
+    async def secret(self, access_key_id: str) -> str | None:
+        if not access_key_id or len(access_key_id) > MAX_ACCESS_KEY_CHARS:
+            return None
+        if not access_key_id.isascii() or not access_key_id.isprintable():
+            return None
+        record = await self.records.read_record(KEYS_TABLE, access_key_id.encode())
+        if record is None:
+            return None
+        try:
+            key = self.schema.decode(record)
+        except ValueError as exc:
+            raise DfsError(f"stored access key {access_key_id} is unreadable: {exc}") from exc
+        if not key.usable or key.id != access_key_id:
+            return None
+        return self.sealer.open(key.sealed_secret)
+
+
+class ChainedCredentials:
+    """Asks each store in turn; the first secret found wins."""
+
+    def __init__(self, *stores: CredentialStore) -> None:
+        self.stores = stores
+
+    async def secret(self, access_key_id: str) -> str | None:
+        for store in self.stores:
+            found = await store.secret(access_key_id)
+            if found is not None:
+                return found
+        return None

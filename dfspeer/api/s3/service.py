@@ -1,0 +1,281 @@
+"""The S3 sub-app: its own aiohttp application, router, auth and XML error renderer, on its
+own port (``s3_port``).
+
+Addressing: path style ``/bucket/key`` and, when ``s3_root_domain`` is set, virtual-host
+style (``Host: bucket.<s3_root_domain>``, path = key). The path is taken raw and
+percent-decoded once, so keys keep ``+``, ``%``, ``//`` and non-ASCII exactly. One
+catch-all route hands every request to :func:`dispatch`, which picks the operation from
+the method, whether a bucket and a key are named, and the query's sub-resource (as S3 and
+Garage's ``api/s3/router.rs`` do); an operation this server does not have answers
+``NotImplemented`` (501).
+
+Middlewares, outermost first: request context (request id in logs), the S3 error renderer
+(every :class:`~dfspeer.errors.DfsError` and aiohttp error leaves as S3 XML with
+``x-amz-request-id``, see :mod:`.errors`), the peer's shutdown gate. Authentication
+(:mod:`.auth`) runs in :func:`dispatch` before any body is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from urllib.parse import unquote
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from dfspeer.api.middleware import request_id
+from dfspeer.api.observability import request_context_middleware
+from dfspeer.api.s3 import buckets, listing, multipart, objects
+from dfspeer.api.s3.auth import Identity, SigV4Verifier
+from dfspeer.api.s3.context import S3_KEY, S3Context, S3Request
+from dfspeer.api.s3.credentials import (
+    ChainedCredentials,
+    CredentialStore,
+    FileCredentials,
+    KeysTableCredentials,
+    RecordReader,
+)
+from dfspeer.api.s3.errors import (
+    REQUEST_ID_HEADER,
+    S3Error,
+    not_implemented,
+    render,
+)
+from dfspeer.api.shutdown import ShutdownGate
+from dfspeer.config import PeerConfig
+from dfspeer.errors import DfsError
+from dfspeer.gossip import Keyring
+from dfspeer.objects.service import ObjectService
+from dfspeer.objects.sessions import UploadService
+
+log = logging.getLogger("dfspeer.api.s3")
+
+S3Handler = Callable[[S3Request], Awaitable[web.StreamResponse]]
+
+NOT_IMPLEMENTED_SUBRESOURCES = frozenset(
+    [
+        "accelerate",
+        "acl",
+        "analytics",
+        "attributes",
+        "cors",
+        "encryption",
+        "intelligent-tiering",
+        "inventory",
+        "legal-hold",
+        "lifecycle",
+        "logging",
+        "metrics",
+        "notification",
+        "object-lock",
+        "ownershipControls",
+        "policy",
+        "policyStatus",
+        "publicAccessBlock",
+        "replication",
+        "requestPayment",
+        "restore",
+        "retention",
+        "select",
+        "tagging",
+        "torrent",
+        "website",
+    ]
+)
+
+
+@web.middleware
+async def s3_error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render every error as S3 XML (see :mod:`.errors`) and stamp ``x-amz-request-id``."""
+    rid = request_id(request)
+    try:
+        response = await handler(request)
+    except DfsError as exc:
+        return render(request, exc, rid)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {
+            405: "MethodNotAllowed",
+            413: "EntityTooLarge",
+            411: "MissingContentLength",
+        }.get(exc.status, "InvalidRequest")
+        return render(request, S3Error(code, exc.status, exc.reason or code), rid)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unexpected s3 error id=%s %s %s", rid, request.method, request.path)
+        return render(request, S3Error("InternalError", 500, "internal error"), rid)
+    if not response.prepared:
+        response.headers[REQUEST_ID_HEADER] = rid
+    return response
+
+
+async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers[REQUEST_ID_HEADER] = request_id(request)
+    response.headers.setdefault("Server", "dfspeer")
+
+
+def split_target(raw_path: str, host: str, root_domain: str) -> tuple[str | None, str | None]:
+    """``(bucket, key)`` of a request (None where absent): virtual-host style when
+    ``host`` (port dropped) is ``<bucket>.<root_domain>``, else path style. Raises
+    S3Error ``InvalidURI`` for a path that is not percent-encoded UTF-8."""
+    try:
+        path = unquote(raw_path.split("?", 1)[0], errors="strict")
+    except UnicodeDecodeError:
+        raise S3Error("InvalidURI", 400, "the path is not percent-encoded UTF-8") from None
+    name = host.rsplit(":", 1)[0].lower() if not host.startswith("[") else ""
+    if root_domain and name.endswith("." + root_domain):
+        bucket = name[: -len(root_domain) - 1]
+        key = path[1:] if path.startswith("/") else path
+        return bucket, key or None
+    rest = path[1:] if path.startswith("/") else path
+    if not rest:
+        return None, None
+    bucket, _, key = rest.partition("/")
+    return bucket, key or None
+
+
+def route(method: str, bucket: str | None, key: str | None, query: Mapping[str, str]) -> S3Handler:
+    """The handler of one S3 operation (module docstring). Raises NotImplemented (501) or
+    MethodNotAllowed (405)."""
+    for name in query:
+        if name in NOT_IMPLEMENTED_SUBRESOURCES:
+            raise not_implemented(f"the ?{name} sub-resource")
+    table: dict[str, S3Handler]
+    if bucket is None:
+        table = {"GET": buckets.list_buckets}
+    elif key is None:
+        if "uploads" in query:
+            table = {"GET": multipart.list_uploads}
+        elif "versions" in query:
+            table = {"GET": listing.list_object_versions}
+        elif "location" in query:
+            table = {"GET": buckets.get_location}
+        elif "versioning" in query:
+            table = {"GET": buckets.get_versioning, "PUT": buckets.put_versioning}
+        elif "delete" in query:
+            table = {"POST": objects.delete_objects}
+        else:
+            table = {
+                "GET": listing.list_objects,
+                "PUT": buckets.create_bucket,
+                "HEAD": buckets.head_bucket,
+                "DELETE": buckets.delete_bucket,
+            }
+    elif "uploads" in query:
+        table = {"POST": multipart.create_upload}
+    elif "uploadId" in query:
+        table = {
+            "PUT": multipart.upload_part,
+            "GET": multipart.list_parts,
+            "POST": multipart.complete_upload,
+            "DELETE": multipart.abort_upload,
+        }
+    else:
+        table = {
+            "GET": objects.get_object,
+            "HEAD": objects.head_object,
+            "PUT": objects.put_object,
+            "DELETE": objects.delete_object,
+        }
+    handler = table.get(method)
+    if handler is None:
+        raise S3Error(
+            "MethodNotAllowed", 405, "The specified method is not allowed against this resource."
+        )
+    return handler
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    """Authenticate, resolve the target and run its operation."""
+    ctx: S3Context = request.app[S3_KEY]
+    raw = request.raw_path
+    raw_query = raw.split("?", 1)[1] if "?" in raw else ""
+    identity: Identity = await ctx.verifier.verify(request.method, raw, raw_query, request.headers)
+    bucket, key = split_target(raw, request.host, ctx.config.s3_root_domain)
+    query = {k: v for k, v in request.query.items()}
+    handler = route(request.method, bucket, key, query)
+    s3 = S3Request(request, ctx, bucket, key, query, identity, request_id(request))
+    return await handler(s3)
+
+
+def build_s3_app(ctx: S3Context, *, gate: ShutdownGate | None = None) -> web.Application:
+    """The S3 application over ``ctx`` (see the module docstring). Bodies are streamed
+    (objects, parts) or read whole up to 2 MiB (XML documents)."""
+    app = web.Application(
+        middlewares=[
+            request_context_middleware,
+            s3_error_middleware,
+            *([gate.middleware] if gate is not None else []),
+        ],
+        client_max_size=2 * 1024 * 1024,
+    )
+    app[S3_KEY] = ctx
+    app.on_response_prepare.append(_stamp)
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    return app
+
+
+class S3Site:
+    """The S3 listener of one peer: ``start()`` binds ``host:s3_port`` (0 in the config
+    means off: :meth:`start` is then not called by the peer), ``close()`` stops it.
+    ``port`` is the bound port once started."""
+
+    def __init__(self, ctx: S3Context, *, gate: ShutdownGate | None = None) -> None:
+        self.ctx = ctx
+        self.gate = gate
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, host: str, port: int, *, shutdown_timeout_s: float = 20.0) -> None:
+        """Bind and serve. Raises OSError when the port is taken."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family, backlog=1024)
+        self.port = sock.getsockname()[1]
+        self._runner = web.AppRunner(
+            build_s3_app(self.ctx, gate=self.gate),
+            handle_signals=False,
+            access_log=logging.getLogger("dfspeer.api.access"),
+            shutdown_timeout=shutdown_timeout_s,
+        )
+        try:
+            await self._runner.setup()
+            await web.SockSite(self._runner, sock).start()
+        except BaseException:
+            sock.close()
+            await self._runner.cleanup()
+            raise
+
+    async def close(self) -> None:
+        """Stop serving (requests in flight get ``shutdown_timeout_s``)."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def s3_site(
+    config: PeerConfig,
+    objects: ObjectService,
+    uploads: UploadService,
+    keyring: Keyring,
+    *,
+    gate: ShutdownGate | None = None,
+) -> S3Site:
+    """The S3 site of one peer: credentials from ``s3_credentials_file`` (if set) then the
+    ``keys`` table; open mode (unsigned requests accepted) only when ``insecure`` and no
+    credentials file is set."""
+    stores: list[CredentialStore] = []
+    if config.s3_credentials_file is not None:
+        stores.append(FileCredentials(config.s3_credentials_file))
+    records: RecordReader = objects.replicator
+    stores.append(KeysTableCredentials(records, keyring))
+    verifier = SigV4Verifier(
+        ChainedCredentials(*stores),
+        config.s3_region,
+        open_mode=config.insecure and config.s3_credentials_file is None,
+    )
+    return S3Site(S3Context(config, objects, uploads, verifier), gate=gate)
