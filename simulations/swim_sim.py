@@ -7,8 +7,9 @@ including a failure found at N = 10,000 — replays exactly.
 
 Scenario: members start pre-converged (every member knows every other: joining 10,000
 peers one by one would only measure the join path), run ``--warmup`` seconds, then
-``--crashes`` members crash one second apart and, 2 s after the first, another member
-publishes a metadata update. Reported:
+``--crashes`` members crash one second apart and another member publishes a metadata
+update 2 s after the first crash, or right after the last one when there are more than
+three (with 20 crashes the update meets the wave of DEAD notices and last calls). Reported:
 
 * first detection: crash -> first SUSPECT anywhere, in protocol periods, mean over the
   crashes (SWIM: e/(e-1) ~ 1.58);
@@ -19,9 +20,15 @@ publishes a metadata update. Reported:
 * dissemination: update -> 50% / 99.99% / 100% of members have it, in seconds
   (Serf's model: 99.99% of 10,000 within 2.6 s with 200 ms gossip and fanout 3).
 
+``--seeds 1-50`` runs the scenario once per seed and adds the distribution over the runs
+(median, p95, max; first detection and all-know-dead pooled over every crash of every
+run). One seed says little about a tail: a member that no copy of an update reaches is
+a chance event (about ``N * exp(-copies per member)`` per run).
+
 Usage::
 
     python simulations/swim_sim.py --n 1000 --loss 0.1 --seed 1
+    python simulations/swim_sim.py --n 1000 --crashes 20 --seeds 1-50   # distributions
     python simulations/swim_sim.py --all          # the three reference cases, markdown table
     python simulations/swim_sim.py --n 200 --crashes 0 --partition-at 5 --partition-for 30
     python simulations/swim_sim.py --lifeguard --n 100 --max-run 300   # plain SWIM vs Lifeguard
@@ -57,7 +64,7 @@ class Scenario:
     warmup_s: float = 5.0
     min_run_s: float = 0.0  # keep running this long after the crash (false-positive watch)
     max_run_s: float = 120.0  # give up this long after the crash
-    update_delay_s: float = 2.0  # the update is published this long after the crash
+    update_delay_s: float = 2.0  # the update: this long after the first crash, or after the last
     latency_s: tuple[float, float] = (0.001, 0.005)
     partition_at_s: float | None = None
     partition_for_s: float = 10.0
@@ -76,6 +83,8 @@ class Report:
 
     scenario: Scenario
     first_detection_periods: float | None = None  # mean over the crashes
+    detection_list: list[float] = field(default_factory=list)  # per crash, periods
+    all_know_list: list[float] = field(default_factory=list)  # per crash, periods
     all_know_periods: float | None = None  # mean over the crashes
     all_know_max_periods: float | None = None
     undetected: int = 0  # crashes not known dead everywhere by the end
@@ -344,6 +353,8 @@ class Simulation:
         detect = [self.first_suspect[v] - t0 for v, t0 in self.crash_at.items()
                   if v in self.first_suspect]
         know = [self.all_know[v] - t0 for v, t0 in self.crash_at.items() if v in self.all_know]
+        rep.detection_list = [d / period for d in detect]
+        rep.all_know_list = [k / period for k in know]
         if detect:
             rep.first_detection_periods = sum(detect) / len(detect) / period
         if know:
@@ -403,6 +414,76 @@ def row(r: Report) -> str:
     )
 
 
+def parse_seeds(spec: str) -> list[int]:
+    """``"1-50"``, ``"2,7"`` or ``"1-8,20"`` -> the seeds, in order, without repeats."""
+    seeds: list[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.strip().partition("-")
+        first = int(lo)
+        last = int(hi) if hi else first
+        if last < first:
+            raise ValueError(f"bad seed range {part!r}")
+        seeds.extend(x for x in range(first, last + 1) if x not in seeds)
+    return seeds
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..1) of a non-empty list; ``inf`` stands for never."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def _never(x: float | None) -> float:
+    return math.inf if x is None else x
+
+
+def distribution(reports: list[Report]) -> str:
+    """Markdown table: median / p95 / max over the runs of one scenario (one per seed)."""
+    rows: list[tuple[str, list[float], int]] = [
+        ("first detection, periods (every crash)",
+         [d for r in reports for d in r.detection_list]
+         + [math.inf] * sum(r.scenario.crashes - len(r.detection_list) for r in reports), 2),
+        ("all know dead, periods (every crash)",
+         [k for r in reports for k in r.all_know_list]
+         + [math.inf] * sum(r.undetected for r in reports), 2),
+        ("update reaches 50 %, s", [_never(r.update_s.get("50%")) for r in reports], 2),
+        ("update reaches 99.99 %, s", [_never(r.update_s.get("99.99%")) for r in reports], 2),
+        ("update reaches 100 %, s", [_never(r.update_s.get("100%")) for r in reports], 2),
+        ("datagrams / member / s, steady", [r.steady_msgs_per_member_s for r in reports], 2),
+        ("bytes / member / s, steady", [r.steady_bytes_per_member_s for r in reports], 0),
+        ("datagrams / member / s, from the first crash",
+         [r.msgs_per_member_s for r in reports], 1),
+        ("bytes / member / s, from the first crash (datagrams)",
+         [r.bytes_per_member_s for r in reports], 0),
+        ("false deaths (events) per run", [float(r.false_deaths) for r in reports], 0),
+        ("false suspicion episodes per run", [float(r.false_episodes) for r in reports], 0),
+    ]
+
+    def fmt(x: float, digits: int) -> str:
+        return "never" if math.isinf(x) else f"{x:,.{digits}f}"
+
+    seeds = [r.scenario.seed for r in reports]
+    out = [f"| over {len(reports)} runs (seeds {_seed_spec(seeds)}) | median | p95 | max | n |",
+           "|---|---|---|---|---|"]
+    for label, values, digits in rows:
+        if not values:
+            continue
+        out.append(f"| {label} | {fmt(percentile(values, 0.5), digits)} "
+                   f"| {fmt(percentile(values, 0.95), digits)} | {fmt(max(values), digits)} "
+                   f"| {len(values)} |")
+    slow = [f"{r.scenario.seed}: {_fmt(r.update_s.get('99.99%'))} s" for r in reports
+            if _never(r.update_s.get("99.99%")) > 2.0]
+    out.append("")
+    out.append("update 99.99 % later than 2 s: " + (", ".join(slow) if slow else "none"))
+    return "\n".join(out)
+
+
+def _seed_spec(seeds: list[int]) -> str:
+    if seeds == list(range(seeds[0], seeds[0] + len(seeds))) and len(seeds) > 1:
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(map(str, seeds))
+
+
 def reference_cases(seed: int) -> list[Scenario]:
     return [
         Scenario(n=1000, loss=0.0, seed=seed, min_run_s=60.0),
@@ -426,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=1000, help="members")
     p.add_argument("--loss", type=float, default=0.0, help="datagram loss probability 0..1")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seeds", default=None,
+                   help="run once per seed (e.g. 1-50 or 1-8,20) and print distributions")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds before the first crash")
     p.add_argument("--min-run", type=float, default=30.0, help="seconds to watch after it")
     p.add_argument("--max-run", type=float, default=120.0, help="give up after (s)")
@@ -440,20 +523,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="compare plain SWIM and Lifeguard with --slow (default 5) stalling members")
     p.add_argument("--profile", action="store_true", help="cProfile the run (top 25 by tottime)")
     args = p.parse_args(argv)
-    if args.all:
-        scenarios = reference_cases(args.seed)
-    elif args.lifeguard:
-        scenarios = lifeguard_cases(args.n, args.slow or 5, args.seed, args.max_run)
-    else:
-        scenarios = [
-            Scenario(
-                n=args.n, loss=args.loss, seed=args.seed, warmup_s=args.warmup,
+    seeds = parse_seeds(args.seeds) if args.seeds else [args.seed]
+    scenarios: list[Scenario] = []
+    for seed in seeds:
+        if args.all:
+            scenarios += reference_cases(seed)
+        elif args.lifeguard:
+            scenarios += lifeguard_cases(args.n, args.slow or 5, seed, args.max_run)
+        else:
+            scenarios.append(Scenario(
+                n=args.n, loss=args.loss, seed=seed, warmup_s=args.warmup,
                 min_run_s=args.min_run, max_run_s=args.max_run, crashes=args.crashes,
                 slow=args.slow, partition_at_s=args.partition_at,
                 partition_for_s=args.partition_for, partition_fraction=args.partition_fraction,
                 config=SwimConfig(lifeguard=not args.plain_swim),
-            )
-        ]
+            ))
     reports = []
     for sc in scenarios:
         sim = Simulation(sc)
@@ -482,6 +566,16 @@ def main(argv: list[str] | None = None) -> int:
         for r in reports:
             mode = "SWIM + Lifeguard" if r.scenario.config.lifeguard else "plain SWIM"
             print(f"| {mode} | {r.false_episodes} | {r.false_deaths} | {r.slow_deaths} |")
+    if args.seeds:
+        groups: dict[tuple[object, ...], list[Report]] = {}
+        for r in reports:
+            sc = r.scenario
+            key = (sc.n, sc.loss, sc.crashes, sc.slow, sc.config.lifeguard)
+            groups.setdefault(key, []).append(r)
+        for (n, loss, crashes, slow, lifeguard), group in groups.items():
+            print(f"\nN = {n:,}, loss {loss:.0%}, {crashes} crashes, {slow} slow"
+                  + ("" if lifeguard else ", plain SWIM") + ":\n")
+            print(distribution(group))
     return 0
 
 

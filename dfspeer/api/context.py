@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from dfspeer.gossip import Member
     from dfspeer.model.buckets import Bucket, Grant
     from dfspeer.objects import ListResult, ObjectInfo, VersionInfo, VersionPage
+    from dfspeer.objects.download import ObjectReader
     from dfspeer.objects.usage import Footprint
     from dfspeer.ring import Ring
 
@@ -97,6 +98,13 @@ class ObjectBackend(Protocol):
         end: int | None = None,
         version: str | None = None,
     ) -> tuple[ObjectInfo, AsyncIterator[bytes]]: ...
+
+    async def open_object(
+        self, bucket: str, key: str, *, version: str | None = None
+    ) -> tuple[ObjectInfo, ObjectReader]:
+        """Info and a reader (``await reader(start, end)`` -> the stream of
+        :meth:`get_object`) from one read of the entry."""
+        ...
 
     async def delete_object(
         self, bucket: str, key: str, *, version: str | None = None

@@ -36,7 +36,6 @@ from dfspeer.api.ranges import (
     etag_matches,
     if_range_allows,
     parse_range,
-    range_spec,
 )
 from dfspeer.errors import (
     DfsError,
@@ -58,7 +57,6 @@ routes = web.RouteTableDef()
 OBJECT_PATH = "/v1/objects/{bucket}/{key:.+}"
 BUCKET_PATH = "/v1/objects/{bucket}"
 MAX_LIST_LIMIT = 1000
-MAX_PLAN_ATTEMPTS = 4
 MAX_CONTENT_TYPE_CHARS = 256
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 META_PREFIX = "x-meta-"
@@ -345,65 +343,32 @@ def _plan(request: web.Request, info: ObjectInfo) -> web.Response | tuple[int, i
         return render_dfs_error(request, exc, headers={"Content-Range": f"bytes */{info.size}"})
 
 
-def _blind_span(request: web.Request) -> tuple[int, int | None] | None:
-    """The ``(start, end)`` to read without knowing the object first, or None when the
-    answer depends on the manifest (HEAD, preconditions, suffix ranges): stat first."""
-    headers = request.headers
-    if request.method == "HEAD" or "If-None-Match" in headers or "If-Range" in headers:
-        return None
-    spec = range_spec(headers.get("Range"))
-    if spec is None:
-        return 0, None
-    first, last = spec
-    if first is None:
-        return None
-    return first, None if last is None else last + 1
-
-
 @routes.get(OBJECT_PATH)  # HEAD too (allow_head)
 async def get_object(request: web.Request) -> web.StreamResponse:
     """Whole object (200), a byte range (206), 304 on a matching ``If-None-Match``, 416.
 
-    Plain and ``bytes=a-b`` / ``bytes=a-`` GETs read the manifest once (``get_object``);
-    HEAD, conditional and suffix-range GETs ``stat`` first since the answer needs the
-    manifest. If the object is overwritten between the two reads, the answer is planned
-    again from the newer version.
+    One read of the entry per request: HEAD is a ``stat``; GET opens the version
+    (``open_object``), plans the answer on its info (304 and 416 fetch no block) and
+    streams the planned span of that same version.
     """
     bucket, key = _names(request)
     objects = request.app[OBJECTS_KEY]
     if "versions" in request.query:
         return await _list_key_versions(request, bucket, key)
     version = version_param(request)
-    stream: AsyncIterator[bytes] | None = None
-    covered: tuple[int, int] | None = None  # the bytes `stream` yields
-    blind = _blind_span(request)
-    info: ObjectInfo | None = None
-    if blind is not None:
-        with contextlib.suppress(InvalidRange):  # planned below, with the size known
-            info, stream = await objects.get_object(
-                bucket, key, start=blind[0], end=blind[1], version=version
-            )
-            covered = (blind[0], info.size if blind[1] is None else min(blind[1], info.size))
-    if info is None:
+    if request.method == "HEAD":
         info = await objects.stat_object(bucket, key, version=version)
+        plan = _plan(request, info)
+        if isinstance(plan, web.Response):
+            return plan
+        return await _respond(request, info, plan, None)
+    info, reader = await objects.open_object(bucket, key, version=version)
+    plan = _plan(request, info)
+    if isinstance(plan, web.Response):
+        return plan
+    want = plan if plan is not None else (0, info.size)
+    stream = await reader(want[0], want[1])
     try:
-        for _ in range(MAX_PLAN_ATTEMPTS):
-            plan = _plan(request, info)
-            if isinstance(plan, web.Response):
-                return plan
-            want = plan if plan is not None else (0, info.size)
-            if request.method == "HEAD" or covered == want:
-                break
-            await _close(stream)
-            stream = None
-            info, stream = await objects.get_object(
-                bucket, key, start=want[0], end=want[1], version=version
-            )
-            covered = (want[0], min(want[1], info.size))
-        else:
-            raise DfsError(
-                "object changed during the read; retry", code="object_changed", status=503
-            )
         return await _respond(request, info, plan, stream)
     finally:
         await _close(stream)

@@ -111,7 +111,7 @@ async def put_chunk(request: web.Request) -> web.Response:
     """Store one chunk (the body, at most the session's chunk size)."""
     service = _service(request)
     index = _index(request)
-    session = await service.get(request.match_info["upload_id"])
+    session = await service.header(request.match_info["upload_id"])
     declared = request.content_length
     if declared is not None and declared > session.chunk_size:
         raise InvalidChunkSize(f"a chunk is at most {session.chunk_size} bytes, got {declared}")

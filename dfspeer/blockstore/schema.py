@@ -18,7 +18,18 @@ sub-database             key                             value
 ``merkle:table:<name>``  partition (2 B) + trie path     Merkle trie node of table ``name``
 ``refcounts``            digest (32 B)                   reference count + zero-since
 ``gc_queue``             zero-since (8 B) + digest       empty (see :mod:`.refcount`)
+``block_segments``       digest (32 B)                   CRC-32 (4 B big-endian) of each
+                                                         64 KiB segment of the block, in
+                                                         order (:func:`segment_sums`)
 =======================  ==============================  ===================================
+
+``block_segments`` is written in the same transaction as the block, so a ranged read
+verifies only the segments it covers (:meth:`~dfspeer.blockstore.store.BlockStore.
+get_range`) instead of re-hashing the whole block; full reads, scrub and repair still
+re-hash with SHA-256. It came within format 2: a block without an entry (written before
+it existed, or by an older version of this code) is read by a full re-hash, and gets its
+entry the next time it is written. The entry is a function of the content, hence of the
+digest, so a stale one can never be wrong for the block stored under that digest.
 
 ``meta``'s ``format`` is the on-disk format version (:data:`FORMAT`); a store written in
 another format is refused at open (:class:`~dfspeer.blockstore.errors.StoreFormatError`),
@@ -39,6 +50,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -58,7 +70,11 @@ TABLE_SUMMARY_PREFIX = b"merkle:table:"
 SUMMARY_FINGERPRINT_PREFIX = b"summary_fingerprint:"
 REFCOUNTS_DB = b"refcounts"
 GC_QUEUE_DB = b"gc_queue"
-INTERNAL_DBS = 6
+SEGMENTS_DB = b"block_segments"
+INTERNAL_DBS = 7
+SEGMENT_BYTES = 64 * 1024
+"""Bytes per checksummed segment of a block (the last one may be shorter)."""
+SUM_BYTES = 4
 
 COUNT_KEY = b"block_count"
 BYTES_KEY = b"block_bytes"
@@ -85,6 +101,8 @@ class Dbs:
     """Merkle trie of the blocks; None when the store keeps no summaries."""
     refs: RefDbs
     """Reference counts and the collection queue (:mod:`.refcount`)."""
+    segments: lmdb._Database
+    """CRC-32 per 64 KiB segment of each block (:func:`segment_sums`)."""
 
 
 def partition_key(partition: int, digest: bytes) -> bytes:
@@ -135,6 +153,39 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
+def segment_sums(data: bytes) -> bytes:
+    """CRC-32 (4 bytes big-endian) of each :data:`SEGMENT_BYTES` segment of ``data``."""
+    view = memoryview(data)
+    return b"".join(
+        zlib.crc32(view[i : i + SEGMENT_BYTES]).to_bytes(SUM_BYTES, "big")
+        for i in range(0, len(data), SEGMENT_BYTES)
+    )
+
+
+def segment_count(size: int) -> int:
+    """Segments of a ``size``-byte block (0 for an empty one)."""
+    return -(-size // SEGMENT_BYTES)
+
+
+def segments_of(size: int, lo: int, hi: int) -> tuple[int, int]:
+    """Byte span ``[start, stop)`` of the whole segments of a ``size``-byte block that
+    cover ``[lo, hi)`` (``0 <= lo < hi <= size``)."""
+    return lo - lo % SEGMENT_BYTES, min(size, -(-hi // SEGMENT_BYTES) * SEGMENT_BYTES)
+
+
+def bad_segment(sums: bytes, start: int, data: bytes) -> int | None:
+    """Offset in the block of the first segment of ``data`` (the block's bytes from
+    ``start``, a segment boundary) whose CRC-32 differs from ``sums``; None if all match."""
+    view = memoryview(data)
+    first = start // SEGMENT_BYTES
+    for n, i in enumerate(range(0, len(data), SEGMENT_BYTES)):
+        at = (first + n) * SUM_BYTES
+        want = int.from_bytes(sums[at : at + SUM_BYTES], "big")
+        if zlib.crc32(view[i : i + SEGMENT_BYTES]) != want:
+            return start + i
+    return None
+
+
 # ---------------------------------------------------------------------- block mutations
 def put_block(w: WriteTxn, dbs: Dbs, digest: bytes, data: bytes, partition: int | None) -> bytes:
     """Store ``data`` (already verified to hash to ``digest``); return ``digest``.
@@ -145,8 +196,11 @@ def put_block(w: WriteTxn, dbs: Dbs, digest: bytes, data: bytes, partition: int 
     txn = w.txn
     old = txn.get(digest, db=dbs.blocks)
     if old is not None and len(old) == len(data) and bytes(old) == data:
+        if txn.get(digest, db=dbs.segments) is None:  # stored before segment sums existed
+            txn.put(digest, segment_sums(data), db=dbs.segments)
         return digest
     txn.put(digest, data, db=dbs.blocks)
+    txn.put(digest, segment_sums(data), db=dbs.segments)
     if partition is not None:
         txn.put(partition_key(partition, digest), b"", db=dbs.by_partition)
     if old is None:
@@ -168,9 +222,7 @@ def delete_block(w: WriteTxn, dbs: Dbs, digest: bytes, partition: int | None) ->
     return delete_block_sized(w, dbs, digest, partition) is not None
 
 
-def delete_block_sized(
-    w: WriteTxn, dbs: Dbs, digest: bytes, partition: int | None
-) -> int | None:
+def delete_block_sized(w: WriteTxn, dbs: Dbs, digest: bytes, partition: int | None) -> int | None:
     """As :func:`delete_block`; returns the deleted block's size in bytes, None if absent."""
     txn = w.txn
     old = txn.get(digest, db=dbs.blocks)
@@ -178,6 +230,7 @@ def delete_block_sized(
         return None
     size = len(old)
     txn.delete(digest, db=dbs.blocks)
+    txn.delete(digest, db=dbs.segments)
     if partition is not None:
         txn.delete(partition_key(partition, digest), db=dbs.by_partition)
     if dbs.summary is not None:
@@ -220,6 +273,7 @@ def open_schema(
                 refcounts=env.open_db(REFCOUNTS_DB, txn=txn),
                 gc_queue=env.open_db(GC_QUEUE_DB, txn=txn),
             ),
+            segments=env.open_db(SEGMENTS_DB, txn=txn),
         )
         fmt = txn.get(FORMAT_KEY, db=dbs.meta)
         if fmt is None:

@@ -46,9 +46,11 @@ from dfspeer.blockstore.ops import PutBlock, WriteOp
 from dfspeer.blockstore.schema import (
     INTERNAL_DBS,
     MAX_PARTITION,
+    SUM_BYTES,
     TABLE_PREFIX,
     PartitionOf,
     as_bytes,
+    bad_segment,
     check_digest,
     checked_partition,
     delete_block,
@@ -56,6 +58,8 @@ from dfspeer.blockstore.schema import (
     digest_page,
     open_schema,
     put_block,
+    segment_count,
+    segments_of,
     sha256,
     write_counters,
     zero_partition,
@@ -327,6 +331,47 @@ class BlockStore:
         if small is not None:
             return _verified(digest, small)
         return await asyncio.to_thread(self._get_large, digest)
+
+    async def get_range(self, digest: bytes, lo: int, hi: int) -> bytes:
+        """Bytes ``[lo, hi)`` of the block (clamped to its size), verified by the CRC-32 of
+        each 64 KiB segment they touch (see :mod:`.schema`), not by re-hashing the whole
+        block; a block stored without segment sums is read whole and re-hashed. Raises
+        ``BlockNotFound``, ``CorruptBlock`` (``actual``: the SHA-256 of the whole stored
+        block) when a covered segment does not match; ValueError for a bad range."""
+        check_digest(digest)
+        if lo < 0 or hi < lo:
+            raise ValueError(f"bad range [{lo}, {hi})")
+        got = self._read_segments(digest, lo, hi, INLINE_BYTES)
+        if got is None:
+            got = await asyncio.to_thread(self._read_segments, digest, lo, hi, None)
+        assert got is not None
+        return got
+
+    def _read_segments(self, digest: bytes, lo: int, hi: int, limit: int | None) -> bytes | None:
+        """:meth:`get_range`'s work; None (nothing done) when more than ``limit`` bytes
+        would be copied and verified (then the caller runs it in a thread)."""
+        with self._read_txn() as txn:
+            view = txn.get(digest, db=self._dbs.blocks)
+            if view is None:
+                raise BlockNotFound(digest)
+            size = len(view)
+            hi = min(hi, size)
+            if lo >= hi:
+                return b""
+            sums = txn.get(digest, db=self._dbs.segments)
+            whole = sums is None or len(sums) != segment_count(size) * SUM_BYTES
+            start, stop = (0, size) if whole else segments_of(size, lo, hi)
+            if limit is not None and stop - start > limit:
+                return None
+            data = bytes(view[start:stop])
+            expected = None if sums is None else bytes(sums)
+            if expected is not None and not whole and bad_segment(expected, start, data) is None:
+                return data[lo - start : hi - start]
+            if not whole:  # a segment does not match: the whole block, for the error
+                data = bytes(view)
+        if whole:
+            return _verified(digest, data)[lo:hi]
+        raise CorruptBlock(digest, sha256(data))
 
     def _get_large(self, digest: bytes) -> bytes:
         with self._read_txn() as txn:

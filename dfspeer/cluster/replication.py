@@ -307,6 +307,18 @@ class Replicator:
             + ("; ".join(problems) if problems else "no replica in the ring")
         )
 
+    async def read_block_range(self, digest: bytes, lo: int, hi: int) -> bytes:
+        """Bytes ``[lo, hi)`` of a block, verified: from the local copy, checking only the
+        64 KiB segments the range covers (:meth:`BlockStore.get_range`); when that copy is
+        missing, corrupt or fails, the whole block through :meth:`read_block` (which
+        quarantines a corrupt local copy, fails over to the replicas and repairs)."""
+        try:
+            return await self.store.get_range(digest, lo, hi)
+        except DfsError:
+            pass
+        data = await self.read_block(digest)
+        return data[lo:hi]
+
     async def _quarantine(self, digest: bytes, exc: CorruptBlock) -> bool:
         """Quarantine a corrupt local block (True if :attr:`block_repair` is set)."""
         if self.block_repair is None:
@@ -391,9 +403,24 @@ class Replicator:
         need = self.read_quorum
         if len(targets) < need:
             raise self._insufficient(f"read {table}", need, None, targets)
+        # The local replica answers first, synchronously (an LMDB read, no task, no RPC);
+        # only the remote replicas get a task each, and the read returns as soon as R
+        # answers (local included) are in. The rest feed read repair in the background.
+        local: dict[str, Any] = {}
+        local_error: dict[str, BaseException] = {}
+        self_id = self.view.self_id
+        if self_id in targets:
+            try:
+                local[self_id] = self.store.table(table).get(key)
+            except Exception as exc:  # counts as a failed replica, as a remote error does
+                local_error[self_id] = exc
+        remote = tuple(p for p in targets if p != self_id)
         outcome = await wait_quorum(
-            self._spawn(targets, lambda p: self._get_record_on(p, table, key)), need
+            self._spawn(remote, lambda p: self._get_record_on(p, table, key)),
+            max(0, need - len(local)),
         )
+        outcome.results.update(local)
+        outcome.errors.update(local_error)
         if not outcome.reached(need):
             await cancel_all(outcome.pending)
             raise self._insufficient(f"read {table}", need, outcome, targets)

@@ -17,6 +17,10 @@ class SwimConfig:
     * ``indirect_checks``: members asked to ping-req a target that missed its ack.
     * ``gossip_interval_s`` / ``gossip_fanout``: dissemination rounds and their fanout.
     * ``retransmit_mult``: each update is sent ``retransmit_mult * ceil(log10(N + 1))`` times.
+    * ``alive_retransmit_mult``: the same for ALIVE news (metadata updates, refutations,
+      joins), which has no path but gossip before the next push-pull. Each live member
+      receives about ``mult * ceil(log10(N + 1))`` copies, so misses an update with
+      probability about ``exp(-that)``; see ``broadcast.py``.
     * ``suspicion_mult``: minimum suspicion timeout ``suspicion_mult * log10(N) * probe
       interval``; ``suspicion_max_timeout_mult`` times that is where a suspicion starts.
     * ``awareness_max_multiplier``: health score ranges over ``0 .. this - 1``.
@@ -44,6 +48,7 @@ class SwimConfig:
     gossip_interval_s: float = 0.2
     gossip_fanout: int = 3
     retransmit_mult: int = 4
+    alive_retransmit_mult: int = 8
     suspicion_mult: int = 4
     suspicion_max_timeout_mult: int = 6
     awareness_max_multiplier: int = 8
@@ -83,6 +88,7 @@ class SwimConfig:
             "indirect_checks",
             "gossip_fanout",
             "retransmit_mult",
+            "alive_retransmit_mult",
             "suspicion_mult",
             "suspicion_max_timeout_mult",
             "awareness_max_multiplier",

@@ -50,7 +50,9 @@ Address = tuple[str, int]
 class Outbox(Protocol):
     """How membership news leaves: a datagram now, or a reply to the datagram being read."""
 
-    def send(self, dest: Address, msgs: list[bytes], now: float) -> None: ...
+    def send(
+        self, dest: Address, msgs: list[bytes], now: float, *, counted: bool = True
+    ) -> None: ...
     def reply(self, dest: Address, msg: bytes) -> None: ...
 
 
@@ -95,7 +97,7 @@ class Membership:
         if result is Merge.IGNORE:
             return
         self.suspicions.pop(mid, None)
-        self.queue.queue(mid, wire.alive(new))
+        self.queue.queue(mid, wire.alive(new), self.config.alive_retransmit_mult)
         if isinstance(result, EventKind):
             self.events.append(MemberEvent(result, new))
 
@@ -165,7 +167,8 @@ class Membership:
             susp.deadline = now + self.awareness.scale(self.config.probe_timeout_s)
             self.timers.at(susp.deadline, self._suspicion_timeout, member_id)
             msg = wire.suspect(member_id, cur.incarnation, self.local.id)
-            self.outbox.send(cur.gossip_address, [msg], now)
+            # Most likely dead: what rides along does not use up its transmit budget.
+            self.outbox.send(cur.gossip_address, [msg], now, counted=False)
             self.counters["last_calls"] += 1
             return
         del self.suspicions[member_id]
@@ -277,7 +280,7 @@ class Membership:
         if local.state is LEFT:
             self.queue.queue(local.id, wire.left(local.id, local.incarnation))
         else:
-            self.queue.queue(local.id, wire.alive(local))
+            self.queue.queue(local.id, wire.alive(local), self.config.alive_retransmit_mult)
 
     def _emit(self, kind: EventKind | Merge, member_id: str) -> None:
         member = self.table.get(member_id)

@@ -32,7 +32,9 @@ _SUSPECT = MemberState.SUSPECT
 class ProbeHost(Protocol):
     """What the prober needs from the state machine that owns it."""
 
-    def send(self, dest: tuple[str, int], msgs: list[bytes], now: float) -> None: ...
+    def send(
+        self, dest: tuple[str, int], msgs: list[bytes], now: float, *, counted: bool = True
+    ) -> None: ...
     def suspect(self, member_id: str, incarnation: int, from_id: str, now: float) -> None: ...
     def count(self, name: str, n: int = 1) -> None: ...
 
@@ -110,7 +112,8 @@ class Prober:
         msgs = [wire.ping(seq, target.id)]
         if target.state is _SUSPECT and self.config.lifeguard:  # buddy system: it refutes
             msgs.append(wire.suspect(target.id, target.incarnation, self.local_id))
-        self.host.send(target.gossip_address, msgs, now)
+        # A suspect is likely gone: piggybacked news rides along without using its budget.
+        self.host.send(target.gossip_address, msgs, now, counted=target.state is _ALIVE)
         self.timers.at(now + self.config.probe_timeout_s * mult, self._on_timeout, probe)
         self.host.count("probes")
 

@@ -161,7 +161,7 @@ class Swim:
             self.send(addr, [wire.ping(self._prober.next_seq(), ""), alive], now)
             self._push_pull.append(addr)
             self.counters["join_attempts"] += 1
-        self._queue.queue(local.id, alive)
+        self._queue.queue(local.id, alive, self.config.alive_retransmit_mult)
         self._settle(now)
 
     def leave(self, now: float) -> None:
@@ -334,13 +334,19 @@ class Swim:
         self._settle(now)
 
     # ------------------------------------------------------------------ output
-    def send(self, dest: Address, msgs: list[bytes], now: float) -> None:
-        """Seal ``msgs`` plus as many queued broadcasts as fit; queue it for the driver."""
+    def send(
+        self, dest: Address, msgs: list[bytes], now: float, *, counted: bool = True
+    ) -> None:
+        """Seal ``msgs`` plus as many queued broadcasts as fit; queue it for the driver.
+
+        ``counted=False`` (``dest`` is not believed ALIVE): the broadcasts ride along
+        without using up their retransmit budget (``broadcast.py``).
+        """
         free = self.config.max_datagram_bytes - self._overhead
         for msg in msgs:
             free -= len(msg)
         if free >= wire.MIN_MESSAGE_BYTES and self._queue:
-            msgs.extend(self._queue.get(free, self._table.live_count))
+            msgs.extend(self._queue.get(free, self._table.live_count, counted))
         data = wire.seal_datagram(self.keyring, self._sender, now, msgs)
         self._out.append((dest, data))
         counters = self.counters
@@ -387,7 +393,11 @@ class Swim:
             self._timers.at(self._gossip_phase + rounds * interval, self._gossip_tick)
 
     def _gossip(self, now: float) -> None:
-        """Send queued broadcasts to ``gossip_fanout`` random members (memberlist gossip)."""
+        """Send queued broadcasts to ``gossip_fanout`` random members (memberlist gossip).
+
+        Targets are ALIVE, SUSPECT, or DEAD/LEFT for ``gossip_to_dead_s`` (memberlist's
+        gossipToTheDead); only a datagram to an ALIVE one uses up transmit budget.
+        """
         queue = self._queue
         if not queue:
             return
@@ -395,7 +405,7 @@ class Swim:
         targets = self._table.sample(cfg.gossip_fanout, self.rng, self._gossipable)
         budget = cfg.max_datagram_bytes - self._overhead
         for target in targets:
-            msgs = queue.get(budget, self._table.live_count)
+            msgs = queue.get(budget, self._table.live_count, target.state is ALIVE)
             if not msgs:
                 break
             data = wire.seal_datagram(self.keyring, self._sender, now, msgs)

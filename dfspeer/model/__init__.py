@@ -18,6 +18,7 @@ from dfspeer.model.objects import (
     ObjectsSchema,
     ObjectVersion,
 )
+from dfspeer.model.upload_parts import UploadPartsSchema
 from dfspeer.model.uploads import UploadKeysSchema, UploadsSchema
 
 LOCAL_TABLES = ("hints", "quarantine", "scrub", RELEASES_TABLE)
@@ -33,6 +34,7 @@ def default_schemas() -> list[TableSchema[Any]]:
         BucketsSchema(),
         UploadsSchema(),
         UploadKeysSchema(),
+        UploadPartsSchema(),
         KeysSchema(),
     ]
 

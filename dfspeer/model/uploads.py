@@ -14,10 +14,14 @@ Record (CBOR)::
      size, [[digest (32 B), size], ...]], ...] (only in an "s3" session)}
 
 State: ``initiated`` → ``in_progress`` → ``completed`` | ``aborted`` | ``expired``; the
-session's state is the most advanced one recorded (``states`` is a grow-only set, so two
-peers that saw different steps converge). ``chunks`` is a grow-only set of every chunk ever
-received; the current chunk of an index is the one with the highest ``(at, digest)`` (a
-re-sent index replaces it; the replaced digests are released on completion or abort).
+session's state is the most advanced one recorded (``states`` maps each state reached to
+the first time it was reached — merged by minimum — so two peers that saw different steps
+converge and the record does not grow with every chunk). The chunks and parts received
+are kept in the ``upload_parts`` table (:mod:`dfspeer.model.upload_parts`), one small
+entry each; the ``chunks`` / ``parts`` fields below stay empty in the stored record.
+In memory, ``chunks`` is the grow-only set of every chunk ever received; the current
+chunk of an index is the one with the highest ``(at, digest)`` (a re-sent index replaces
+it; the replaced digests are released on completion or abort).
 ``activity`` is the maximum, ``result`` (the completed object) is set once. Merge =
 union/maximum per field, so it is commutative, associative and idempotent.
 
@@ -37,6 +41,7 @@ an idempotency key is kept for ``tombstone_grace_s`` after its first use, then p
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,6 +207,15 @@ def _part_of(raw: Any) -> PartRecord:
     return part
 
 
+def _first_times(states: Iterable[tuple[str, float]]) -> frozenset[tuple[str, float]]:
+    """One ``(state, first time reached)`` per state (a map of minima: a join
+    semilattice), so a session record does not grow with every step."""
+    first: dict[str, float] = {}
+    for name, t in states:
+        first[name] = min(t, first.get(name, t))
+    return frozenset(first.items())
+
+
 def _chunk_of(raw: Any) -> ChunkRecord:
     index, digest, size, at = raw
     chunk = ChunkRecord(int(index), bytes(digest), int(size), str(at))
@@ -235,7 +249,7 @@ class UploadsSchema(TableSchema[UploadSession]):
                 meta=tuple(sorted((str(k), str(v)) for k, v in (record.get("meta") or {}).items())),
                 idempotency_key=str(record.get("idempotency_key", "")),
                 request_hash=str(record.get("request_hash", "")),
-                states=frozenset((str(n), float(t)) for n, t in record.get("states") or ()),
+                states=_first_times((str(n), float(t)) for n, t in record.get("states") or ()),
                 chunks=frozenset(_chunk_of(c) for c in record.get("chunks") or ()),
                 activity=float(record.get("activity", 0.0)),
                 result=dict(record["result"]) if record.get("result") else None,
@@ -300,7 +314,7 @@ class UploadsSchema(TableSchema[UploadSession]):
             meta=a.meta,
             idempotency_key=a.idempotency_key,
             request_hash=a.request_hash,
-            states=a.states | b.states,
+            states=_first_times(a.states | b.states),
             chunks=a.chunks | b.chunks,
             activity=max(a.activity, b.activity),
             result=result,

@@ -20,6 +20,11 @@ from typing import Any
 from dfspeer.errors import InvalidRange
 
 ReadBlock = Callable[[bytes], Coroutine[Any, Any, bytes]]
+ReadRange = Callable[[bytes, int, int], Coroutine[Any, Any, bytes]]
+"""``read_range(digest, lo, hi)``: bytes ``[lo, hi)`` of a block, verified."""
+ObjectReader = Callable[[int, int | None], Coroutine[Any, Any, AsyncIterator[bytes]]]
+"""``await reader(start, end)``: a stream of bytes ``[start, end)`` of one object version
+(``end`` None = its size), first chunk already fetched (see ``ObjectService.open_object``)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,10 @@ class ChunkStream:
     ``digests[i]`` addresses chunk ``i``. Call :meth:`start` to fetch the first chunk
     before committing to a response (so DataUnavailable surfaces as an error status), and
     :meth:`aclose` if you stop early (cancels prefetches).
+
+    With ``read_range`` and ``sizes`` (chunk sizes), a slice that is not a whole chunk is
+    read by ``read_range`` (only its bytes, verified by segment), the rest by
+    ``read_block``.
     """
 
     def __init__(
@@ -82,8 +91,12 @@ class ChunkStream:
         read_block: ReadBlock,
         *,
         prefetch: int,
+        read_range: ReadRange | None = None,
+        sizes: Sequence[int] | None = None,
     ) -> None:
         self._digests = digests
+        self._read_range = read_range
+        self._sizes = sizes
         self._pending = deque(slices)
         self._read = read_block
         self._window = prefetch + 1
@@ -93,23 +106,34 @@ class ChunkStream:
     def _fill(self) -> None:
         while self._pending and len(self._inflight) < self._window:
             piece = self._pending.popleft()
-            task = asyncio.create_task(self._read(self._digests[piece.index]))
+            task = asyncio.create_task(self._fetch(piece))
             self._inflight.append((piece, task))
+
+    async def _fetch(self, piece: ChunkSlice) -> bytes:
+        digest = self._digests[piece.index]
+        if (
+            self._read_range is not None
+            and self._sizes is not None
+            and not (piece.lo == 0 and piece.hi == self._sizes[piece.index])
+        ):
+            return await self._read_range(digest, piece.lo, piece.hi)
+        data = await self._read(digest)
+        if piece.lo == 0 and piece.hi == len(data):
+            return data
+        return data[piece.lo : piece.hi]
 
     async def _next_piece(self) -> bytes:
         self._fill()
         if not self._inflight:
             raise StopAsyncIteration
-        piece, task = self._inflight.popleft()
+        _, task = self._inflight.popleft()
         try:
             data = await task
         except BaseException:
             await self.aclose()
             raise
         self._fill()
-        if piece.lo == 0 and piece.hi == len(data):
-            return data
-        return data[piece.lo : piece.hi]
+        return data
 
     async def start(self) -> None:
         """Fetch the first piece now (errors raise here). Idempotent."""

@@ -23,17 +23,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
 
 from dfspeer.errors import DfsError, NoSuchUpload, UploadNotOpen
-from dfspeer.model.objects import COMPLETE, ObjectVersion
 from dfspeer.model.uploads import (
     COMPLETED,
-    IN_PROGRESS,
     PARTS_KIND,
-    UPLOADS_TABLE,
     PartRecord,
     UploadSession,
 )
@@ -41,7 +36,6 @@ from dfspeer.objects.cdc import chunker_for
 from dfspeer.objects.info import RESERVED_META_PREFIX, ObjectInfo
 from dfspeer.objects.sessions import UploadService
 from dfspeer.objects.upload import store_body
-from dfspeer.objects.versioned_put import release_refs
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +121,10 @@ class MultipartService:
         return session
 
     async def open_session(self, upload_id: str, bucket: str, key: str) -> UploadSession:
-        """As :meth:`session`, but an ended one is NoSuchUpload too."""
-        session = await self.session(upload_id, bucket, key)
+        """As :meth:`session` (without the parts), but an ended one is NoSuchUpload too."""
+        session = await self.uploads.header(upload_id)
+        if session.kind != PARTS_KIND or (session.bucket, session.key) != (bucket, key):
+            raise NoSuchUpload(f"no multipart upload {upload_id} for {bucket}/{key}")
         if not session.is_open:
             raise NoSuchUpload(f"multipart upload {upload_id} is {session.state}")
         return session
@@ -198,18 +194,7 @@ class MultipartService:
         return str(self.uploads.clock.next_version(self.uploads.self_id))
 
     async def _record(self, session: UploadSession, part: PartRecord) -> None:
-        now = time.time()
-        delta = replace(
-            session,
-            chunks=frozenset(),
-            parts=frozenset({part}),
-            states=frozenset({(IN_PROGRESS, now)}),
-            activity=now,
-            result=None,
-        )
-        await self.replicator.write_record(
-            UPLOADS_TABLE, session.id.encode(), self.uploads.schema.encode(delta)
-        )
+        await self.uploads.record_element(session, part)
 
     async def _record_quietly(self, session: UploadSession, part: PartRecord) -> None:
         # on failure the blocks stay referenced by the session's version (a leak, logged)
@@ -225,47 +210,17 @@ class MultipartService:
         version; returns its info (the same again for a completed upload). Raises
         NoSuchUpload, InvalidPart, InvalidPartOrder, EntityTooSmall."""
         session = await self.session(upload_id, bucket, key)
-        if session.state == COMPLETED:
-            return await self.objects.stat_object(bucket, key, version=session.version)
+        if session.state == COMPLETED and session.result is not None:
+            return await self.objects.stat_object(
+                bucket, key, version=str(session.result["version"])
+            )
         if not session.is_open:
             raise UploadNotOpen(f"multipart upload {upload_id} is {session.state}")
         parts = self.check_parts(session, wanted)
         blocks = tuple(b for p in parts for b in p.blocks)
         sha, size = await blocks_sha256(self.replicator.read_block, blocks)
-        prior = await self.objects.observe(bucket, key)
-        now = time.time()
         meta = {**dict(session.meta), ETAG_META: multipart_etag([p.md5 for p in parts])}
-        version = ObjectVersion(
-            id=session.version,
-            state=COMPLETE,
-            null=session.null,
-            size=size,
-            sha256=sha,
-            content_type=session.content_type,
-            meta=tuple(sorted(meta.items())),
-            chunks=blocks,
-            inline=b"" if not blocks else None,
-            modified=now,
-            created=session.created,
-            upload=session.id,
-        )
-        await self.objects.write_version(bucket, key, version)
-        info = ObjectInfo.of(bucket, key, version)
-        done = replace(
-            session,
-            chunks=frozenset(),
-            parts=frozenset(),
-            states=frozenset({(COMPLETED, now)}),
-            activity=now,
-            result=info.to_json(),
-        )
-        await self.replicator.write_record(
-            UPLOADS_TABLE, session.id.encode(), self.uploads.schema.encode(done)
-        )
-        self.objects.supersede(bucket, key, prior, version)
-        unused = session.part_digests() - {d for d, _ in blocks}
-        await release_refs(self.replicator, unused, session.version, bucket, key)
-        return info
+        return await self.uploads.publish(session, blocks, size, sha, meta)
 
     @staticmethod
     def check_parts(session: UploadSession, wanted: Sequence[tuple[int, str]]) -> list[PartRecord]:

@@ -40,7 +40,13 @@ from dfspeer.model.objects import (
 )
 from dfspeer.objects.buckets import BucketService
 from dfspeer.objects.dedup import DedupWriter
-from dfspeer.objects.download import ChunkStream, InlineStream, map_range, resolve_range
+from dfspeer.objects.download import (
+    ChunkStream,
+    InlineStream,
+    ObjectReader,
+    map_range,
+    resolve_range,
+)
 from dfspeer.objects.hlc import HybridLogicalClock
 from dfspeer.objects.info import ObjectInfo, VersionInfo
 from dfspeer.objects.listing import ListResult, VersionPage, list_objects, list_versions
@@ -251,20 +257,41 @@ class ObjectService:
         chunk is already fetched when this returns, so a missing chunk raises
         DataUnavailable here. Raises NoSuchKey, NoSuchVersion, InvalidRange. The stream has
         ``aclose()``: call it when stopping early."""
+        info, reader = await self.open_object(bucket, key, version=version)
+        return info, await reader(start, end)
+
+    async def open_object(
+        self, bucket: str, key: str, *, version: str | None = None
+    ) -> tuple[ObjectInfo, ObjectReader]:
+        """Info of the live version (or of ``version``) and a reader of its bytes, from
+        one read of the entry: ``await reader(start, end)`` is what :meth:`get_object`
+        returns as its stream (``end`` None = the size; InvalidRange, DataUnavailable
+        raised there). Lets a caller decide on the info (304, 416, the span) without
+        reading the entry twice. Raises NoSuchKey, NoSuchVersion."""
         v = await self._version(bucket, key, version)
-        info = ObjectInfo.of(bucket, key, v)
+
+        async def reader(start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+            return await self._open_stream(v, start, end)
+
+        return ObjectInfo.of(bucket, key, v), reader
+
+    async def _open_stream(
+        self, v: ObjectVersion, start: int, end: int | None
+    ) -> AsyncIterator[bytes]:
         lo, hi = resolve_range(v.size, start, end)
         if v.inline is not None or not v.chunks:
-            return info, InlineStream((v.inline or b"")[lo:hi])
-        slices = map_range([n for _, n in v.chunks], lo, hi)
+            return InlineStream((v.inline or b"")[lo:hi])
+        sizes = [n for _, n in v.chunks]
         stream = ChunkStream(
             [d for d, _ in v.chunks],
-            slices,
+            map_range(sizes, lo, hi),
             self.replicator.read_block,
             prefetch=self.config.download_prefetch_chunks,
+            read_range=self.replicator.read_block_range,
+            sizes=sizes,
         )
         await stream.start()
-        return info, stream
+        return stream
 
     async def list_object_versions(self, bucket: str, key: str) -> list[VersionInfo]:
         """Every version of ``bucket/key`` (delete markers too), newest first; [] if none."""

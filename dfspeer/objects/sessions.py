@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from dfspeer.cluster.partition_scan import scan_partition
 from dfspeer.cluster.replication import Replicator
 from dfspeer.config import PeerConfig
 from dfspeer.errors import (
@@ -41,11 +42,23 @@ from dfspeer.errors import (
     TooManyUploads,
     UploadNotOpen,
 )
+from dfspeer.model.block_refs import BLOCK_REFS_TABLE, ref_key
 from dfspeer.model.objects import (
     ABORTED,
     COMPLETE,
+    OBJECTS_TABLE,
     UPLOADING,
+    ObjectEntry,
     ObjectVersion,
+    table_key,
+)
+from dfspeer.model.upload_parts import (
+    CHUNK_KIND,
+    UPLOAD_PARTS_TABLE,
+    UploadElement,
+    UploadPartsSchema,
+    element_prefix,
+    session_prefix,
 )
 from dfspeer.model.uploads import (
     ABORTED as SESSION_ABORTED,
@@ -59,6 +72,7 @@ from dfspeer.model.uploads import (
     UPLOAD_KEYS_TABLE,
     UPLOADS_TABLE,
     ChunkRecord,
+    PartRecord,
     UploadKey,
     UploadKeysSchema,
     UploadSession,
@@ -74,6 +88,8 @@ from dfspeer.objects.versioned_put import release_refs
 log = logging.getLogger(__name__)
 
 MAX_LISTED = 1000
+ELEMENT_CONCURRENCY = 32
+"""Element records (re)written at once when a session ends."""
 
 
 class UploadService:
@@ -88,16 +104,90 @@ class UploadService:
         self.self_id = objects.view.self_id
         self.schema = UploadsSchema()
         self.keys_schema = UploadKeysSchema()
+        self.parts_schema = UploadPartsSchema()
 
     # ------------------------------------------------------------------ table access
-    async def get(self, upload_id: str) -> UploadSession:
-        """The session ``upload_id``. Raises NoSuchUpload."""
+    async def header(self, upload_id: str) -> UploadSession:
+        """The session ``upload_id`` without its chunks and parts (one small quorum read).
+        Raises NoSuchUpload."""
         if not _is_upload_id(upload_id):
             raise NoSuchUpload(f"no upload {upload_id!r}")
         record = await self.replicator.read_record(UPLOADS_TABLE, upload_id.encode())
         if record is None:
             raise NoSuchUpload(f"no upload {upload_id}")
         return self.schema.decode(record)
+
+    async def get(self, upload_id: str) -> UploadSession:
+        """The session ``upload_id`` with every chunk and part it received (a quorum scan
+        of its ``upload_parts`` entries). Raises NoSuchUpload."""
+        return await self.with_elements(await self.header(upload_id))
+
+    async def with_elements(
+        self, session: UploadSession, number: int | None = None, kind: str | None = None
+    ) -> UploadSession:
+        """``session`` with its received chunks and parts filled in (all, or those of one
+        ``kind`` and ``number``)."""
+        prefix = (
+            session_prefix(session.id) if kind is None else element_prefix(session.id, kind, number)
+        )
+        rows = await scan_partition(
+            self.replicator, UPLOAD_PARTS_TABLE, session.id.encode(), prefix
+        )
+        chunks, parts = set(session.chunks), set(session.parts)
+        for _, record in rows:
+            try:
+                element = self.parts_schema.decode(record)
+            except ValueError:
+                continue
+            if element.kind == CHUNK_KIND:
+                chunks.add(element.chunk())
+            else:
+                parts.add(element.part())
+        return replace(session, chunks=frozenset(chunks), parts=frozenset(parts))
+
+    async def record_element(
+        self, session: UploadSession, element: ChunkRecord | PartRecord
+    ) -> None:
+        """Record a received chunk or part (quorum W) and the session's activity."""
+        if isinstance(element, ChunkRecord):
+            item = UploadElement.of_chunk(session.id, element)
+        else:
+            item = UploadElement.of_part(session.id, element)
+        now = time.time()
+        activity = replace(
+            session,
+            chunks=frozenset(),
+            parts=frozenset(),
+            states=frozenset({(IN_PROGRESS, now)}),
+            activity=now,
+            result=None,
+        )
+        await asyncio.gather(
+            self.replicator.write_record(
+                UPLOAD_PARTS_TABLE, item.key(), self.parts_schema.encode(item)
+            ),
+            self._write(activity),
+        )
+
+    async def _end_elements(self, session: UploadSession, now: float) -> None:
+        """Mark every received element ended (tombstones, purged after the grace); best
+        effort, ``RELEASE_CONCURRENCY`` at once."""
+        items = [UploadElement.of_chunk(session.id, c) for c in session.chunks] + [
+            UploadElement.of_part(session.id, p) for p in session.parts
+        ]
+        slots = asyncio.Semaphore(ELEMENT_CONCURRENCY)
+
+        async def end(item: UploadElement) -> None:
+            ended = replace(item, ended=now)
+            async with slots:
+                try:
+                    await self.replicator.write_record(
+                        UPLOAD_PARTS_TABLE, item.key(), self.parts_schema.encode(ended)
+                    )
+                except DfsError as exc:
+                    log.debug("ending an element of upload %s deferred: %s", session.id, exc)
+
+        await asyncio.gather(*(end(i) for i in items))
 
     async def _write(self, session: UploadSession) -> None:
         await self.replicator.write_record(
@@ -236,7 +326,7 @@ class UploadService:
         """Store chunk ``index`` of the session; returns what was recorded. Raises
         NoSuchUpload, UploadNotOpen, InvalidArgument (index), InvalidChunkSize, BadDigest
         (nothing recorded)."""
-        session = await self.get(upload_id)
+        session = await self.header(upload_id)
         _native(session)
         if not session.is_open:
             raise UploadNotOpen(f"upload {upload_id} is {session.state}")
@@ -245,7 +335,7 @@ class UploadService:
         digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
         if expected is not None and digest.hex() != expected:
             raise BadDigest(f"chunk hashes to {digest.hex()}, not to X-Chunk-SHA256 {expected}")
-        have = session.current().get(index)
+        have = (await self.with_elements(session, index, CHUNK_KIND)).current().get(index)
         if have is not None and have.digest == digest:
             return have  # the same bytes again: nothing to do
         ref = self.objects.ref_record(
@@ -253,16 +343,7 @@ class UploadService:
         )
         await self.replicator.write_block(data, digest, ref=ref)
         chunk = ChunkRecord(index, digest, len(data), self._now_version())
-        now = time.time()
-        await self._write(
-            replace(
-                session,
-                chunks=frozenset({chunk}),
-                states=frozenset({(IN_PROGRESS, now)}),
-                activity=now,
-                result=None,
-            )
-        )
+        await self.record_element(session, chunk)
         return chunk
 
     def _check_chunk(self, session: UploadSession, index: int, size: int) -> None:
@@ -301,37 +382,82 @@ class UploadService:
         whole, size = await self._whole_sha256(chunks)
         if declared is not None and whole != declared:
             raise BadDigest(f"the chunks hash to {whole}, not to the declared SHA-256 {declared}")
-        prior = await self.objects.observe(session.bucket, session.key)
+        blocks = tuple((c.digest, c.size) for c in chunks)
+        return await self.publish(session, blocks, size, whole, dict(session.meta))
+
+    async def publish(
+        self,
+        session: UploadSession,
+        blocks: tuple[tuple[bytes, int], ...],
+        size: int,
+        sha256: str,
+        meta: Mapping[str, str],
+    ) -> ObjectInfo:
+        """Make ``blocks`` (in order; ``size`` bytes hashing to ``sha256``) the new version
+        of the session's key and end the session as completed; returns the object's info.
+
+        The version gets a fresh id at completion, so it orders after every write made
+        while the session was open (as S3's CompleteMultipartUpload does): its blocks are
+        referenced under that id first (quorum W each; a failure leaves the session open
+        and nothing visible), then the version is written complete together with the
+        abort of the session's ``uploading`` version, then the references under the old
+        id and the session's elements are released."""
+        bucket, key = session.bucket, session.key
+        prior = await self.objects.observe(bucket, key)
+        version_id = self._now_version()
+        await self._reference({d for d, _ in blocks}, version_id, session)
         now = time.time()
         version = ObjectVersion(
-            id=session.version,
+            id=version_id,
             state=COMPLETE,
             null=session.null,
             size=size,
-            sha256=whole,
+            sha256=sha256,
             content_type=session.content_type,
-            meta=session.meta,
-            chunks=tuple((c.digest, c.size) for c in chunks),
-            inline=b"" if not chunks else None,
+            meta=tuple(sorted(meta.items())),
+            chunks=blocks,
+            inline=b"" if not blocks else None,
             modified=now,
             created=session.created,
             upload=session.id,
         )
-        await self.objects.write_version(session.bucket, session.key, version)
-        info = ObjectInfo.of(session.bucket, session.key, version)
+        entry = ObjectEntry(bucket, key, (ObjectVersion(session.version, ABORTED), version))
+        await self.replicator.write_record(
+            OBJECTS_TABLE, table_key(bucket, key), self.objects.schema.encode(entry)
+        )
+        info = ObjectInfo.of(bucket, key, version)
         done = replace(
             session,
             chunks=frozenset(),
+            parts=frozenset(),
             states=frozenset({(COMPLETED, now)}),
             activity=now,
             result=info.to_json(),
         )
         await self._write(done)
-        self.objects.supersede(session.bucket, session.key, prior, version)
-        await release_refs(
-            self.replicator, session.replaced(), session.version, session.bucket, session.key
-        )
+        self.objects.supersede(bucket, key, prior, version)
+        received = {c.digest for c in session.chunks} | session.part_digests()
+        await release_refs(self.replicator, received, session.version, bucket, key)
+        await self._end_elements(session, now)
         return info
+
+    async def _reference(
+        self, digests: set[bytes], version_id: str, session: UploadSession
+    ) -> None:
+        """Live references of ``version_id`` to ``digests`` (quorum W each, 32 at once).
+        Raises the first failure."""
+        slots = asyncio.Semaphore(ELEMENT_CONCURRENCY)
+
+        async def ref(digest: bytes) -> None:
+            record = self.objects.ref_record(
+                digest, version_id, session.bucket, session.key, time.time()
+            )
+            async with slots:
+                await self.replicator.write_record(
+                    BLOCK_REFS_TABLE, ref_key(digest, version_id), record
+                )
+
+        await asyncio.gather(*(ref(d) for d in digests))
 
     def _ordered_chunks(self, session: UploadSession) -> list[ChunkRecord]:
         current = session.current()
@@ -390,6 +516,7 @@ class UploadService:
             replace(
                 session,
                 chunks=frozenset(),
+                parts=frozenset(),
                 states=frozenset({(state, now)}),
                 activity=now,
                 result=None,
@@ -403,6 +530,7 @@ class UploadService:
             log.debug("abort of the version of upload %s deferred: %s", session.id, exc)
         digests = {c.digest for c in session.chunks} | session.part_digests()
         await release_refs(self.replicator, digests, session.version, session.bucket, session.key)
+        await self._end_elements(session, now)
 
     # ------------------------------------------------------------------ listing / expiry
     async def list_open(
@@ -449,7 +577,7 @@ class UploadService:
             if view.replicas(view.partition_of(key))[:1] != (self.self_id,):
                 continue
             try:
-                await self._end(session, EXPIRED)
+                await self._end(await self.with_elements(session), EXPIRED)
                 expired += 1
             except DfsError as exc:
                 log.debug("expiry of upload %s deferred: %s", session.id, exc)

@@ -148,6 +148,9 @@ class FaultNet:
         try:
             self.base_dir.mkdir(parents=True, exist_ok=True)
             self._make_key()
+            # dfspeer.Client(url) of the tests authenticates as the admin (until close)
+            self._token_env_before = os.environ.get("DFSPEER_ADMIN_TOKEN")
+            os.environ["DFSPEER_ADMIN_TOKEN"] = self.admin_token
             ip(f"netns add {self.hub}")
             ip(f"-n {self.hub} link set lo up")
             ip(f"-n {self.hub} link add br0 type bridge")
@@ -228,6 +231,11 @@ class FaultNet:
         for host in self.hosts:
             nsutil.delete_namespace(host.ns)
         nsutil.delete_namespace(self.hub)
+        before = getattr(self, "_token_env_before", None)
+        if before is None:
+            os.environ.pop("DFSPEER_ADMIN_TOKEN", None)
+        else:
+            os.environ["DFSPEER_ADMIN_TOKEN"] = before
 
     async def _close_clients(self) -> None:
         for client in self._clients.values():
@@ -447,7 +455,7 @@ class FaultNet:
             capture_output=True,
             text=True,
             timeout=timeout_s,
-            env=self.environment(),
+            env={**self.environment(), "DFSPEER_ADMIN_TOKEN": self.admin_token},
             cwd=REPO_ROOT,
             stdin=subprocess.DEVNULL,
         )

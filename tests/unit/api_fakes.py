@@ -23,6 +23,7 @@ from dfspeer.errors import (
 from dfspeer.gossip import Member, MemberState
 from dfspeer.model.buckets import VERSIONING_STATES, Bucket, Grant
 from dfspeer.objects import ListResult, ObjectInfo, VersionInfo, VersionPage
+from dfspeer.objects.download import ObjectReader
 from dfspeer.ring import Ring, RingMember
 
 
@@ -99,6 +100,8 @@ class FakeObjects:
     list_calls: list[dict[str, object]] = field(default_factory=list)
     get_calls: list[tuple[int, int | None]] = field(default_factory=list)
     stat_calls: int = 0
+    open_calls: int = 0
+    """Entry reads by ``open_object`` (its reader's reads of bytes are in ``get_calls``)."""
     _versions: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def _check(self) -> None:
@@ -183,6 +186,20 @@ class FakeObjects:
             raise InvalidRange("bad range")
         self.get_calls.append((start, end))
         return info, self._pieces(data[start:end])
+
+    async def open_object(
+        self, bucket: str, key: str, *, version: str | None = None
+    ) -> tuple[ObjectInfo, ObjectReader]:
+        # through get_object, so that doubles overriding it fail here as they would there
+        info, _ = await self.get_object(bucket, key, version=version)
+        self.get_calls.pop()  # that was the entry read, not a read of bytes
+        self.open_calls += 1
+
+        async def reader(start: int, end: int | None) -> AsyncIterator[bytes]:
+            _, stream = await self.get_object(bucket, key, start=start, end=end, version=version)
+            return stream
+
+        return info, reader
 
     async def _pieces(self, data: bytes) -> AsyncIterator[bytes]:
         for i, offset in enumerate(range(0, len(data), self.piece)):

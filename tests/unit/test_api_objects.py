@@ -166,7 +166,7 @@ async def test_get_whole_object_headers(client: Client, fake: FakeObjects) -> No
     assert resp.headers["Content-Type"] == "application/octet-stream"
     assert resp.headers["Last-Modified"].endswith(" GMT")
     assert resp.headers["X-Object-Version"] == info["version"]
-    assert fake.stat_calls == 0  # one manifest read: get_object only
+    assert (fake.stat_calls, fake.open_calls) == (0, 1)  # one entry read
 
 
 @pytest.mark.parametrize(
@@ -187,8 +187,8 @@ async def test_ranges(client: Client, fake: FakeObjects, header: str, start: int
     assert resp.headers["Content-Range"] == f"bytes {start}-{end - 1}/{len(DATA)}"
     assert resp.headers["Content-Length"] == str(end - start)
     assert fake.get_calls[-1] == (start, end)  # only the range was read
-    # a suffix range needs the size first; the others read the manifest once
-    assert fake.stat_calls == (1 if header.startswith("bytes=-") else 0)
+    # one entry read for every range, a suffix range too
+    assert (fake.stat_calls, fake.open_calls) == (0, 1)
 
 
 async def test_unsatisfiable_range(client: Client) -> None:
@@ -224,8 +224,11 @@ async def test_if_none_match(client: Client, fake: FakeObjects) -> None:
         assert resp.status == 304
         assert resp.headers["ETag"] == tag
         assert await resp.read() == b""
+    assert fake.get_calls == []  # a 304 fetches no block
+    assert (fake.stat_calls, fake.open_calls) == (1, 1)  # one entry read per request
     resp = await client.get(URL, headers={"If-None-Match": '"other"'})
     assert resp.status == 200
+    assert fake.open_calls == 2 and len(fake.get_calls) == 1
 
 
 async def test_head(client: Client) -> None:

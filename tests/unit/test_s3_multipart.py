@@ -18,7 +18,6 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from dfspeer.model.block_refs import BLOCK_REFS_TABLE, BlockRefsSchema
-from dfspeer.model.uploads import UploadsSchema
 from tests.unit.s3_harness import AK, SK, PeerThread
 
 MiB = 1024 * 1024
@@ -165,9 +164,7 @@ def test_abort_releases_blocks(node: PeerThread, s3: Any) -> None:
     uid = s3.create_multipart_upload(Bucket="mpabort", Key="k")["UploadId"]
     body = os.urandom(3 * MiB)
     s3.upload_part(Bucket="mpabort", Key="k", UploadId=uid, PartNumber=1, Body=body)
-    session = UploadsSchema().decode(
-        node.run(node.peer.objects.replicator.read_record("uploads", uid.encode()))
-    )
+    session = node.run(node.peer.uploads.get(uid))
     digests = session.part_digests()
     assert len(digests) == 3  # a 3 MiB part is three 1 MiB blocks
     s3.abort_multipart_upload(Bucket="mpabort", Key="k", UploadId=uid)

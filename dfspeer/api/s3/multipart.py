@@ -137,7 +137,9 @@ async def list_parts(s3: S3Request) -> web.StreamResponse:
     await existing(s3, cached=True)
     marker = _int_param(s3, "part-number-marker", 0, 0, MAX_PART_NUMBER)
     limit = _int_param(s3, "max-parts", MAX_LISTED, 0, 2**31)
-    session = await service(s3).open_session(_upload_id(s3), s3.bucket_name, s3.key_name)
+    multipart = service(s3)
+    header = await multipart.open_session(_upload_id(s3), s3.bucket_name, s3.key_name)
+    session = await multipart.uploads.with_elements(header)
     parts = [p for n, p in sorted(session.current_parts().items()) if n > marker]
     page, truncated = parts[: min(limit, MAX_LISTED)], len(parts) > min(limit, MAX_LISTED)
     who = owner(s3)
