@@ -211,8 +211,9 @@ def _raw_short_put(host: str, port: int, path: str, declared: int, sent: bytes) 
     import socket
 
     with socket.create_connection((host, port), timeout=15) as s:
+        auth = "".join(f"{k}: {v}\r\n" for k, v in auth_headers().items())
         head = (
-            f"PUT {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"PUT {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}"
             f"Content-Length: {declared}\r\nContent-Type: application/octet-stream\r\n\r\n"
         )
         s.sendall(head.encode() + sent)
