@@ -100,6 +100,9 @@ class TreeCluster(LocalCluster):
     def command(self, peer: LocalPeer) -> list[str]:
         cmd = super().command(peer)
         assert cmd[1:4] == ["-m", "dfspeer", "agent"], cmd
+        if not (self.tree / "dfspeer" / "api" / "s3").is_dir() and "--s3-port" in cmd:
+            at = cmd.index("--s3-port")  # a release before the S3 API has no such flag
+            del cmd[at : at + 2]
         flags = [a for name, value in self.set_flags.items() for a in ("--set", f"{name}={value}")]
         return [cmd[0], "-P", *cmd[1:], *flags]
 

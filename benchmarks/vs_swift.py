@@ -490,6 +490,18 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             )
             for k in d_rows[0]
         }
+    ported = [r for r in rounds if "swift_port" in r]
+    if ported:  # the same core figures of Swift measured by the port (cross-check)
+        summary["swift_port_median"] = median_rows(
+            [flat(r["swift_port"], r["swift"]["extra"]) for r in ported]
+        )
+        summary["ratio_vs_port_median"] = {
+            k: statistics.median(
+                r["dfspeer"]["flat"][k] / flat(r["swift_port"], r["swift"]["extra"])[k]
+                for r in ported
+            )
+            for k in d_rows[0]
+        }
     return summary
 
 
@@ -497,11 +509,16 @@ def print_summary(summary: Mapping[str, Any], rounds: int) -> None:
     d = summary["dfspeer_median"]
     s = summary.get("swift_median")
     ratio = summary.get("ratio_median")
+    p, pr = summary.get("swift_port_median"), summary.get("ratio_vs_port_median")
     print(f"\nmedians over {rounds} round(s); ratio = median of per-round dfspeer / Swift")
-    print(f"{'metric':24} {'dfspeer':>10} {'swift':>10} {'ratio':>8}  aim")
+    print("(swift: its bench.py; 'port': Swift measured by this file's port of bench.py)")
+    extra = f" {'port':>9} {'r/port':>7}" if p and pr else ""
+    print(f"{'metric':24} {'dfspeer':>10} {'swift':>10} {'ratio':>8}{extra}  aim")
     for k, (aim_text, ok) in AIMS.items():
         sv = f"{s[k]:10.2f}" if s else f"{'-':>10}"
         rv = f"{ratio[k]:8.2f}" if ratio else f"{'-':>8}"
+        if p and pr:
+            rv += f" {p[k]:9.2f} {pr[k]:7.2f}"
         verdict = ""
         if k == "head_median_ms":
             verdict = "met" if d[k] <= 1.0 else "NOT met"

@@ -97,6 +97,7 @@ def _run_cluster(base: Path, corpus: Corpus, peers: int, ranges: int, seed: int)
         cluster.wait_view(range(1, peers + 1), timeout_s=30.0)
         hosts = ", ".join(p.url for p in cluster.peers)
         _say(f"{peers} peers ready in {time.monotonic() - started:.1f} s: {hosts}")
+        _say(f"web console: {cluster.peers[0].url}/ui/ (log in with the admin token)")
         cfg = PeerConfig.from_sources(DEMO_SETTINGS, environ={})
         report = DemoReport(
             title=f"dfspeer demo: {peers} peers ({hosts}); N={cfg.replication_factor} "

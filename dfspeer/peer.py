@@ -48,6 +48,7 @@ from dfspeer.access.middleware import AccessControl
 from dfspeer.access.sealing import SecretSealer
 from dfspeer.api.app import build_app
 from dfspeer.api.cluster_routes import host_port
+from dfspeer.api.console import add_console
 from dfspeer.api.internal import internal_app
 from dfspeer.api.middleware import AccessLogger
 from dfspeer.api.repair_routes import DRAIN_KEY
@@ -351,6 +352,7 @@ class Peer:
         app[UPLOADS_KEY] = _need(self._uploads)
         app.add_routes(upload_routes)
         app.add_routes(repair_routes)
+        add_console(app, _need(self.keyring))  # the web console at /ui/
         self._runner = web.AppRunner(
             app,
             handle_signals=False,

@@ -128,7 +128,7 @@ class Simulation:
         self.crash_at: dict[int, float] = {}
         self.first_suspect: dict[int, float] = {}
         self.all_know: dict[int, float] = {}
-        self.dead_known: dict[int, set[int]] = {}
+        self.dead_known: dict[int, dict[int, float]] = {}  # subject -> observer -> when
         self.updater: int | None = None
         self.update_at: float | None = None
         self.learned_update: list[float] = []
@@ -246,9 +246,9 @@ class Simulation:
                 if kind is EventKind.SUSPECT:
                     self.first_suspect.setdefault(subject, t)
                 elif kind is EventKind.DEAD:
-                    known = self.dead_known.setdefault(subject, set())
-                    known.add(observer)
-                    if len(known - self.crash_at.keys()) == self.sc.n - len(self.crash_at):
+                    known = self.dead_known.setdefault(subject, {})
+                    known.setdefault(observer, t)
+                    if len(known.keys() - self.crash_at.keys()) == self.sc.n - len(self.crash_at):
                         self.all_know.setdefault(subject, t)
             elif subject in self.stalls:  # a stalling member: declaring it is fair game
                 rep.slow_deaths += kind is EventKind.DEAD
@@ -259,6 +259,16 @@ class Simulation:
                 rep.false_deaths += 1
             elif kind is EventKind.UPDATED and subject == self.updater:
                 self.learned_update.append(t)
+
+    def _recheck_all_know(self) -> None:
+        """A crash can complete an earlier victim's "all know": the last member that did
+        not know it yet was this one. It completed when the last live member learned."""
+        for subject, known in self.dead_known.items():
+            if subject in self.all_know:
+                continue
+            live = [o for o in range(self.sc.n) if not self.down[o]]
+            if all(o in known for o in live):
+                self.all_know[subject] = max(known[o] for o in live)
 
     def _done(self) -> bool:
         others = self.sc.n - 1 - len(self.crash_at)
@@ -290,6 +300,7 @@ class Simulation:
             self.run_until(start + j * sc.crash_spacing_s)
             self.crash_at[victim] = self.now
             self.down[victim] = True
+            self._recheck_all_know()
         self.run_until(start + sc.update_delay_s)
         self._publish_update()
         if sc.partition_at_s is not None:

@@ -65,6 +65,14 @@ ROUTE_RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/uploads/{upload_id}/missing-chunks"): Rule(Action.WRITE, "upload"),
     ("POST", "/v1/uploads/{upload_id}/complete"): Rule(Action.WRITE, "upload"),
     ("DELETE", "/v1/uploads/{upload_id}"): Rule(Action.WRITE, "upload"),
+    # the web console (dfspeer.api.console): its page and assets are public (they hold no
+    # data; the page logs in against /v1), a download link is minted for a reader of the
+    # bucket and is itself the credential of /ui/dl (an HMAC signature checked there)
+    ("GET", "/ui"): Rule(Action.PUBLIC),
+    ("GET", "/ui/"): Rule(Action.PUBLIC),
+    ("GET", "/ui/static/{name}"): Rule(Action.PUBLIC),
+    ("GET", "/ui/dl"): Rule(Action.PUBLIC),
+    ("GET", "/ui/api/download-link"): Rule(Action.READ, "query"),
     # admin only: drain, repair, member removal, access keys
     ("POST", "/v1/cluster/drain"): Rule(Action.ADMIN),
     ("GET", "/v1/cluster/drain"): Rule(Action.ADMIN),

@@ -14,6 +14,8 @@ on the event loop (≤ ~40 µs, about the cost of a thread hop); larger ones are
 copied and hashed in a worker thread (a 4 MiB block is ~2.3 ms of copy + SHA-256 that must
 not stall the loop). py-lmdb opens environments with MDB_NOTLS, so any thread may run its
 own read transaction; each read transaction lives and ends on one thread.
+:meth:`BlockStore.get_range` copies only the 64 KiB segments a byte range covers and checks
+their CRC-32 sums (kept beside the block, see :mod:`.schema`) instead of the whole SHA-256.
 """
 
 from __future__ import annotations

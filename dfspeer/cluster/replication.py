@@ -424,7 +424,10 @@ class Replicator:
         if not outcome.reached(need):
             await cancel_all(outcome.pending)
             raise self._insufficient(f"read {table}", need, outcome, targets)
-        winner = schema.pick(outcome.results.values())
+        answers = list(outcome.results.values())
+        if all(a == answers[0] for a in answers[1:]):
+            answers = answers[:1]  # the replicas agree: one decode, no merge
+        winner = schema.pick(answers)
         if winner is not None and len(self._repairs) < _MAX_REPAIR_TASKS:
             self._track(self._read_repair(outcome, table, key, winner), self._repairs)
         else:
@@ -441,7 +444,12 @@ class Replicator:
             if not task.cancelled() and task.exception() is None:
                 answers[peer] = task.result()
         stale_of = self.schema(table).stale
-        stale = [peer for peer, record in answers.items() if stale_of(record, winner)]
+        # an answer equal to the (normalized) winner lacks nothing: skip the merge
+        stale = [
+            peer
+            for peer, record in answers.items()
+            if record != winner and stale_of(record, winner)
+        ]
         for peer in stale:
             try:
                 await self._put_record_on(peer, table, key, winner)

@@ -103,6 +103,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 f"all {args.peers} peers ready; in another shell:\n"
                 f"export DFSPEER_PEER={cluster.peers[0].url}\n"
                 f"export DFSPEER_ADMIN_TOKEN={cluster.admin_token}\n"
+                f"web console: {cluster.peers[0].url}/ui/ (log in with the admin token)\n"
                 "dfspeer members   (Ctrl-C stops the cluster)",
                 flush=True,
             )

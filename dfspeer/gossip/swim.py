@@ -86,6 +86,7 @@ class Swim:
         self._push_pull: list[Address] = []
         self._failed: dict[str, tuple[Address, float]] = {}  # reconnect: id -> (addr, since)
         self._replies: list[tuple[Address, bytes]] = []
+        self._relay_pings: list[tuple[Address, bytes]] = []  # to ping-req targets
         self._started = False
         self._gossip_armed = False  # the gossip timer only runs while there is news
         self._gossip_phase = 0.0
@@ -284,6 +285,7 @@ class Swim:
         except Exception:  # pragma: no cover - a bug; never let it escape to the driver
             counters["errors.internal"] += 1
             self._replies.clear()
+            self._relay_pings.clear()
 
     def _flush_replies(self, now: float) -> None:
         # Replies go out after the whole datagram is applied, so an ack carries e.g. the
@@ -292,6 +294,12 @@ class Swim:
         while replies:
             dest, msg = replies.pop(0)
             self.send(dest, [msg], now)
+        # A ping-req target just missed a direct ack: likely gone, so what rides along
+        # does not use up its transmit budget (``broadcast.py``).
+        relays = self._relay_pings
+        while relays:
+            dest, msg = relays.pop(0)
+            self.send(dest, [msg], now, counted=False)
 
     def _on_ping(self, m: list[Any], source: Address, sender: str, now: float) -> None:
         target = m[2]
@@ -312,7 +320,7 @@ class Swim:
         if m[2] == self.local.id:  # asked to ping ourselves: just answer
             self._replies.append((source, wire.ack(m[1])))
             return
-        self._replies.append(self._prober.on_ping_req(source, m[1], m[2], (m[3], m[4]), m[5],
+        self._relay_pings.append(self._prober.on_ping_req(source, m[1], m[2], (m[3], m[4]), m[5],
                                                       now))
 
     # ------------------------------------------------------------------ membership news
@@ -396,16 +404,21 @@ class Swim:
         """Send queued broadcasts to ``gossip_fanout`` random members (memberlist gossip).
 
         Targets are ALIVE, SUSPECT, or DEAD/LEFT for ``gossip_to_dead_s`` (memberlist's
-        gossipToTheDead); only a datagram to an ALIVE one uses up transmit budget.
+        gossipToTheDead); only a datagram to an ALIVE one uses up transmit budget, unless
+        the round has no ALIVE target (every round makes progress, so the queue drains
+        as before when only suspects or the dead are left to gossip to).
         """
         queue = self._queue
         if not queue:
             return
         cfg = self.config
-        targets = self._table.sample(cfg.gossip_fanout, self.rng, self._gossipable)
+        table = self._table
+        targets = table.sample(cfg.gossip_fanout, self.rng, self._gossipable)
         budget = cfg.max_datagram_bytes - self._overhead
+        free_ok = any(t.state is ALIVE for t in targets)
         for target in targets:
-            msgs = queue.get(budget, self._table.live_count, target.state is ALIVE)
+            counted = target.state is ALIVE or not free_ok
+            msgs = queue.get(budget, table.live_count, counted)
             if not msgs:
                 break
             data = wire.seal_datagram(self.keyring, self._sender, now, msgs)

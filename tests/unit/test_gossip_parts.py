@@ -98,6 +98,19 @@ def test_queue_packs_small_items_past_a_large_one() -> None:
     assert q.get(200, 5) == [b"b" * 100, b"s" * 10]
 
 
+def test_queue_per_item_budget_and_uncounted_sends() -> None:
+    q = BroadcastQueue(retransmit_mult=1)  # n=5: 1 transmit by default
+    q.queue("acc", b"d" * 10)
+    q.queue("upd", b"u" * 10, mult=3)  # ALIVE news: 3 transmits
+    for _ in range(4):  # to members likely gone: packed, budget untouched
+        assert q.get(100, 5, counted=False) == [b"u" * 10, b"d" * 10]
+    assert q.get(100, 5) == [b"u" * 10, b"d" * 10]
+    assert q.get(100, 5) == [b"u" * 10]
+    assert q.get(100, 5, counted=False) == [b"u" * 10]
+    assert q.get(100, 5) == [b"u" * 10]
+    assert len(q) == 0 and q.get(100, 5) == []
+
+
 # ---------------------------------------------------------------------- member table
 def test_merge_rules() -> None:
     t = MemberTable(_m(0))

@@ -17,6 +17,7 @@ from dfspeer.gossip import (
     UnknownMember,
     wire,
 )
+from dfspeer.gossip.broadcast import retransmit_limit
 from tests.unit.gossip_net import KEYRING, Net, make_member
 
 ALIVE, SUSPECT, DEAD, LEFT = (
@@ -473,3 +474,38 @@ def test_removed_member_that_restarts_rejoins_with_a_higher_incarnation() -> Non
     assert reborn.local.incarnation >= 1
     for swim in swims[:4]:
         assert net.kinds(swim, vid)[-2:] == [EventKind.LEFT, EventKind.JOINED]
+
+
+# ---------------------------------------------------------------------- dissemination
+def test_update_gets_its_full_budget_to_live_members_while_a_crashed_member_is_suspected() -> None:
+    # The swim_sim tail (N = 1,000, 20 crashes, seed 2: one member without the update for
+    # 12.7 s): pings to suspects, last calls and gossip to the dead used up 17 % of an
+    # update's transmits, and an ALIVE had the same budget as an accusation.
+    net = Net(seed=41)
+    swims = net.cluster(6)
+    owner, victim = swims[0], swims[5]
+    vid = victim.local.id
+    net.crash(victim)
+    assert net.run_until(lambda: net.state_of(owner, vid) is SUSPECT, 30.0)
+    copies: dict[str, int] = {}
+    payload: list[bytes] = []
+    ids = {s.local.gossip_address: s.local.id for s in swims}
+
+    def tap(src: tuple[str, int], dst: tuple[str, int], data: bytes) -> None:
+        plain = KEYRING.open(data)
+        assert plain is not None
+        if src == owner.local.gossip_address and payload and payload[0] in plain:
+            copies[ids[dst]] = copies.get(ids[dst], 0) + 1
+
+    net.tap = tap
+    new = owner.update_local(net.now, version="2")
+    payload.append(wire.alive(new))
+    net._collect(owner)
+    assert net.run_until(lambda: owner.local.id not in owner._queue, 10.0)
+    assert net.state_of(owner, vid) is SUSPECT  # still suspected all along
+    to_live = sum(n for mid, n in copies.items() if mid != vid)
+    assert copies.get(vid, 0) >= 1  # it was sent to the suspect too, for free
+    assert to_live == retransmit_limit(net.config.alive_retransmit_mult, 6) == 8
+    assert net.run_until(
+        lambda: all(s.member(owner.local.id) == new for s in net.up() if s is not owner), 5.0
+    )

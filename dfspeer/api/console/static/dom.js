@@ -1,0 +1,79 @@
+// Small DOM and formatting helpers. Text always goes in through textContent: nothing a
+// server or a user sent is ever parsed as HTML.
+
+/** h("tag.class#id", {attr: value, onclick: fn}, ...children) -> Element. */
+export function h(spec, attrs = {}, ...children) {
+  const [, tag = "div", rest = ""] = /^([a-z0-9]+)?(.*)$/i.exec(spec);
+  const node = document.createElement(tag);
+  for (const part of rest.match(/[.#][^.#]+/g) || []) {
+    if (part[0] === ".") node.classList.add(part.slice(1));
+    else node.id = part.slice(1);
+  }
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith("on") && typeof value === "function") {
+      node.addEventListener(name.slice(2), value);
+    } else if (name === "dataset") {
+      Object.assign(node.dataset, value);
+    } else if (value === true) {
+      node.setAttribute(name, "");
+    } else {
+      node.setAttribute(name, String(value));
+    }
+  }
+  append(node, children);
+  return node;
+}
+
+function append(node, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+/** Replace the children of `node`. */
+export function replace(node, ...children) {
+  node.replaceChildren();
+  append(node, children);
+  return node;
+}
+
+const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+
+/** 1536 -> "1.5 KiB". */
+export function formatBytes(n) {
+  if (n === undefined || n === null || Number.isNaN(n)) return "–";
+  let value = Number(n);
+  let unit = 0;
+  while (value >= 1024 && unit < UNITS.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${UNITS[unit]}`;
+}
+
+/** Unix seconds -> local "2026-12-07 04:38:56". */
+export function formatTime(unixSeconds) {
+  if (!unixSeconds) return "–";
+  const d = new Date(unixSeconds * 1000);
+  const pad = (v) => String(v).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+let flashTimer = 0;
+
+/** Show a message in the banner under the top bar (kind: "error" | "info"). */
+export function flash(message, kind = "error") {
+  const box = document.getElementById("flash");
+  box.textContent = message;
+  box.className = `flash ${kind}`;
+  box.hidden = false;
+  clearTimeout(flashTimer);
+  flashTimer = setTimeout(() => { box.hidden = true; }, kind === "error" ? 10000 : 4000);
+}
+
+export function clearFlash() {
+  document.getElementById("flash").hidden = true;
+}
