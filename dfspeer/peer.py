@@ -275,7 +275,12 @@ class Peer:
             dead_member_evict_s=config.dead_member_evict_s,
         )
         await self._start_gossip()
-        self._rpc = PeerRpcClient(self.keyring, self.peer_id, timeout_s=config.request_timeout_s)
+        self._rpc = PeerRpcClient(
+            self.keyring,
+            self.peer_id,
+            timeout_s=config.request_timeout_s,
+            registry=self.registry,
+        )
         self._defer(self._rpc.close, "peer rpc client")
         replicator = Replicator(config, self._view, self._store, self._rpc, tables=self.tables)
         self._defer(replicator.close, "replicator")

@@ -3,7 +3,7 @@
 Families (``dfspeer_`` prefix):
 
 - ``http_requests_total{method,route,status}`` and
-  ``http_request_duration_seconds{method,route}`` (histogram, seconds, until the last byte
+  ``http_request_duration_seconds{method,route,status}`` (histogram, seconds, until the last byte
   of the response is written); ``route`` is the route pattern
   (``/v1/objects/{bucket}/{key}``), or ``unmatched``, so label cardinality stays bounded;
 - ``object_bytes_received_total`` / ``object_bytes_sent_total``: object payload bytes
@@ -55,8 +55,8 @@ class ApiMetrics:
         )
         self.latency = Histogram(
             "dfspeer_http_request_duration_seconds",
-            "Time from request to last response byte, by method and route pattern.",
-            ["method", "route"],
+            "Time from request to last response byte, by method, route pattern and status.",
+            ["method", "route", "status"],
             registry=registry,
             buckets=LATENCY_BUCKETS_S,
         )
@@ -85,7 +85,8 @@ class ApiMetrics:
         finally:
             route = route_label(request)
             self.requests.labels(request.method, route, str(status)).inc()
-            self.latency.labels(request.method, route).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.latency.labels(request.method, route, str(status)).observe(elapsed)
 
     def render(self) -> web.Response:
         """The registry in Prometheus text format."""

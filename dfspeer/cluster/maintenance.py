@@ -167,6 +167,14 @@ class MaintenanceMetrics:
         family.add_metric(["block"], repair["read_repairs"])
         family.add_metric(["record"], m.replicator.counters["read_repairs"])
         yield family
+        failures = CounterMetricFamily(
+            "dfspeer_quorum_failures",
+            "Operations that could not reach their quorum (W or R), by operation.",
+            labels=["op"],
+        )
+        for op in ("block", "record", "read", "listing", "scan"):
+            failures.add_metric([op], m.replicator.counters["quorum_failures." + op])
+        yield failures
         yield GaugeMetricFamily(
             "dfspeer_hints_pending", "Hints awaiting delivery.", value=m.hints.pending()
         )

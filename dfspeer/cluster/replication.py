@@ -142,6 +142,7 @@ class Replicator:
         ring) :class:`InsufficientReplicas` (503 ``insufficient_replicas``). Either message
         names every failed replica and why.
         """
+        self.counters["quorum_failures." + what.split(" ", 1)[0]] += 1
         got = len(outcome.results) if outcome else 0
         detail = outcome.describe_errors() if outcome else f"{len(targets)} replica(s) in the ring"
         full = (

@@ -21,11 +21,13 @@ import asyncio
 import hashlib
 import json
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 import cbor2
+from prometheus_client import CollectorRegistry, Histogram
 from yarl import URL
 
 from dfspeer.blockstore import BlockNotFound
@@ -78,15 +80,38 @@ def check_table_name(table: str) -> str:
     return table
 
 
+RPC_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0)
+
+
 class PeerRpcClient:
     """Signed requests to peers' ``/internal/`` API. ``timeout_s``: per request, total.
 
-    ``address`` arguments are a peer's API ``host:port``. Call :meth:`close` when done.
+    ``address`` arguments are a peer's API ``host:port``. ``registry``: where the
+    ``dfspeer_rpc_duration_seconds{peer,method,outcome}`` histogram goes (seconds per call,
+    by the peer's address; none: not measured). Call :meth:`close` when done.
     """
 
     def __init__(
-        self, keyring: Keyring, self_id: str, *, timeout_s: float, connections_per_peer: int = 32
+        self,
+        keyring: Keyring,
+        self_id: str,
+        *,
+        timeout_s: float,
+        connections_per_peer: int = 32,
+        registry: CollectorRegistry | None = None,
     ) -> None:
+        self._latency = (
+            Histogram(
+                "dfspeer_rpc_duration_seconds",
+                "Peer RPC calls, seconds from request to the whole answer, by peer address, "
+                "method and outcome (ok, error, unreachable).",
+                ["peer", "method", "outcome"],
+                registry=registry,
+                buckets=RPC_BUCKETS_S,
+            )
+            if registry is not None
+            else None
+        )
         self._auth = RpcAuth(keyring, self_id)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, 5.0))
         self._per_peer = connections_per_peer
@@ -128,6 +153,8 @@ class PeerRpcClient:
         if body is not None:
             headers["Content-Type"] = content_type
         url = URL(f"http://{address}{path_qs}", encoded=True)
+        started = time.perf_counter()
+        outcome = "unreachable"
         try:
             async with self._get_session().request(method, url, data=body, headers=headers) as resp:
                 if resp.content_length is not None and resp.content_length > max_bytes:
@@ -137,10 +164,16 @@ class PeerRpcClient:
                 claimed = self._auth.verify_response(
                     headers[HEADER_SIGNATURE], status, resp.headers
                 )
+                outcome = "ok" if status < 500 else "error"
         except Unauthorized as exc:
+            outcome = "error"
             raise RpcError(f"{address}: {exc.message}", status=401, code="unauthorized") from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise PeerUnreachable(f"{address}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            if self._latency is not None:
+                elapsed = time.perf_counter() - started
+                self._latency.labels(address, method, outcome).observe(elapsed)
         return status, claimed, data
 
     @staticmethod

@@ -43,6 +43,7 @@ if _PROBLEM is not None:
 
 from testcontainers.compose import DockerCompose  # noqa: E402  (only with an engine)
 
+from dfspeer.access.credentials import new_admin_token, write_secret_file  # noqa: E402
 from dfspeer.commands.agent import write_key_file  # noqa: E402
 from dfspeer.gossip import generate_key  # noqa: E402
 
@@ -69,9 +70,13 @@ def poll(what: str, attempt: Callable[[], T | None], timeout_s: float = DEADLINE
     pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what} (last error: {last_error})")
 
 
+ADMIN_TOKEN = new_admin_token()
+
+
 def http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
-    """One HTTP request; returns (status, body) for any status."""
-    request = urllib.request.Request(url, data=body, method=method)
+    """One HTTP request as the admin; returns (status, body) for any status."""
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.read()
@@ -86,8 +91,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerCompose]
     key_file = secrets / "cluster.key"
     write_key_file(key_file, generate_key())
     key_file.chmod(0o644)  # read through the secret bind mount by the image's uid 10001
+    token_file = secrets / "admin.token"
+    write_secret_file(token_file, ADMIN_TOKEN)
+    token_file.chmod(0o644)
     env_file = secrets / "compose.env"
-    env_file.write_text(f"DFSPEER_CLUSTER_KEY_FILE_HOST={key_file}\n")
+    env_file.write_text(
+        f"DFSPEER_CLUSTER_KEY_FILE_HOST={key_file}\nDFSPEER_ADMIN_TOKEN_FILE_HOST={token_file}\n"
+    )
     compose = DockerCompose(
         REPO,
         compose_file_name="docker-compose.yml",

@@ -48,8 +48,9 @@ async def test_latency_histogram_counts_requests_under_the_route_pattern(
     assert (await client.get(URL)).status == 200
     assert (await client.get("/v1/objects/photos/other")).status == 404
     count = "dfspeer_http_request_duration_seconds_count"
-    assert sample(registry, count, method="PUT", route=OBJECT_ROUTE) == 1.0
-    assert sample(registry, count, method="GET", route=OBJECT_ROUTE) == 2.0
+    assert sample(registry, count, method="PUT", route=OBJECT_ROUTE, status="201") == 1.0
+    assert sample(registry, count, method="GET", route=OBJECT_ROUTE, status="200") == 1.0
+    assert sample(registry, count, method="GET", route=OBJECT_ROUTE, status="404") == 1.0
     text = await (await client.get("/metrics")).text()
     assert "dir/cat.jpg" not in text  # never the raw path
     assert "/v1/objects/photos" not in text
