@@ -121,7 +121,11 @@ async def put_chunk(request: web.Request) -> web.Response:
     if declared is not None and len(data) < declared:
         raise IncompleteBody(f"the body ended after {len(data)} of {declared} bytes")
     chunk = await service.put_chunk(
-        session.id, index, data, expected_sha256=request.headers.get("X-Chunk-SHA256")
+        session.id,
+        index,
+        data,
+        expected_sha256=request.headers.get("X-Chunk-SHA256"),
+        session=session,
     )
     return web.json_response(
         {"index": chunk.index, "size": chunk.size, "sha256": chunk.digest.hex()}

@@ -24,7 +24,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -88,6 +88,8 @@ from dfspeer.objects.versioned_put import release_refs
 log = logging.getLogger(__name__)
 
 MAX_LISTED = 1000
+ACTIVITY_REFRESH_S = 60.0
+"""A session's last activity is rewritten at most this often (its idle expiry is hours)."""
 ELEMENT_CONCURRENCY = 32
 """Element records (re)written at once when a session ends."""
 
@@ -154,20 +156,22 @@ class UploadService:
         else:
             item = UploadElement.of_part(session.id, element)
         now = time.time()
-        activity = replace(
-            session,
-            chunks=frozenset(),
-            parts=frozenset(),
-            states=frozenset({(IN_PROGRESS, now)}),
-            activity=now,
-            result=None,
-        )
-        await asyncio.gather(
+        writes: list[Awaitable[object]] = [
             self.replicator.write_record(
                 UPLOAD_PARTS_TABLE, item.key(), self.parts_schema.encode(item)
-            ),
-            self._write(activity),
-        )
+            )
+        ]
+        if session.state != IN_PROGRESS or now - session.activity > ACTIVITY_REFRESH_S:
+            activity = replace(
+                session,
+                chunks=frozenset(),
+                parts=frozenset(),
+                states=frozenset({(IN_PROGRESS, now)}),
+                activity=now,
+                result=None,
+            )
+            writes.append(self._write(activity))
+        await asyncio.gather(*writes)
 
     async def _end_elements(self, session: UploadSession, now: float) -> None:
         """Mark every received element ended (tombstones, purged after the grace); best
@@ -321,12 +325,19 @@ class UploadService:
 
     # ------------------------------------------------------------------ chunks
     async def put_chunk(
-        self, upload_id: str, index: int, data: bytes, *, expected_sha256: str | None = None
+        self,
+        upload_id: str,
+        index: int,
+        data: bytes,
+        *,
+        expected_sha256: str | None = None,
+        session: UploadSession | None = None,
     ) -> ChunkRecord:
-        """Store chunk ``index`` of the session; returns what was recorded. Raises
-        NoSuchUpload, UploadNotOpen, InvalidArgument (index), InvalidChunkSize, BadDigest
-        (nothing recorded)."""
-        session = await self.header(upload_id)
+        """Store chunk ``index`` of the session; returns what was recorded. ``session``:
+        its header when the caller has just read it. Raises NoSuchUpload, UploadNotOpen,
+        InvalidArgument (index), InvalidChunkSize, BadDigest (nothing recorded)."""
+        if session is None or session.id != upload_id:
+            session = await self.header(upload_id)
         _native(session)
         if not session.is_open:
             raise UploadNotOpen(f"upload {upload_id} is {session.state}")
@@ -335,13 +346,17 @@ class UploadService:
         digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
         if expected is not None and digest.hex() != expected:
             raise BadDigest(f"chunk hashes to {digest.hex()}, not to X-Chunk-SHA256 {expected}")
-        have = (await self.with_elements(session, index, CHUNK_KIND)).current().get(index)
-        if have is not None and have.digest == digest:
-            return have  # the same bytes again: nothing to do
         ref = self.objects.ref_record(
             digest, session.version, session.bucket, session.key, session.created
         )
-        await self.replicator.write_block(data, digest, ref=ref)
+        # what the index holds and the (idempotent) block write travel at once
+        earlier, _ = await asyncio.gather(
+            self.with_elements(session, index, CHUNK_KIND),
+            self.replicator.write_block(data, digest, ref=ref),
+        )
+        have: ChunkRecord | None = earlier.current().get(index)
+        if have is not None and have.digest == digest:
+            return have  # the same bytes again: nothing new is recorded
         chunk = ChunkRecord(index, digest, len(data), self._now_version())
         await self.record_element(session, chunk)
         return chunk
