@@ -15,7 +15,8 @@ In one run, against 3 local ``dfspeer agent`` processes (N = 3, W = 2, durable, 
   lowered to 64 KiB): chunk PUTs per second one at a time and 4 in flight, and one at a
   time for the first and last 200 of 2,000 chunks (does a session slow down as it grows?).
 
-Prints a Markdown table (1 MB = 10^6 bytes). Usage::
+Prints a Markdown table (1 MB = 10^6 bytes) ending with the load average at the start and
+the end of the run (the figures depend on what else the machine runs). Usage::
 
     python benchmarks/resumable_bench.py [--size-mib 1024] [--runs 3] [--parallel 4]
 
@@ -147,6 +148,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "size_bytes": size,
         "parallel": args.parallel,
         "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
     }
     cluster = start_cluster(work / "cluster")
     try:
@@ -186,6 +188,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         results["small_last_s"] = statistics.median(seq[-200:])
         results["small_par_s"] = par[0]
         results["small_chunks"] = args.small_chunks
+        results["loadavg_end"] = os.getloadavg()
     finally:
         cluster.stop()
         if not args.keep:
@@ -215,6 +218,9 @@ def table(r: dict[str, Any]) -> str:
         f"| 64 KiB chunk PUT, chunks 1-200 vs {r['small_chunks'] - 199}-{r['small_chunks']} "
         "of a session, one at a time | "
         f"{r['small_first_s'] * 1e3:.1f} ms vs {r['small_last_s'] * 1e3:.1f} ms |",
+        f"| load average (1/5/15 min) at start / end, {r['cpus']} CPUs | "
+        f"{' '.join(f'{x:.2f}' for x in r['loadavg_start'])} / "
+        f"{' '.join(f'{x:.2f}' for x in r['loadavg_end'])} |",
     ]
     return "\n".join(lines)
 

@@ -4,21 +4,26 @@ Five agents in network namespaces (N=3, W=2, R=2, fast gossip and repair timers 
 conftest.py). Each side starts a session (``POST /v1/uploads`` with the declared size, 12
 chunks of 1 MiB) through one of its own peers and sends the first chunks; then the hosts
 are split {h1,h2} | {h3,h4,h5} with the harness's :meth:`FaultNet.partition` (silent drop)
-and each side sends the rest of its chunks through its own peers only: a batch right after
-the cut (while the failure detector still counts the other side alive) and a batch once
-each side's view has split. Chunk PUTs may be refused there (``503 insufficient_replicas``
-on the minority side, a broken-off request); the test records which were acknowledged
-(``200``). Then the partition heals and the test waits for every view to re-merge.
+and each side sends the rest of its chunks but the last through its own peers only: a batch
+right after the cut (while the failure detector still counts the other side alive) and a
+batch once each side's view has split. The last chunk is held back until after the heal,
+so every session has at least one chunk missing there. Chunk PUTs may be refused during
+the partition (``503 insufficient_replicas`` on the minority side, a broken-off request);
+the test records which were acknowledged (``200``). Then the partition heals and the test
+waits for every view to re-merge.
 
 Afterwards, for each session:
 
 - ``GET /v1/uploads/{id}/missing-chunks`` through every peer names none of the chunks
   acknowledged during (or before) the partition, and every peer names the same set
   (polled until a deadline: hints and anti-entropy may still be moving records);
-- ``POST .../complete`` with chunks still missing answers ``409 incomplete_upload`` with
-  exactly that set in ``missing``; with none missing it completes at once;
-- after re-sending what is missing (through any peer) the session completes, and the
-  object reads back byte-identical (and with the right SHA-256) from every peer.
+- that set holds the held-back chunk and otherwise only chunks whose PUT was refused;
+- ``POST .../complete`` then answers ``409 incomplete_upload`` with exactly that set in
+  ``missing``;
+- after re-sending what is missing (through any peer, never an acknowledged chunk) the
+  session completes (a second complete returns the same version), the object reads back
+  byte-identical (and with the right SHA-256) from every peer, and its entry and every
+  chunk are held by exactly their N replicas (:func:`wait_replicated`).
 
 Only plain aiohttp with the admin token (``FaultNet.headers``); every wait is a bounded
 loop with a deadline. Run: ``sudo python -m pytest tests/faults -k resumable -v``
@@ -38,6 +43,7 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
+from tests.faults.checks import Ledger, wait_replicated
 from tests.faults.membership import wait_view
 from tests.faults.netns import FaultNet
 from tests.faults.workload import payload
@@ -51,7 +57,8 @@ CHUNKS = 12
 SIZE = CHUNKS * CHUNK  # declared: the server names missing chunks
 BEFORE = range(0, 3)  # sent before the cut
 RIGHT_AFTER = range(3, 7)  # sent right after the cut (detector still undecided)
-AFTER_SPLIT = range(7, CHUNKS)  # sent once each side's view has split
+AFTER_SPLIT = range(7, CHUNKS - 1)  # sent once each side's view has split
+HELD_BACK = CHUNKS - 1  # never sent before the heal: complete must name it missing
 IN_FLIGHT = 2
 REQUEST_TIMEOUT_S = 60.0  # a chunk PUT may wait on several 10 s peer RPCs in a partition
 SPLIT_VIEW_S = 30.0
@@ -59,6 +66,7 @@ MERGE_VIEW_S = 60.0
 MISSING_DEADLINE_S = 60.0
 COMPLETE_DEADLINE_S = 90.0
 READ_DEADLINE_S = 45.0
+REPLICATION_DEADLINE_S = 90.0
 SIDES = {"a": [1, 2], "b": [3, 4, 5]}  # minority | majority
 
 
@@ -286,6 +294,7 @@ async def wait_readable(net: FaultNet, api: Api, up: Upload) -> None:
 # ---------------------------------------------------------------------- scenario
 async def _scenario(net: FaultNet) -> None:
     api = Api(net)
+    ledger = Ledger()
     try:
         ups = [
             Upload(side, hosts, f"big-{side}", payload(9100 + n, SIZE))
@@ -318,21 +327,31 @@ async def _scenario(net: FaultNet) -> None:
         )
 
         await wait_view(net, net.indices, timeout_s=MERGE_VIEW_S)
+        merged_at = time.monotonic()
         for up in ups:
             missing = await wait_missing_agreed(net, api, up)
+            agreed_s = time.monotonic() - merged_at
             never = sorted(set(range(CHUNKS)) - set(up.acked))
-            assert set(missing) <= set(never), (up.summary(), missing)
+            assert HELD_BACK in missing and set(missing) <= set(never), (up.summary(), missing)
             info = await complete_session(net, api, up, missing)
+            assert not set(up.resent) & set(up.acked), (up.summary(), up.resent)
+            ledger.ack(BUCKET, up.key, up.data, info)
             assert info["size"] == SIZE and info["sha256"] == up.sha256, (up.summary(), info)
             again = await api.complete(net.indices[-1], up.upload_id)  # the same object
             assert again["version"] == info["version"], (info, again)
             print(
-                f"resumable partition: side {up.side}: missing after heal {missing} "
-                f"(first answers {up.first_missing}; transient {up.transient}); "
+                f"resumable partition: side {up.side}: missing after heal {missing}, agreed "
+                f"by every peer {agreed_s:.1f} s after the views merged (first answers "
+                f"{up.first_missing}; transient {up.transient}); "
                 f"re-sent {up.resent}; completed version {info['version']}"
             )
         for up in ups:
             await wait_readable(net, api, up)
+        report = await wait_replicated(net, ledger, timeout_s=REPLICATION_DEADLINE_S)
+        print(
+            f"resumable partition: {report.entries} objects and {report.chunks} chunks on "
+            "exactly their N replicas"
+        )
         # the session shows completed through every peer
         for up in ups:
             for i in net.indices:
