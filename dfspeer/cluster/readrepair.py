@@ -113,6 +113,11 @@ class BlockRepair:
             self.counters["corrupt_repaired"] += 1
         return changed
 
+    def is_repaired(self, digest: bytes) -> bool:
+        """True if quarantined ``digest`` has a good copy stored again."""
+        entry = self.table.get(digest)
+        return isinstance(entry, dict) and entry.get("repaired_at") is not None
+
     async def restore(self, digest: bytes, data: bytes) -> None:
         """Store a verified good copy locally and mark a quarantine entry repaired."""
         await self.store.put_verified(digest, data)

@@ -163,7 +163,8 @@ class Scrubber:
         except Exception as exc:
             log.warning("scrub: no good copy of corrupt block %s yet: %s", digest.hex(), exc)
             return False
-        if await self.repair.mark_repaired(digest):
+        # the read that fetched the good copy may have restored and marked it already
+        if await self.repair.mark_repaired(digest) or self.repair.is_repaired(digest):
             self.state["repaired"] += 1
         return True
 

@@ -89,7 +89,8 @@ log = logging.getLogger(__name__)
 
 MAX_LISTED = 1000
 ACTIVITY_REFRESH_S = 60.0
-"""A session's last activity is rewritten at most this often (its idle expiry is hours)."""
+"""A session's last activity is rewritten at most this often (or a quarter of
+``upload_expiry_s`` when that is shorter): its idle expiry is hours by default."""
 ELEMENT_CONCURRENCY = 32
 """Element records (re)written at once when a session ends."""
 
@@ -161,7 +162,8 @@ class UploadService:
                 UPLOAD_PARTS_TABLE, item.key(), self.parts_schema.encode(item)
             )
         ]
-        if session.state != IN_PROGRESS or now - session.activity > ACTIVITY_REFRESH_S:
+        refresh = min(ACTIVITY_REFRESH_S, self.config.upload_expiry_s / 4)
+        if session.state != IN_PROGRESS or now - session.activity > refresh:
             activity = replace(
                 session,
                 chunks=frozenset(),
