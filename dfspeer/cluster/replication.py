@@ -27,20 +27,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dfspeer.blockstore import (
-    BlockNotFound,
     BlockStore,
-    CorruptBlock,
     PutBlock,
     TableUpdate,
 )
 from dfspeer.cluster import tracing_hooks as spans
-from dfspeer.cluster.quorum import QuorumOutcome, cancel_all, wait_quorum, wait_until
-from dfspeer.cluster.rpc import PeerRpcClient, PeerUnreachable, RpcError, sha256_hex
-from dfspeer.cluster.scan import ScanPage, merge_scans, omit_fields
+from dfspeer.cluster.block_reads import read_verified_block
+from dfspeer.cluster.quorum import QuorumOutcome, cancel_all, wait_quorum
+from dfspeer.cluster.rpc import PeerRpcClient, PeerUnreachable
+from dfspeer.cluster.scan import ScanPage, scan_cluster
 from dfspeer.cluster.table import TableSchema
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
-from dfspeer.errors import DataUnavailable, DfsError, InsufficientReplicas, InsufficientStorage
+from dfspeer.errors import DfsError, InsufficientReplicas, InsufficientStorage
 from dfspeer.tracing import traced
 
 if TYPE_CHECKING:
@@ -258,55 +257,9 @@ class Replicator:
 
     @traced("replicator.read_block", spans.block_read)
     async def read_block(self, digest: bytes) -> bytes:
-        """A verified copy of a block: local store first, then the partition's replicas
-        (ALIVE before SUSPECT, rotated), then any other ring member; each answer is hashed
-        and a wrong or failed one skipped. Raises DataUnavailable if none has it.
-
-        Read repair (issue 5, with :attr:`block_repair`): a corrupt local copy is
-        quarantined; replicas that answered missing or corrupt before the good copy came,
-        and this peer if its copy was corrupt (or missing while it is a replica), get the
-        good copy back in the background (:mod:`.readrepair`)."""
-        problems: list[str] = []
-        local_missing = local_corrupt = False
-        try:
-            return await self.store.get(digest)  # verified by the store
-        except BlockNotFound:
-            local_missing = True
-        except CorruptBlock as exc:
-            problems.append(f"local: {exc}")
-            local_corrupt = await self._quarantine(digest, exc)
-        except DfsError as exc:
-            problems.append(f"local: {exc}")
-        partition = self.view.partition_of(digest)
-        replicas = self.view.replicas(partition)
-        self._rotate += 1
-        order = self.view.rank_for_read(replicas, self._rotate)
-        order += [p for p in self.view.extended_preference(partition) if p not in replicas]
-        lacking: list[str] = []  # replicas that answered "missing" or "corrupt"
-        for peer in order:
-            if peer == self.view.self_id:
-                continue
-            try:
-                data = await self.rpc.get_block(self._address(peer), digest)
-            except Exception as exc:  # any failure: try the next replica
-                problems.append(f"{peer}: {exc}")
-                if peer in replicas and _lacks_block(exc):
-                    lacking.append(peer)
-                continue
-            if await sha256_hex(data) == digest.hex():
-                if self.block_repair is not None:
-                    local = local_corrupt or (local_missing and self.view.self_id in replicas)
-                    self.block_repair.write_back(digest, data, lacking, local=local)
-                return data
-            self.counters["block_digest_mismatch"] += 1
-            problems.append(f"{peer}: answer does not hash to the digest")
-            if peer in replicas:
-                lacking.append(peer)
-        self.counters["block_unavailable"] += 1
-        raise DataUnavailable(
-            f"no replica returned a verified copy of chunk {digest.hex()}: "
-            + ("; ".join(problems) if problems else "no replica in the ring")
-        )
+        """A verified copy of a block (see :func:`.block_reads.read_verified_block`: local
+        copy, then the replicas in read order, read repair). Raises DataUnavailable."""
+        return await read_verified_block(self, digest)
 
     async def read_block_range(self, digest: bytes, lo: int, hi: int) -> bytes:
         """Bytes ``[lo, hi)`` of a block, verified: from the local copy, checking only the
@@ -320,15 +273,10 @@ class Replicator:
         data = await self.read_block(digest)
         return data[lo:hi]
 
-    async def _quarantine(self, digest: bytes, exc: CorruptBlock) -> bool:
-        """Quarantine a corrupt local block (True if :attr:`block_repair` is set)."""
-        if self.block_repair is None:
-            return False
-        try:
-            await self.block_repair.quarantine(digest, exc, by="read")
-        except Exception:  # the read goes on from the replicas regardless
-            log.exception("could not quarantine corrupt block %s", digest.hex())
-        return True
+    def next_rotation(self) -> int:
+        """A counter that rotates the replica read order between reads."""
+        self._rotate += 1
+        return self._rotate
 
     # ------------------------------------------------------------------ records
     async def _put_record_on(self, peer: str, table: str, key: bytes, value: Any) -> None:
@@ -346,9 +294,7 @@ class Replicator:
     async def _retract_on(self, peer: str, table: str, key: bytes, token: str) -> None:
         if peer == self.view.self_id:
             schema = self.schema(table)
-            await self.store.table(table).update(
-                key, lambda cur: schema.retract_record(cur, token)
-            )
+            await self.store.table(table).update(key, lambda cur: schema.retract_record(cur, token))
         else:
             await self.rpc.retract_record(self._address(peer), table, key, token)
 
@@ -469,48 +415,8 @@ class Replicator:
         omit: tuple[str, ...] = (),
     ) -> ScanPage:
         """Scan ``table`` on every ring member and merge per key (for listings of tables
-        placed by key hash). Raises InsufficientReplicas unless, for every partition, at
-        least R of its replicas answered."""
-        schema = self.schema(table)
-        peers = self.view.ring_peers()
-
-        async def scan(peer: str) -> list[tuple[bytes, Any]]:
-            if peer == self.view.self_id:
-                rows = self.store.table(table).scan(
-                    prefix=prefix, start_after=start_after, limit=limit
-                )
-                return [(k, omit_fields(v, omit)) for k, v in rows]
-            return await self.rpc.scan_records(
-                self._address(peer),
-                table,
-                prefix=prefix,
-                start_after=start_after,
-                limit=limit,
-                omit=omit,
-            )
-
-        outcome = await wait_until(self._spawn(peers, scan), lambda got: self._covered(got))
-        await cancel_all(outcome.pending)  # enough answers: don't wait for slow peers
-        if not self._covered(outcome.results):
-            raise self._insufficient("listing", self.read_quorum, outcome, peers)
-        return merge_scans(outcome.results.values(), limit, schema.pick)
-
-    def _covered(self, answered: Mapping[str, Any]) -> bool:
-        """True if, for every partition, at least R of its replicas are in ``answered``."""
-        need = self.read_quorum
-        ring = self.view.ring
-        if len(answered) < need or not ring.members:
-            return False
-        if len(ring.members) >= need and all(m.peer_id in answered for m in ring.members):
-            return True  # every replica of every partition answered
-        return all(
-            sum(1 for p in self.view.replicas(partition) if p in answered) >= need
-            for partition in range(ring.partition_count)
+        placed by key hash; :func:`.scan.scan_cluster`). Raises InsufficientReplicas
+        unless, for every partition, at least R of its replicas answered."""
+        return await scan_cluster(
+            self, table, prefix=prefix, start_after=start_after, limit=limit, omit=omit
         )
-
-
-def _lacks_block(exc: BaseException) -> bool:
-    """True if a replica's answer says it has no good copy (vs. being unreachable)."""
-    return isinstance(exc, BlockNotFound) or (
-        isinstance(exc, RpcError) and exc.code == "corrupt_block"
-    )

@@ -1,10 +1,15 @@
-"""Merging of cluster-wide table scans (listings of tables placed by key hash)."""
+"""Cluster-wide table scans (listings of tables placed by key hash) and their merging."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from dfspeer.cluster.quorum import cancel_all, wait_until
+
+if TYPE_CHECKING:
+    from dfspeer.cluster.replication import Replicator
 
 Pick = Callable[[Iterable[Any | None]], Any | None]
 
@@ -55,4 +60,56 @@ def merge_scans(answers: Any, limit: int, pick: Pick) -> ScanPage:
     items = [(k, pick(rows[k])) for k in keys]
     return ScanPage(
         items=[(k, v) for k, v in items if v is not None], more=horizon is not None, cursor=horizon
+    )
+
+
+async def scan_cluster(
+    r: Replicator,
+    table: str,
+    *,
+    prefix: bytes,
+    start_after: bytes | None,
+    limit: int,
+    omit: tuple[str, ...] = (),
+) -> ScanPage:
+    """Scan ``table`` on every ring member (``limit`` rows after ``start_after`` under
+    ``prefix``, fields ``omit`` left out) and merge per key with the table's merge. Returns
+    as soon as, for every partition, R of its replicas answered; raises
+    InsufficientReplicas when that cannot happen."""
+    schema = r.schema(table)
+    view = r.view
+    peers = view.ring_peers()
+
+    async def scan(peer: str) -> list[tuple[bytes, Any]]:
+        if peer == view.self_id:
+            rows = r.store.table(table).scan(prefix=prefix, start_after=start_after, limit=limit)
+            return [(k, omit_fields(v, omit)) for k, v in rows]
+        return await r.rpc.scan_records(
+            r._address(peer),
+            table,
+            prefix=prefix,
+            start_after=start_after,
+            limit=limit,
+            omit=omit,
+        )
+
+    outcome = await wait_until(r._spawn(peers, scan), lambda got: covered(r, got))
+    await cancel_all(outcome.pending)  # enough answers: don't wait for slow peers
+    if not covered(r, outcome.results):
+        raise r._insufficient("listing", r.read_quorum, outcome, peers)
+    return merge_scans(outcome.results.values(), limit, schema.pick)
+
+
+def covered(r: Replicator, answered: Mapping[str, Any]) -> bool:
+    """True if, for every partition, at least R of its replicas are in ``answered``."""
+    need = r.read_quorum
+    view = r.view
+    ring = view.ring
+    if len(answered) < need or not ring.members:
+        return False
+    if len(ring.members) >= need and all(m.peer_id in answered for m in ring.members):
+        return True  # every replica of every partition answered
+    return all(
+        sum(1 for p in view.replicas(partition) if p in answered) >= need
+        for partition in range(ring.partition_count)
     )

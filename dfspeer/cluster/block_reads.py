@@ -1,0 +1,91 @@
+"""Reading a verified block: the local copy first, then the replicas, with read repair.
+
+Order: the local store (verified by re-hashing); then the partition's replicas in read
+order (ALIVE before SUSPECT, rotated between reads so load spreads), then any other peer of
+the extended preference list (a stand-in may hold a hinted copy). Every answer is hashed; a
+wrong or failed one is skipped. Read repair (with the replicator's ``block_repair``): a
+corrupt local copy is quarantined; replicas that answered missing or corrupt before the
+good copy came, and this peer if its copy was corrupt (or missing while it is a replica),
+get the good copy back in the background (:mod:`.readrepair`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from dfspeer.blockstore import BlockNotFound, CorruptBlock
+from dfspeer.cluster.rpc import RpcError, sha256_hex
+from dfspeer.errors import DataUnavailable, DfsError, PeerUnreachable
+
+if TYPE_CHECKING:
+    from dfspeer.cluster.replication import Replicator
+
+log = logging.getLogger(__name__)
+
+
+async def read_verified_block(r: Replicator, digest: bytes) -> bytes:
+    """A verified copy of block ``digest`` (module docstring). Raises DataUnavailable if
+    no replica returned one."""
+    problems: list[str] = []
+    local_missing = local_corrupt = False
+    try:
+        return await r.store.get(digest)  # verified by the store
+    except BlockNotFound:
+        local_missing = True
+    except CorruptBlock as exc:
+        problems.append(f"local: {exc}")
+        local_corrupt = await _quarantine(r, digest, exc)
+    except DfsError as exc:
+        problems.append(f"local: {exc}")
+    view = r.view
+    partition = view.partition_of(digest)
+    replicas = view.replicas(partition)
+    order = view.rank_for_read(replicas, r.next_rotation())
+    order += [p for p in view.extended_preference(partition) if p not in replicas]
+    lacking: list[str] = []  # replicas that answered "missing" or "corrupt"
+    for peer in order:
+        if peer == view.self_id:
+            continue
+        address = view.address(peer)
+        try:
+            if address is None:
+                raise PeerUnreachable(f"no address known for peer {peer}")
+            data = await r.rpc.get_block(address, digest)
+        except Exception as exc:  # any failure: try the next replica
+            problems.append(f"{peer}: {exc}")
+            if peer in replicas and _lacks_block(exc):
+                lacking.append(peer)
+            continue
+        if await sha256_hex(data) == digest.hex():
+            if r.block_repair is not None:
+                local = local_corrupt or (local_missing and view.self_id in replicas)
+                r.block_repair.write_back(digest, data, lacking, local=local)
+            return data
+        r.counters["block_digest_mismatch"] += 1
+        problems.append(f"{peer}: answer does not hash to the digest")
+        if peer in replicas:
+            lacking.append(peer)
+    r.counters["block_unavailable"] += 1
+    raise DataUnavailable(
+        f"no replica returned a verified copy of chunk {digest.hex()}: "
+        + ("; ".join(problems) if problems else "no replica in the ring")
+    )
+
+
+async def _quarantine(r: Replicator, digest: bytes, exc: CorruptBlock) -> bool:
+    """Quarantine a corrupt local block (True if the replicator has ``block_repair``)."""
+    if r.block_repair is None:
+        return False
+    try:
+        await r.block_repair.quarantine(digest, exc, by="read")
+    except Exception:  # the read goes on from the replicas regardless
+        log.exception("could not quarantine corrupt block %s", digest.hex())
+    return True
+
+
+def _lacks_block(exc: BaseException) -> bool:
+    """True if a replica's answer says it has no good copy (vs. being unreachable)."""
+    return isinstance(exc, BlockNotFound) or (
+        isinstance(exc, RpcError) and exc.code == "corrupt_block"
+    )
