@@ -17,8 +17,9 @@ file through a session and resumes it after a crash (state in :mod:`dfspeer.resu
 An error answer's extra fields (e.g. ``missing`` of ``incomplete_upload``) are in the
 raised error's ``details``.
 
-Retries: a request answered ``503`` with a ``Retry-After`` header (a peer not ready or
-stopping, too few replicas reachable: transient by the server's own word) is sent again,
+Retries: a request answered ``503`` with a ``Retry-After`` header (a peer not ready,
+stopping or ``overloaded``, too few replicas reachable: transient by the server's own word)
+or ``429 slow_down`` with ``Retry-After`` (over the principal's rate limit) is sent again,
 up to ``max_attempts`` times in all, if it is idempotent and its body can be sent again:
 ``GET``, ``HEAD``, ``DELETE``, and ``PUT`` of bytes, a file path or JSON (never an async
 iterable, never ``POST``). Before attempt ``k + 1`` it waits ``max(Retry-After,
@@ -58,6 +59,7 @@ Progress = Callable[[int], None]
 
 READ_PIECE_BYTES = 1024 * 1024
 RETRY_METHODS = frozenset({"GET", "HEAD", "DELETE", "PUT"})  # idempotent: safe to resend
+RETRY_STATUSES = frozenset({429, 503})  # with Retry-After: slow_down, overloaded, not_ready...
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_RETRY_BACKOFF_S = 0.25
 DEFAULT_RETRY_MAX_DELAY_S = 5.0
@@ -230,6 +232,7 @@ _CODE_FOR_STATUS = {
     404: "no_such_key",
     413: "entity_too_large",
     416: "invalid_range",
+    429: "slow_down",
     503: "unavailable",
 }
 
@@ -446,8 +449,8 @@ class Client:
     Raises ValueError for both at once or a malformed value.
 
     Retries (see the module docstring): ``max_attempts`` (>= 1; 1: never retry),
-    ``retry_backoff_s`` and ``retry_max_delay_s`` (seconds) shape the retries of a 503 with
-    ``Retry-After``; ``rng`` draws their jitter. :attr:`retries` counts the requests sent
+    ``retry_backoff_s`` and ``retry_max_delay_s`` (seconds) shape the retries of a 503 or 429
+    with ``Retry-After``; ``rng`` draws their jitter. :attr:`retries` counts the requests sent
     again so far.
     """
 
@@ -473,7 +476,7 @@ class Client:
         self.retry_backoff_s = retry_backoff_s
         self.retry_max_delay_s = retry_max_delay_s
         self.retries = 0
-        """Requests sent again after a 503 with ``Retry-After``, all requests so far."""
+        """Requests sent again after a 503 or 429 with ``Retry-After``, all requests so far."""
         self._rng = rng if rng is not None else random.Random()
         self._session: aiohttp.ClientSession | None = None
         self._auth_headers = auth_headers(credentials=credentials, token=token)
@@ -519,9 +522,9 @@ class Client:
     ) -> float | None:
         """Seconds to wait before sending attempt ``attempt + 1`` of a request whose
         attempt ``attempt`` (from 1) got ``status`` with ``Retry-After: retry_after``;
-        None: do not retry (not a 503 with ``Retry-After``, not idempotent, a body that
-        cannot be sent again, or no attempt left)."""
-        if status != 503 or not replayable or method.upper() not in RETRY_METHODS:
+        None: do not retry (not a 503 or 429 with ``Retry-After``, not idempotent, a body
+        that cannot be sent again, or no attempt left)."""
+        if status not in RETRY_STATUSES or not replayable or method.upper() not in RETRY_METHODS:
             return None
         after = parse_retry_after(retry_after)
         if after is None or attempt >= self.max_attempts:
@@ -539,7 +542,7 @@ class Client:
         body: Callable[[], Any] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """The (2xx/3xx) response to ``method url``, retried on 503 + ``Retry-After`` (see
+        """The (2xx/3xx) response to ``method url``, retried on 503/429 + ``Retry-After`` (see
         :meth:`retry_delay`). ``body()`` makes a fresh body for every attempt (a file's
         pieces); a ``data`` keyword is resent as is if it is bytes or text, else the request
         is not retried. An error answer raises its :class:`DfsError` (``retry_after_s``
@@ -613,8 +616,8 @@ class Client:
 
         A :class:`~pathlib.Path` is streamed in 1 MiB pieces with a ``Content-Length``; an
         async iterable goes out with ``Transfer-Encoding: chunked`` and, being one-shot, is
-        never retried (bytes and paths are, on 503 + ``Retry-After``). ``sha256`` (hex) is sent
-        as ``X-Content-SHA256`` so the server rejects a corrupted body (``bad_digest``).
+        never retried (bytes and paths are, on 503/429 + ``Retry-After``). ``sha256`` (hex) is
+        sent as ``X-Content-SHA256`` so the server rejects a corrupted body (``bad_digest``).
         ``progress(n)`` is called with each piece's size as it is handed to the socket.
         ``meta``: user metadata, sent as ``X-Meta-<name>`` headers (names are stored
         lower-case; at most 2 KiB in all, else ``invalid_argument``).

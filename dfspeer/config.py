@@ -111,6 +111,10 @@ class PeerConfig:
     dead_member_evict_s: float = 600.0  # a DEAD member keeps its partitions this long
     repair_concurrency: int = 4  # block/record transfers in flight per repair
     repair_bandwidth_bytes_per_s: int = 0  # cap on repair traffic; 0 = unlimited
+    # rate limits and backpressure of the native API (dfspeer.access.limits); 0 = off
+    rate_limit_requests_per_s: float = 0.0  # per principal (access key, admin, open)
+    rate_limit_bytes_per_s: int = 0  # per principal, upload bodies by Content-Length
+    max_inflight_requests: int = 0  # requests being handled at once, all principals
     # operations
     log_level: str = "info"
     log_format: str = "text"  # "text" for a terminal, "json": one JSON object per line
@@ -221,6 +225,12 @@ class PeerConfig:
             "repair_bandwidth_bytes_per_s",
             "must be >= 0 (0 = unlimited)",
         )
+        for name in (
+            "rate_limit_requests_per_s",
+            "rate_limit_bytes_per_s",
+            "max_inflight_requests",
+        ):
+            need(getattr(self, name) >= 0, name, "must be >= 0 (0 = off)")
         need(
             0 <= self.download_prefetch_chunks <= 64,
             "download_prefetch_chunks",

@@ -234,3 +234,18 @@ class TooManyUploads(DfsError):
     """The bucket already has ``max_open_uploads`` open upload sessions (409)."""
 
     code, status = "too_many_uploads", 409
+
+
+class SlowDown(DfsError):
+    """The principal is over its request or upload byte rate (``rate_limit_requests_per_s``,
+    ``rate_limit_bytes_per_s``) (429); ``Retry-After`` says when a token is available. Sent
+    before the body is read: nothing changed. See :mod:`dfspeer.access.limits`."""
+
+    code, status = "slow_down", 429
+
+
+class Overloaded(DfsError):
+    """The peer already handles ``max_inflight_requests`` requests (503, ``Retry-After``).
+    Sent before the body is read: nothing changed. See :mod:`dfspeer.access.limits`."""
+
+    code, status = "overloaded", 503

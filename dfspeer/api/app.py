@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from dfspeer.access.limits import LIMITS_KEY, Limits
 from dfspeer.access.middleware import ACCESS_KEY, AccessControl
 from dfspeer.api import access_routes, buckets, cluster_routes, public
 from dfspeer.api.context import (
@@ -58,12 +59,17 @@ def build_app(
     the requests in flight (:mod:`dfspeer.api.shutdown`). ``access`` (inside the error
     middleware) authenticates and authorizes every request outside ``/internal/`` before
     its handler runs and serves the ``/v1/keys`` and bucket permission routes
-    (:mod:`dfspeer.access`); without it (test doubles) every request is allowed.
+    (:mod:`dfspeer.access`); without it (test doubles) every request is allowed. With
+    ``access`` and a limit set in ``config``, the rate limits and in-flight cap
+    (:mod:`dfspeer.access.limits`, in ``app[LIMITS_KEY]``) run right inside it.
     """
     metrics = ApiMetrics(registry)
     traffic = HttpTraffic(registry)
     loop_lag = EventLoopLag(registry)
     registry.register(PeerStateCollector(state))
+    limits = Limits.from_config(config) if access is not None else None
+    if limits is not None and not limits.enabled:
+        limits = None
     app = web.Application(
         middlewares=[
             request_context_middleware,
@@ -72,6 +78,7 @@ def build_app(
             traffic.middleware,
             error_middleware,
             *([access.middleware] if access is not None else []),
+            *([limits.middleware] if limits is not None else []),
             *([gate.middleware] if gate is not None else []),
         ],
         client_max_size=client_max_size(config),
@@ -88,6 +95,8 @@ def build_app(
     if access is not None:
         app[ACCESS_KEY] = access
         app.add_routes(access_routes.routes)
+    if limits is not None:
+        app[LIMITS_KEY] = limits
     if internal is not None:
         app.add_subapp(INTERNAL_PREFIX, internal)
     return app

@@ -1,0 +1,194 @@
+"""Rate limits and backpressure of the native API.
+
+Two guards, both answered before the handler runs (so before the body is read) by
+:meth:`Limits.middleware`, which sits right inside the access middleware (it needs the
+principal) and outside the shutdown gate:
+
+- **per principal** (an access key, ``admin``, ``open``), two token buckets:
+  ``rate_limit_requests_per_s`` (one token a request) and ``rate_limit_bytes_per_s`` (one
+  token a byte of an upload's ``Content-Length``). Beyond them: 429 ``slow_down`` with
+  ``Retry-After`` = seconds until the tokens are there (rounded up, at least 1). A bucket
+  holds one second of its rate (at least one request); an upload larger than that is let
+  through once the bucket is full and leaves it in debt, so the principal's next requests
+  wait until the debt is paid off: over time it gets its byte rate, never more.
+- **global**: at most ``max_inflight_requests`` requests handled at once; beyond it 503
+  ``overloaded`` with ``Retry-After: 1``.
+
+0 turns a limit off (the default of all three). Public routes (no principal: ``/health``,
+``/ready``, ``/metrics``...) and ``/internal/`` are never limited. Uploads without a
+``Content-Length`` (chunked) are not counted in bytes.
+
+:class:`TokenBucket` is pure (time is an argument); :class:`RateLimiter` takes an
+injectable clock, so both are unit-tested without sleeping.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from dfspeer.access.middleware import INTERNAL_PREFIX, PRINCIPAL_KEY
+from dfspeer.api.middleware import RETRY_AFTER_HEADER, render_dfs_error
+from dfspeer.config import PeerConfig
+from dfspeer.errors import DfsError, Overloaded, SlowDown
+
+Clock = Callable[[], float]
+MAX_TRACKED = 10_000
+"""Buckets kept before full ones (no different from new ones) are dropped."""
+_UPLOAD_METHODS = frozenset({"PUT", "POST"})
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``capacity`` saved; may go into debt (below 0)."""
+
+    __slots__ = ("capacity", "rate", "tokens", "updated")
+
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        if rate <= 0 or capacity <= 0:
+            raise ValueError("rate and capacity must be > 0")
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = capacity
+        self.updated = now
+
+    def refill(self, now: float) -> None:
+        """Add the tokens earned since the last update (a clock going back adds none)."""
+        if now > self.updated:
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def wait_s(self, cost: float, now: float) -> float:
+        """Seconds until ``cost`` tokens may be taken (0.0: now). A cost above the capacity
+        needs a full bucket (and then leaves it in debt)."""
+        self.refill(now)
+        need = min(cost, self.capacity)
+        return 0.0 if self.tokens >= need else (need - self.tokens) / self.rate
+
+    def take(self, cost: float, now: float) -> float:
+        """Take ``cost`` tokens and return 0.0, or take nothing and return the seconds to
+        wait (:meth:`wait_s`)."""
+        wait = self.wait_s(cost, now)
+        if wait == 0.0:
+            self.tokens -= cost
+        return wait
+
+    def full(self, now: float) -> bool:
+        """True when the bucket is full at ``now`` (no different from a new one)."""
+        self.refill(now)
+        return self.tokens >= self.capacity
+
+
+def retry_after_s(wait: float) -> int:
+    """The ``Retry-After`` value for a wait of ``wait`` seconds: rounded up, at least 1."""
+    return max(1, math.ceil(wait))
+
+
+class RateLimiter:
+    """Per-principal request and byte token buckets (0 rate: that one is off)."""
+
+    def __init__(
+        self,
+        requests_per_s: float,
+        bytes_per_s: float,
+        *,
+        clock: Clock = time.monotonic,
+        max_tracked: int = MAX_TRACKED,
+    ) -> None:
+        self.requests_per_s = requests_per_s
+        self.bytes_per_s = bytes_per_s
+        self.clock = clock
+        self.max_tracked = max_tracked
+        self._requests: dict[str, TokenBucket] = {}
+        self._bytes: dict[str, TokenBucket] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.requests_per_s > 0 or self.bytes_per_s > 0
+
+    def admit(self, principal: str, nbytes: int = 0) -> float:
+        """Count one request of ``principal`` carrying ``nbytes`` upload bytes and return
+        0.0, or count nothing and return the seconds until it would be admitted."""
+        now = self.clock()
+        buckets: list[tuple[TokenBucket, float]] = []
+        if self.requests_per_s > 0:
+            buckets.append((self._bucket(self._requests, principal, self.requests_per_s, now), 1))
+        if self.bytes_per_s > 0 and nbytes > 0:
+            buckets.append((self._bucket(self._bytes, principal, self.bytes_per_s, now), nbytes))
+        wait = max((b.wait_s(cost, now) for b, cost in buckets), default=0.0)
+        if wait > 0.0:
+            return wait
+        for bucket, cost in buckets:
+            bucket.take(cost, now)
+        return 0.0
+
+    def tracked(self) -> int:
+        """Principals with a bucket (for tests)."""
+        return len(self._requests.keys() | self._bytes.keys())
+
+    def _bucket(
+        self, table: dict[str, TokenBucket], principal: str, rate: float, now: float
+    ) -> TokenBucket:
+        bucket = table.get(principal)
+        if bucket is None:
+            if len(table) >= self.max_tracked:
+                for name in [n for n, b in table.items() if b.full(now)]:
+                    del table[name]
+            bucket = table[principal] = TokenBucket(rate, max(rate, 1.0), now)
+        return bucket
+
+
+class Limits:
+    """The aiohttp middleware of both guards (module docstring)."""
+
+    def __init__(self, limiter: RateLimiter, max_inflight: int = 0) -> None:
+        self.limiter = limiter
+        self.max_inflight = max_inflight
+        self.inflight = 0
+
+    @classmethod
+    def from_config(cls, config: PeerConfig, *, clock: Clock = time.monotonic) -> Limits:
+        limiter = RateLimiter(
+            config.rate_limit_requests_per_s, config.rate_limit_bytes_per_s, clock=clock
+        )
+        return cls(limiter, config.max_inflight_requests)
+
+    @property
+    def enabled(self) -> bool:
+        return self.limiter.enabled or self.max_inflight > 0
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Refuse (429 / 503 + ``Retry-After``) or count the request while it is handled."""
+        principal = request.get(PRINCIPAL_KEY)
+        if principal is None or request.path.startswith(INTERNAL_PREFIX):
+            return await handler(request)  # public route, or peer RPC
+        if self.max_inflight > 0 and self.inflight >= self.max_inflight:
+            return _refuse(
+                request,
+                Overloaded(f"the peer already handles {self.max_inflight} requests; retry"),
+                1.0,
+            )
+        nbytes = (request.content_length or 0) if request.method in _UPLOAD_METHODS else 0
+        wait = self.limiter.admit(principal.name, nbytes)
+        if wait > 0.0:
+            return _refuse(
+                request, SlowDown(f"{principal.name} is over its rate limit; slow down"), wait
+            )
+        self.inflight += 1
+        try:
+            return await handler(request)
+        finally:
+            self.inflight -= 1
+
+
+LIMITS_KEY = web.AppKey("dfspeer.limits", Limits)
+
+
+def _refuse(request: web.Request, exc: DfsError, wait: float) -> web.Response:
+    seconds = retry_after_s(wait)
+    exc.retry_after_s = seconds
+    return render_dfs_error(request, exc, headers={RETRY_AFTER_HEADER: str(seconds)})
