@@ -16,7 +16,9 @@ import pytest
 from botocore.exceptions import ClientError
 from multidict import CIMultiDict
 
+from dfspeer.access.principals import ADMIN
 from dfspeer.api.s3 import auth
+from dfspeer.api.s3.credentials import S3Key
 from dfspeer.api.s3.errors import S3Error
 from tests.unit.s3_harness import AK, ROOT_DOMAIN, SK, PeerThread, error_code, send, signed
 
@@ -66,8 +68,9 @@ class DictStore:
     def __init__(self, keys: dict[str, str]) -> None:
         self.keys = keys
 
-    async def secret(self, access_key_id: str) -> str | None:
-        return self.keys.get(access_key_id)
+    async def lookup(self, access_key_id: str) -> S3Key | None:
+        secret = self.keys.get(access_key_id)
+        return None if secret is None else S3Key(secret, ADMIN)
 
 
 # ---------------------------------------------------------------------- SigV4 vectors

@@ -29,7 +29,7 @@ import hmac
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
@@ -39,6 +39,7 @@ from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 from multidict import CIMultiDictProxy, MultiMapping
 
+from dfspeer.access.principals import OPEN, Principal
 from dfspeer.api.s3.credentials import CredentialStore
 from dfspeer.api.s3.errors import S3Error, access_denied, invalid_request
 
@@ -69,13 +70,16 @@ class Scope:
 
 @dataclass(frozen=True)
 class Identity:
-    """Who sent a request: ``access_key`` (None: anonymous, open mode) and the payload
-    mode / signed hash (``UNSIGNED-PAYLOAD``, a hex SHA-256, a ``STREAMING-...`` mode)."""
+    """Who sent a request: ``access_key`` (None: anonymous, open mode), the payload
+    mode / signed hash (``UNSIGNED-PAYLOAD``, a hex SHA-256, a ``STREAMING-...`` mode) and
+    the ``principal`` the request acts as (``OPEN`` when anonymous in open mode, the admin
+    for an ``s3_credentials_file`` key, the key's principal for a ``keys`` table key)."""
 
     access_key: str | None
     payload: str
     scope: Scope | None = None
-    secret: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    principal: Principal = OPEN
 
 
 def _malformed(message: str) -> S3Error:
@@ -251,8 +255,8 @@ class SigV4Verifier:
         canonical = canonical_request(
             method, raw_path, query, headers, scope.signed_headers, payload
         )
-        secret = await self._check(scope, canonical)
-        return Identity(scope.access_key, payload, scope, secret)
+        secret, principal = await self._check(scope, canonical)
+        return Identity(scope.access_key, payload, scope, secret, principal)
 
     async def _presigned(
         self,
@@ -291,8 +295,8 @@ class SigV4Verifier:
         canonical = canonical_request(
             method, raw_path, rest, headers, scope.signed_headers, payload
         )
-        secret = await self._check(scope, canonical)
-        return Identity(scope.access_key, UNSIGNED_PAYLOAD, scope, secret)
+        secret, principal = await self._check(scope, canonical)
+        return Identity(scope.access_key, UNSIGNED_PAYLOAD, scope, secret, principal)
 
     def _check_scope(self, scope: Scope) -> None:
         if scope.date != scope.amz_date[:8]:
@@ -302,14 +306,15 @@ class SigV4Verifier:
         if scope.service != "s3":
             raise _malformed(f"the service '{scope.service}' is wrong; expecting 's3'")
 
-    async def _check(self, scope: Scope, canonical: str) -> str:
-        secret = await self.store.secret(scope.access_key)
-        if secret is None:
+    async def _check(self, scope: Scope, canonical: str) -> tuple[str, Principal]:
+        found = await self.store.lookup(scope.access_key)
+        if found is None:
             raise S3Error(
                 "InvalidAccessKeyId",
                 403,
                 "The AWS Access Key Id you provided does not exist in our records.",
             )
+        secret = found.secret
         to_sign = string_to_sign(canonical, scope.amz_date, self.region)
         expected = sign(secret, scope.amz_date, self.region, to_sign)
         if not hmac.compare_digest(expected, scope.signature):
@@ -319,4 +324,4 @@ class SigV4Verifier:
                 "The request signature we calculated does not match the signature you "
                 "provided. Check your key and signing method.",
             )
-        return secret
+        return secret, found.principal

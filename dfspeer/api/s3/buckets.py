@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from dfspeer.access.permissions import visible
 from dfspeer.api.s3 import xml
 from dfspeer.api.s3.body import read_small
 from dfspeer.api.s3.context import S3Request
@@ -45,8 +46,9 @@ async def existing(s3: S3Request, *, cached: bool = False) -> Bucket:
 
 
 async def list_buckets(s3: S3Request) -> web.StreamResponse:
-    """``GET /``: every live bucket, by name."""
-    listed = await s3.ctx.objects.buckets.list()
+    """``GET /``: every live bucket the principal sees (the admin: all; a key: those it
+    owns or has a grant on), by name."""
+    listed = [b for b in await s3.ctx.objects.buckets.list() if visible(s3.identity.principal, b)]
     items: list[xml.Child] = [
         ("Bucket", [("Name", b.name), ("CreationDate", xml.iso8601(b.created))]) for b in listed
     ]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -52,3 +52,7 @@ class S3Request:
         """The key (an object operation always has one)."""
         assert self.key is not None
         return self.key
+
+
+S3Handler = Callable[[S3Request], Awaitable[web.StreamResponse]]
+"""The handler of one S3 operation."""

@@ -23,7 +23,9 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from dfspeer.access.permissions import Action
 from dfspeer.api.s3 import xml
+from dfspeer.api.s3.access import authorize
 from dfspeer.api.s3.buckets import existing, xml_response
 from dfspeer.api.s3.context import S3Request
 from dfspeer.api.s3.errors import S3Error, invalid_argument, invalid_request
@@ -56,7 +58,9 @@ def copy_source(s3: S3Request) -> tuple[str, str, str | None]:
 
 async def source_version(s3: S3Request, bucket: str, key: str, vid: str | None) -> ObjectVersion:
     """The source's version (the live one without ``vid``). Raises NoSuchBucket,
-    NoSuchKey, NoSuchVersion, PreconditionFailed (``x-amz-copy-source-if-*``)."""
+    NoSuchKey, NoSuchVersion, PreconditionFailed (``x-amz-copy-source-if-*``),
+    AccessDenied (a key without ``read`` on the source's bucket)."""
+    await authorize(s3, Action.READ, bucket)
     objects = s3.ctx.objects
     if await objects.buckets.read(bucket, cached=True) is None:
         raise S3Error("NoSuchBucket", 404, "The specified bucket does not exist")

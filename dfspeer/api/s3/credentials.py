@@ -1,14 +1,18 @@
 """Where the S3 API finds an access key's secret: :class:`CredentialStore`.
 
 SigV4 signatures are HMACs keyed by the secret itself, so the server needs the secret (not
-a hash of it). Two stores, asked in order by :class:`ChainedCredentials`:
+a hash of it). A lookup answers an :class:`S3Key`: the secret and the
+:class:`~dfspeer.access.principals.Principal` the request then acts as. Two stores, asked
+in order by :class:`ChainedCredentials`:
 
 - :class:`FileCredentials` — the ``s3_credentials_file`` setting: one ``ACCESS_KEY_ID:SECRET``
-  a line (``#`` comments and blank lines ignored), re-read when the file changes;
+  a line (``#`` comments and blank lines ignored), re-read when the file changes; these
+  keys act as the admin (full access, no per-bucket permission applies);
 - :class:`KeysTableCredentials` — the access-control ``keys`` table
   (:mod:`dfspeer.model.keys`), read with quorum R on every lookup (no cache, so a disabled
   or deleted key is refused at once); its secrets are sealed under the cluster key
-  (:mod:`dfspeer.access.sealing`) and opened here.
+  (:mod:`dfspeer.access.sealing`) and opened here. These keys act as the native API's
+  key principal: the buckets' per-key grants apply (:mod:`dfspeer.api.s3.access`).
 
 Nothing here logs a secret.
 """
@@ -17,9 +21,11 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from dfspeer.access.principals import ADMIN, OPEN, Principal, key_principal
 from dfspeer.access.sealing import SecretSealer
 from dfspeer.errors import DfsError
 from dfspeer.gossip import Keyring
@@ -30,10 +36,20 @@ log = logging.getLogger("dfspeer.api.s3")
 MAX_ACCESS_KEY_CHARS = 128
 
 
-class CredentialStore(Protocol):
-    """Access key id -> its secret, or None when the key is unknown or not usable."""
+@dataclass(frozen=True)
+class S3Key:
+    """A known, usable access key: its ``secret`` (hidden from ``repr``) and the
+    ``principal`` its requests act as."""
 
-    async def secret(self, access_key_id: str) -> str | None: ...
+    secret: str = field(repr=False)
+    principal: Principal
+
+
+class CredentialStore(Protocol):
+    """Access key id -> its :class:`S3Key`, or None when the key is unknown or not
+    usable."""
+
+    async def lookup(self, access_key_id: str) -> S3Key | None: ...
 
 
 class RecordReader(Protocol):
@@ -77,26 +93,29 @@ class FileCredentials:
             keys[key_id.strip()] = secret.strip()
         self._stamp, self._keys = stamp, keys
 
-    async def secret(self, access_key_id: str) -> str | None:
+    async def lookup(self, access_key_id: str) -> S3Key | None:
         self._reload()
-        return self._keys.get(access_key_id)
+        secret = self._keys.get(access_key_id)
+        return None if secret is None else S3Key(secret, ADMIN)
 
 
 class KeysTableCredentials:
     """Secrets of the ``keys`` table (module docstring): a usable key's sealed secret,
     opened with ``keyring``; a read that fails raises what the replicator raises
     (InsufficientReplicas -> 503, so a client retries rather than being told "no such
-    key")."""
+    key"). ``enforce``: False on an ``--insecure`` peer, whose native API authorizes
+    nobody: a key then acts as ``OPEN`` (everything allowed) there too."""
 
-    def __init__(self, records: RecordReader, keyring: Keyring) -> None:
+    def __init__(self, records: RecordReader, keyring: Keyring, *, enforce: bool = True) -> None:
         self.records = records
+        self.enforce = enforce
         self.sealer = SecretSealer(keyring)
         self.schema = KeysSchema()
 
     def __repr__(self) -> str:
         return "KeysTableCredentials()"
 
-    async def secret(self, access_key_id: str) -> str | None:
+    async def lookup(self, access_key_id: str) -> S3Key | None:
         if not access_key_id or len(access_key_id) > MAX_ACCESS_KEY_CHARS:
             return None
         if not access_key_id.isascii() or not access_key_id.isprintable():
@@ -110,7 +129,13 @@ class KeysTableCredentials:
             raise DfsError(f"stored access key {access_key_id} is unreadable: {exc}") from exc
         if not key.usable or key.id != access_key_id:
             return None
-        return self.sealer.open(key.sealed_secret)
+        secret = self.sealer.open(key.sealed_secret)
+        if secret is None:  # sealed under a cluster key this peer does not have
+            return None
+        if not self.enforce:
+            return S3Key(secret, OPEN)
+        principal = key_principal(key.id, allow_create_bucket=key.allow_create_bucket)
+        return S3Key(secret, principal)
 
 
 class ChainedCredentials:
@@ -119,9 +144,9 @@ class ChainedCredentials:
     def __init__(self, *stores: CredentialStore) -> None:
         self.stores = stores
 
-    async def secret(self, access_key_id: str) -> str | None:
+    async def lookup(self, access_key_id: str) -> S3Key | None:
         for store in self.stores:
-            found = await store.secret(access_key_id)
+            found = await store.lookup(access_key_id)
             if found is not None:
                 return found
         return None

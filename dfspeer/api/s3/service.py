@@ -12,7 +12,8 @@ Garage's ``api/s3/router.rs`` do); an operation this server does not have answer
 Middlewares, outermost first: request context (request id in logs), the S3 error renderer
 (every :class:`~dfspeer.errors.DfsError` and aiohttp error leaves as S3 XML with
 ``x-amz-request-id``, see :mod:`.errors`), the peer's shutdown gate. Authentication
-(:mod:`.auth`) runs in :func:`dispatch` before any body is read.
+(:mod:`.auth`) and the per-bucket permission check (:mod:`.access`) run in
+:func:`dispatch` before any body is read.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -29,8 +30,9 @@ from aiohttp.typedefs import Handler
 from dfspeer.api.middleware import request_id
 from dfspeer.api.observability import request_context_middleware
 from dfspeer.api.s3 import buckets, listing, multipart, objects
+from dfspeer.api.s3.access import action_of, authorize
 from dfspeer.api.s3.auth import Identity, SigV4Verifier
-from dfspeer.api.s3.context import S3_KEY, S3Context, S3Request
+from dfspeer.api.s3.context import S3_KEY, S3Context, S3Handler, S3Request
 from dfspeer.api.s3.credentials import (
     ChainedCredentials,
     CredentialStore,
@@ -52,8 +54,6 @@ from dfspeer.objects.service import ObjectService
 from dfspeer.objects.sessions import UploadService
 
 log = logging.getLogger("dfspeer.api.s3")
-
-S3Handler = Callable[[S3Request], Awaitable[web.StreamResponse]]
 
 NOT_IMPLEMENTED_SUBRESOURCES = frozenset(
     [
@@ -200,6 +200,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     query = {k: v for k, v in request.query.items()}
     handler = route(request.method, bucket, key, query)
     s3 = S3Request(request, ctx, bucket, key, query, identity, request_id(request))
+    await authorize(s3, action_of(handler), bucket)
     return await handler(s3)
 
 
@@ -265,14 +266,15 @@ def s3_site(
     *,
     gate: ShutdownGate | None = None,
 ) -> S3Site:
-    """The S3 site of one peer: credentials from ``s3_credentials_file`` (if set) then the
-    ``keys`` table; open mode (unsigned requests accepted) only when ``insecure`` and no
-    credentials file is set."""
+    """The S3 site of one peer: credentials from ``s3_credentials_file`` (if set, full
+    access) then the ``keys`` table (the buckets' grants, as on the native API); open
+    mode (unsigned requests accepted) only when ``insecure`` and no credentials file is
+    set."""
     stores: list[CredentialStore] = []
     if config.s3_credentials_file is not None:
         stores.append(FileCredentials(config.s3_credentials_file))
     records: RecordReader = objects.replicator
-    stores.append(KeysTableCredentials(records, keyring))
+    stores.append(KeysTableCredentials(records, keyring, enforce=not config.insecure))
     verifier = SigV4Verifier(
         ChainedCredentials(*stores),
         config.s3_region,
