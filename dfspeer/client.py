@@ -1,4 +1,4 @@
-"""Async HTTP client for a remote dfspeer peer (the public API of issue 4).
+"""Async HTTP client for a remote dfspeer peer (its public ``/v1`` API).
 
 ``Client(base_url)`` wraps one :class:`aiohttp.ClientSession`. Uploads stream from bytes, a
 file path or an async iterable without reading a file whole; downloads stream into a file.

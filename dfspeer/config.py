@@ -69,7 +69,7 @@ class PeerConfig:
     # block store
     map_size_bytes: int = 64 * GiB
     durable: bool = True
-    # repair (issue 5; see dfspeer/cluster/handoff.py, scrub.py, tombstones.py)
+    # repair (see dfspeer/cluster/handoff.py, scrub.py, tombstones.py)
     hinted_handoff: bool = True
     hint_delivery_interval_s: float = 10.0
     max_hints: int = 100_000

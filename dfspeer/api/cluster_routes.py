@@ -1,6 +1,6 @@
 """Cluster and operations routes: members, ring, status, health, readiness, metrics.
 
-Shapes (issue 3 and 4):
+Shapes:
 
 - ``GET /v1/cluster/members``: ``{"self": id, "members": [{"id", "address",
   "gossip_address", "state", "incarnation", "zone", "weight", "version"}]}`` sorted by id;

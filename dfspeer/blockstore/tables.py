@@ -1,7 +1,7 @@
 """Metadata tables: named LMDB sub-databases mapping bytes keys to CBOR values.
 
 A :class:`MetaTable` is the generic storage layer under every replicated metadata table of
-later issues (object manifests, block references, hints): ordered bytes keys (so a key
+the cluster (objects, block references, upload sessions, hints): ordered bytes keys (so a key
 prefix such as a 2-byte partition gives a range), CBOR values encoded canonically (RFC 8949
 §4.2: sorted map keys, shortest forms — the same value gives the same bytes on every peer,
 so records can be hashed), reads on the calling thread, and writes through the store's

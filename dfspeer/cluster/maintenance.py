@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 class Maintenance:
-    """The issue-5 repair parts of one peer (see the module docstring).
+    """The background repair parts of one peer (see the module docstring).
 
     The replicated tables (hints, tombstone purge) are the replicator's.
     Construction plugs :attr:`handoff` (if ``config.hinted_handoff``) and

@@ -12,7 +12,7 @@ Stragglers (replicas still writing when W acked) finish in the background, bound
 ``max_background`` writes; once that many are in flight, further writes wait for all their
 replicas (backpressure) instead of returning at W — so memory stays bounded and a slow
 replica slows the writer rather than being silently skipped. A write that fails a replica
-for good is left to repair (anti-entropy / hinted handoff, later issues).
+for good is left to repair (anti-entropy / hinted handoff).
 
 A record write that cannot reach W is retracted from the replicas that did take it
 (delete-if-version-equals), so a failed write does not surface on a later quorum read.
@@ -83,9 +83,9 @@ class Replicator:
         self._rotate = 0
         self.counters: Counter[str] = Counter()
         self.handoff: HintedHandoff | None = None
-        """Sloppy quorum + hints (issue 5, :mod:`.handoff`); None: strict quorum."""
+        """Sloppy quorum + hints (:mod:`.handoff`); None: strict quorum."""
         self.block_repair: BlockRepair | None = None
-        """Block read repair + quarantine (issue 5, :mod:`.readrepair`); None: off."""
+        """Block read repair + quarantine (:mod:`.readrepair`); None: off."""
 
     async def drain(self) -> None:
         """Wait until every straggler write and read repair running now has finished."""

@@ -1,4 +1,4 @@
-"""Multi-host fault harness (issue 5): dfspeer agents in Linux network namespaces.
+"""Multi-host fault harness: dfspeer agents in Linux network namespaces.
 
 Run (root + iproute2; skipped with the reason otherwise)::
 
@@ -19,7 +19,7 @@ Files:
   byte-identical everywhere; exactly N replicas of every manifest and chunk), polled
   until a deadline and reported precisely on failure.
 - ``workload.py``: tracked uploads and a verifying read load.
-- ``test_scenarios.py``: the six scenarios of the issue.
+- ``test_scenarios.py``: the six repair scenarios.
 
 Design choice for the test's own traffic: the test talks HTTP to the agents from a thread
 inside the hub namespace (where the bridge has 10.213.0.1), not through an interface in

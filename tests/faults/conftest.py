@@ -34,7 +34,7 @@ FAST_SETTINGS: dict[str, object] = {
     "request_timeout_s": 10.0,
     "log_level": "info",
 }
-# Fast timers of the repair mechanisms (PeerConfig, issue 5): anti-entropy rounds every
+# Fast timers of the repair mechanisms (PeerConfig): anti-entropy rounds every
 # 2 s, hints retried every second, a scrub pass every 10 s (a few MB per peer at the
 # default 32 MiB/s; each pass logs a line, so not more often), and a DEAD peer evicted
 # from the ring after 15 s: shorter than the 30 s partition of scenario 3 (so partitions

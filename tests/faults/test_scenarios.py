@@ -1,4 +1,4 @@
-"""Fault scenarios of issue 5, each on five fresh agents in network namespaces (N=3, W=2,
+"""Repair fault scenarios, each on five fresh agents in network namespaces (N=3, W=2,
 R=2, 64 KiB chunks, fast gossip timers; see conftest.py).
 
 Every scenario ends with the two invariants: every acknowledged write reads back

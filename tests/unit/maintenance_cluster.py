@@ -260,7 +260,7 @@ async def make_cluster(
     repair_tables: TableRegistry | None = None,
 ) -> AsyncIterator[Cluster]:
     """:func:`start_cluster` as a context manager (by default with Maintenance, for the
-    issue-5 tests), closing every peer on exit."""
+    repair tests), closing every peer on exit."""
     cluster = await start_cluster(
         tmp_path,
         size,
