@@ -121,6 +121,34 @@ def start_cluster(
         cluster.stop(timeout_s=5.0)
 
 
+def start_s3_cluster(
+    base_dir: Path,
+    *,
+    access_key: str,
+    secret: str,
+    host_base: int,
+    base_port: int,
+    gossip_base_port: int,
+    map_size_bytes: int,
+) -> Iterator[LocalCluster]:
+    """:func:`start_cluster` whose agents accept S3 requests signed with ``access_key`` /
+    ``secret`` (an ``s3_credentials_file`` written under ``base_dir``)."""
+    creds = base_dir / "s3.credentials"
+    creds.write_text(f"{access_key}:{secret}\n")
+    creds.chmod(0o600)
+    yield from start_cluster(
+        base_dir / "cluster",
+        host_base=host_base,
+        base_port=base_port,
+        gossip_base_port=gossip_base_port,
+        settings={
+            "map_size_bytes": map_size_bytes,
+            "log_level": "info",
+            "s3_credentials_file": creds,
+        },
+    )
+
+
 @pytest.fixture(scope="module")
 def data_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """Three agents with 256 KiB chunks (N=3, W=2, R=2)."""

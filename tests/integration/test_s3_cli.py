@@ -25,7 +25,7 @@ import pytest
 
 from dfspeer.demo_corpus import build_big_file
 from dfspeer.localcluster import LocalCluster
-from tests.integration.conftest import start_cluster
+from tests.integration.conftest import start_s3_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -37,25 +37,15 @@ BUCKET = "cli-bucket"
 
 
 @pytest.fixture(scope="module")
-def creds_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("s3cli-creds") / "s3.credentials"
-    path.write_text(f"{AK}:{SK}\n")
-    path.chmod(0o600)
-    return path
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, creds_file: Path) -> Iterator[LocalCluster]:
-    yield from start_cluster(
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    yield from start_s3_cluster(
         tmp_path_factory.mktemp("s3-cli-cluster"),
+        access_key=AK,
+        secret=SK,
         host_base=110,
         base_port=27070,
         gossip_base_port=27946,
-        settings={
-            "map_size_bytes": 1024 * MiB,
-            "log_level": "info",
-            "s3_credentials_file": creds_file,
-        },
+        map_size_bytes=1024 * MiB,
     )
 
 

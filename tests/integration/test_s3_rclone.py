@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from dfspeer.localcluster import LocalCluster
-from tests.integration.conftest import start_cluster
+from tests.integration.conftest import start_s3_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -33,25 +33,15 @@ BUCKET = "rclone-bucket"
 
 
 @pytest.fixture(scope="module")
-def creds_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("rclone-creds") / "s3.credentials"
-    path.write_text(f"{AK}:{SK}\n")
-    path.chmod(0o600)
-    return path
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, creds_file: Path) -> Iterator[LocalCluster]:
-    yield from start_cluster(
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    yield from start_s3_cluster(
         tmp_path_factory.mktemp("s3-rclone-cluster"),
+        access_key=AK,
+        secret=SK,
         host_base=120,
         base_port=28070,
         gossip_base_port=28946,
-        settings={
-            "map_size_bytes": 512 * MiB,
-            "log_level": "info",
-            "s3_credentials_file": creds_file,
-        },
+        map_size_bytes=512 * MiB,
     )
 
 
