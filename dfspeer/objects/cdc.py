@@ -30,8 +30,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from typing import Protocol
 
 from dfspeer.config import PeerConfig
-from dfspeer.errors import EntityTooLarge, IncompleteBody
-from dfspeer.objects.chunker import iter_chunks
+from dfspeer.objects.chunker import iter_chunks, iter_cut_chunks
 
 log = logging.getLogger(__name__)
 
@@ -100,29 +99,9 @@ async def iter_cdc_chunks(
     if factory is None:
         raise RuntimeError("pyfastcdc's compiled core is not available")
     cutter = factory(avg_size, min_size=min_size, max_size=max_size)
-    buf = bytearray()
-    total = 0
-    try:
-        async for piece in body:
-            if not piece:
-                continue
-            total += len(piece)
-            if max_bytes is not None and total > max_bytes:
-                raise EntityTooLarge(f"object is larger than the {max_bytes}-byte limit")
-            buf += piece
-            while len(buf) >= max_size:
-                n = _first_cut(cutter, buf, max_size)
-                with memoryview(buf) as view:
-                    chunk = bytes(view[:n])
-                del buf[:n]
-                yield chunk
-    except (ConnectionError, EOFError) as exc:
-        raise IncompleteBody(f"the request body broke off after {total} bytes: {exc}") from exc
-    while buf:  # the tail, shorter than max_size: cut as the whole buffer would be
-        n = _first_cut(cutter, buf, len(buf))
-        with memoryview(buf) as view:
-            chunk = bytes(view[:n])
-        del buf[:n]
+    async for chunk in iter_cut_chunks(
+        body, max_size, lambda buf, limit: _first_cut(cutter, buf, limit), max_bytes=max_bytes
+    ):
         yield chunk
 
 

@@ -7,7 +7,7 @@ once into the buffer and once out (``bytes(memoryview)``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 
 from dfspeer.errors import EntityTooLarge, IncompleteBody
 
@@ -22,6 +22,24 @@ async def iter_chunks(
     """
     if chunk_size <= 0:
         raise ValueError("chunk_size must be > 0")
+    async for chunk in iter_cut_chunks(
+        body, chunk_size, lambda _buf, limit: min(chunk_size, limit), max_bytes=max_bytes
+    ):
+        yield chunk
+
+
+Cut = Callable[[bytearray, int], int]
+"""``cut(buf, limit)``: length in bytes (1..limit) of the first chunk of ``buf[:limit]``."""
+
+
+async def iter_cut_chunks(
+    body: AsyncIterable[bytes], window: int, cut: Cut, *, max_bytes: int | None = None
+) -> AsyncIterator[bytes]:
+    """Yield the chunks ``cut`` makes of ``body``: it is asked for the first chunk of the
+    next ``window`` bytes whenever that many are buffered, then, once the body ended, of
+    what is left until nothing is (so memory stays about ``window`` + one read). Raises
+    :class:`EntityTooLarge` as soon as more than ``max_bytes`` arrived, and
+    :class:`IncompleteBody` if the stream breaks (connection reset / EOF error)."""
     buf = bytearray()
     total = 0
     try:
@@ -32,12 +50,17 @@ async def iter_chunks(
             if max_bytes is not None and total > max_bytes:
                 raise EntityTooLarge(f"object is larger than the {max_bytes}-byte limit")
             buf += piece
-            while len(buf) >= chunk_size:
-                with memoryview(buf) as view:
-                    chunk = bytes(view[:chunk_size])
-                del buf[:chunk_size]
-                yield chunk
+            while len(buf) >= window:
+                yield _take(buf, cut(buf, window))
     except (ConnectionError, EOFError) as exc:
         raise IncompleteBody(f"the request body broke off after {total} bytes: {exc}") from exc
-    if buf:
-        yield bytes(buf)
+    while buf:
+        yield _take(buf, cut(buf, len(buf)))
+
+
+def _take(buf: bytearray, n: int) -> bytes:
+    """Remove and return the first ``n`` bytes of ``buf``."""
+    with memoryview(buf) as view:
+        chunk = bytes(view[:n])
+    del buf[:n]
+    return chunk
