@@ -39,15 +39,14 @@ class RecordStore(Protocol):
 
     async def write_record(self, table: str, key: bytes, value: Any) -> int: ...
 
-    async def scan_partitioned(
+    async def scan_entries(
         self,
         table: str,
+        keep: Callable[[Any], bool],
         *,
-        prefix: bytes,
-        start_after: bytes | None,
         limit: int,
         omit: tuple[str, ...] = (),
-    ) -> Any: ...
+    ) -> list[Any]: ...
 
 
 class VersionClock(Protocol):
@@ -133,22 +132,9 @@ class KeyService:
 
     async def list(self) -> list[AccessKey]:
         """Every live key, by id."""
-        out: list[AccessKey] = []
-        cursor: bytes | None = None
-        while len(out) < MAX_KEYS_LISTED:
-            page = await self.records.scan_partitioned(
-                KEYS_TABLE, prefix=b"", start_after=cursor, limit=1000
-            )
-            for _, record in page.items:
-                try:
-                    key = self.schema.decode(record)
-                except ValueError:
-                    continue
-                if not key.deleted:
-                    out.append(key)
-            if not page.more:
-                break
-            cursor = page.cursor
+        out: list[AccessKey] = await self.records.scan_entries(
+            KEYS_TABLE, lambda key: not key.deleted, limit=MAX_KEYS_LISTED
+        )
         return sorted(out, key=lambda k: k.id)
 
     async def disable(self, key_id: str) -> AccessKey:

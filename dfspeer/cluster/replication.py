@@ -35,7 +35,7 @@ from dfspeer.cluster import tracing_hooks as spans
 from dfspeer.cluster.block_reads import read_verified_block
 from dfspeer.cluster.quorum import QuorumOutcome, cancel_all, wait_quorum
 from dfspeer.cluster.rpc import PeerRpcClient, PeerUnreachable
-from dfspeer.cluster.scan import ScanPage, scan_cluster
+from dfspeer.cluster.scan import ScanPage, scan_cluster, scan_entries
 from dfspeer.cluster.table import TableSchema
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
@@ -420,3 +420,15 @@ class Replicator:
         return await scan_cluster(
             self, table, prefix=prefix, start_after=start_after, limit=limit, omit=omit
         )
+
+    async def scan_entries(
+        self,
+        table: str,
+        keep: Callable[[Any], bool],
+        *,
+        limit: int,
+        omit: tuple[str, ...] = (),
+    ) -> list[Any]:
+        """Decoded entries of ``table`` that ``keep`` accepts, cluster-wide, in key order,
+        at most ``limit`` (:func:`.scan.scan_entries`)."""
+        return await scan_entries(self, table, keep, limit=limit, omit=omit)

@@ -113,3 +113,32 @@ def covered(r: Replicator, answered: Mapping[str, Any]) -> bool:
         sum(1 for p in view.replicas(partition) if p in answered) >= need
         for partition in range(ring.partition_count)
     )
+
+
+async def scan_entries(
+    r: Replicator,
+    table: str,
+    keep: Callable[[Any], bool],
+    *,
+    limit: int,
+    omit: tuple[str, ...] = (),
+) -> list[Any]:
+    """The decoded entries of ``table`` that ``keep`` accepts, in key order, at most
+    ``limit`` of them, paging through :func:`scan_cluster` (malformed records skipped).
+    Raises InsufficientReplicas like :func:`scan_cluster`."""
+    schema = r.schema(table)
+    out: list[Any] = []
+    cursor: bytes | None = None
+    while len(out) < limit:
+        page = await scan_cluster(r, table, prefix=b"", start_after=cursor, limit=1000, omit=omit)
+        for _, record in page.items:
+            try:
+                entry = schema.decode(record)
+            except ValueError:
+                continue
+            if keep(entry):
+                out.append(entry)
+        if not page.more:
+            break
+        cursor = page.cursor
+    return out[:limit]

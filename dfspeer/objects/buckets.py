@@ -136,23 +136,10 @@ class BucketService:
 
     async def list(self) -> list[Bucket]:
         """Every live bucket, by name."""
-        out: list[Bucket] = []
-        cursor: bytes | None = None
-        while len(out) < MAX_BUCKETS_LISTED:
-            page = await self.replicator.scan_partitioned(
-                BUCKETS_TABLE, prefix=b"", start_after=cursor, limit=1000
-            )
-            for _, record in page.items:
-                try:
-                    bucket = self.schema.decode(record)
-                except ValueError:
-                    continue
-                if not bucket.deleted:
-                    out.append(bucket)
-            if not page.more:
-                break
-            cursor = page.cursor
-        return out
+        buckets: list[Bucket] = await self.replicator.scan_entries(
+            BUCKETS_TABLE, lambda bucket: not bucket.deleted, limit=MAX_BUCKETS_LISTED
+        )
+        return buckets
 
     async def delete(self, name: str, *, is_empty: Callable[[], Awaitable[bool]]) -> None:
         """Delete bucket ``name`` (a tombstone). ``is_empty``: awaitable factory answering

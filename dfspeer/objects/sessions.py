@@ -556,26 +556,12 @@ class UploadService:
         """Open sessions of ``bucket`` of ``kind`` (None: any; at most ``limit``), oldest
         first, read without their chunk and part lists."""
         validate_bucket(bucket)
-        out: list[UploadSession] = []
-        cursor: bytes | None = None
-        while True:
-            page = await self.replicator.scan_partitioned(
-                UPLOADS_TABLE,
-                prefix=b"",
-                start_after=cursor,
-                limit=1000,
-                omit=("chunks", "parts"),
-            )
-            for _, record in page.items:
-                try:
-                    session = self.schema.decode(record)
-                except ValueError:
-                    continue
-                if session.bucket == bucket and session.is_open and kind in (None, session.kind):
-                    out.append(session)
-            if not page.more or len(out) >= limit:
-                break
-            cursor = page.cursor
+        out: list[UploadSession] = await self.replicator.scan_entries(
+            UPLOADS_TABLE,
+            lambda s: s.bucket == bucket and s.is_open and kind in (None, s.kind),
+            limit=limit,
+            omit=("chunks", "parts"),
+        )
         return sorted(out, key=lambda s: (s.created, s.id))[:limit]
 
     async def expire_once(self) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,6 @@ from dfspeer.access.sealing import SecretSealer
 from dfspeer.api.app import build_app
 from dfspeer.api.repair_routes import routes as repair_routes
 from dfspeer.api.uploads import routes as upload_routes
-from dfspeer.cluster.scan import ScanPage
 from dfspeer.config import PeerConfig
 from dfspeer.errors import Unauthenticated
 from dfspeer.gossip import Keyring
@@ -255,17 +254,17 @@ class RecordsDouble:
         self.tables[table][key] = schema.merge_records(current, value)
         return 1
 
-    async def scan_partitioned(
+    async def scan_entries(
         self,
         table: str,
+        keep: Callable[[Any], bool],
         *,
-        prefix: bytes,
-        start_after: bytes | None,
         limit: int,
         omit: tuple[str, ...] = (),
-    ) -> ScanPage:
-        items = sorted(self.tables.get(table, {}).items())
-        return ScanPage(items, False, None)
+    ) -> list[Any]:
+        schema = KeysSchema()
+        entries = [schema.decode(r) for _, r in sorted(self.tables.get(table, {}).items())]
+        return [e for e in entries if keep(e)][:limit]
 
 
 def make_access(
