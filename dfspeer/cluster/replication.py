@@ -304,8 +304,7 @@ class Replicator:
         the partition of its partition key; return acks (>= W). On failure
         (InsufficientReplicas) the write is retracted from the replicas that took it."""
         schema = self.schema(table)
-        schema.decode(value)
-        version = schema.retract_token(value)
+        version = schema.retract_token(value)  # decodes: ValueError for a bad record
         partition = self.view.partition_of(schema.partition_key(key))
         targets = self.write_targets(partition)
         what = f"record {table}"
