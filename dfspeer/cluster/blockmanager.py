@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from dfspeer.blockstore import BlockStore
-from dfspeer.cluster.handoff import HINTS_TABLE
+from dfspeer.cluster.handoff import HINTS_TABLE, block_hint_prefix
 
 PAGE = 512
 """Candidates re-checked per write transaction."""
@@ -64,7 +64,7 @@ class BlockManager:
 
     def _pinned(self, txn: lmdb.Transaction[memoryview], digest: bytes) -> bool:
         """True while a hinted-handoff hint still needs this stand-in's copy."""
-        return self.hints.has_prefix(b"b" + digest, txn)
+        return self.hints.has_prefix(block_hint_prefix(digest), txn)
 
     async def recount(self, counts: Mapping[bytes, int]) -> int:
         """Replace every reference count by ``counts`` (digest -> live references);

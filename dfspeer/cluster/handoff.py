@@ -75,9 +75,14 @@ class HintsFull(DfsError):
     code, status = "hints_full", 507
 
 
+def block_hint_prefix(digest: bytes) -> bytes:
+    """Hints-table key prefix of every hint for block ``digest`` (any target)."""
+    return b"b" + digest
+
+
 def block_hint_key(digest: bytes, target: str) -> bytes:
     """Hints-table key of the hint "block ``digest`` is meant for ``target``"."""
-    return b"b" + digest + target.encode()
+    return block_hint_prefix(digest) + target.encode()
 
 
 def record_hint_key(table: str, key: bytes, target: str) -> bytes:
@@ -163,7 +168,7 @@ class HintStore:
 
     def has_block_hints(self, digest: bytes) -> bool:
         """True if some hint still needs the local copy of block ``digest``."""
-        return bool(self.table.scan(prefix=b"b" + digest, limit=1))
+        return self.table.has_prefix(block_hint_prefix(digest))
 
 
 class _StandIns:

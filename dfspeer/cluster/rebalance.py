@@ -31,7 +31,7 @@ from dfspeer.blockstore import BlockStore, DeleteBlock, TableUpdate, WriteOp
 from dfspeer.blockstore.merkle import BLOCKS_TREE, Entry, value_hash
 from dfspeer.blockstore.tables import encode
 from dfspeer.cluster.antientropy import AntiEntropy
-from dfspeer.cluster.handoff import HINTS_TABLE
+from dfspeer.cluster.handoff import HINTS_TABLE, block_hint_prefix
 from dfspeer.cluster.view import ClusterView
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,8 @@ class Rebalancer:
         for tree, entries in leaves.items():
             for key, vhash in entries:
                 if tree == BLOCKS_TREE:
-                    if not hints.has_prefix(b"b" + key):  # a stand-in's copy waits for delivery
+                    # a stand-in's copy waits for its hint's delivery
+                    if not hints.has_prefix(block_hint_prefix(key)):
                         ops.append(DeleteBlock(key))
                 else:
                     ops.append(TableUpdate(tree, key, _drop_if(vhash)))
