@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dfspeer import __version__
 from dfspeer.access.credentials import MalformedCredential
 from dfspeer.client import PeerUnreachable
-from dfspeer.commands import agent, buckets, cluster, drain, keys, objects, up, uploads
-from dfspeer.commands.common import UsageError
+from dfspeer.commands import agent, buckets, cluster, drain, keys, objects, share, up, uploads
+from dfspeer.commands.common import UsageError, add_ca_file_option
 from dfspeer.config import ConfigError
 from dfspeer.errors import DfsError
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         "`dfspeer up`; `dfspeer COMMAND --help` for details.",
     )
     parser.add_argument("--version", action="version", version=f"dfspeer {__version__}")
+    add_ca_file_option(parser, default=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     agent.register(sub)
     up.register(sub)
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.register(sub)
     drain.register(sub)
     keys.register(sub)
+    share.register(sub)
     return parser
 
 

@@ -40,6 +40,7 @@ import math
 import os
 import random
 import secrets
+import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -50,7 +51,7 @@ from urllib.parse import quote
 import aiohttp
 from multidict import CIMultiDict
 
-from dfspeer import errors
+from dfspeer import errors, tls
 from dfspeer.errors import DfsError
 from dfspeer.resume_state import FileIdentity, ResumeStore, new_state
 
@@ -376,8 +377,17 @@ def _transport_error(url: str, exc: BaseException) -> DfsError:
         reason = "connection refused"
     elif isinstance(exc, TimeoutError):
         reason = "timed out"
+    elif isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        reason = (
+            f"its TLS certificate is not trusted ({exc.certificate_error}); give the CA "
+            f"certificate with ca_file, --ca-file or ${tls.CA_FILE_ENV}"
+        )
+    elif isinstance(exc, aiohttp.ClientSSLError):
+        reason = f"TLS handshake failed ({os_error}); does the peer serve HTTPS on this port?"
     elif isinstance(exc, aiohttp.ServerDisconnectedError):
         reason = "server disconnected"
+        if url.startswith("http://"):
+            reason += " (if the peer serves HTTPS, use an https:// URL)"
     else:
         reason = str(exc) or type(exc).__name__
     return PeerUnreachable(url, reason)
@@ -410,28 +420,28 @@ def _bucket(doc: Any) -> BucketJson:
 
 
 def auth_headers(*, credentials: str | None = None, token: str | None = None) -> dict[str, str]:
-    """``{"Authorization": "Bearer ..."}`` for an access key ``"ID.SECRET"`` or the admin
-    ``token``; with neither, from ``$DFSPEER_KEY`` / ``$DFSPEER_ADMIN_TOKEN``; ``{}`` when
-    there is none. Raises ValueError (both given, or a malformed value; the message never
-    repeats it)."""
+    """``{"Authorization": "Bearer ..."}`` for an access key ``"ID.SECRET"`` or a ``token``
+    (the admin token, or a JWT naming an access key in its ``sub``); with neither, from
+    ``$DFSPEER_KEY`` / ``$DFSPEER_ADMIN_TOKEN``; ``{}`` when there is none. Raises
+    ValueError (both given, or a malformed value; the message never repeats it)."""
     from dfspeer.access.credentials import (
+        Credential,
         KeyCredential,
-        TokenCredential,
         credential_from_env,
         parse_credential,
     )
 
     if credentials is not None and token is not None:
         raise ValueError("give credentials (an access key) or token (the admin token), not both")
-    cred: KeyCredential | TokenCredential | None
+    cred: Credential | None
     if credentials is not None:
         cred = parse_credential(credentials)
         if not isinstance(cred, KeyCredential):
             raise ValueError("credentials must be ID.SECRET")
     elif token is not None:
         cred = parse_credential(token)
-        if not isinstance(cred, TokenCredential):
-            raise ValueError("token must be the admin token (no '.')")
+        if isinstance(cred, KeyCredential):
+            raise ValueError("token must be the admin token or a JWT (not ID.SECRET)")
     else:
         cred = credential_from_env()
     return {} if cred is None else {"Authorization": cred.header_value()}
@@ -444,9 +454,15 @@ class Client:
     transfer, so a multi-GiB upload is not cut off).
 
     Credentials (sent as ``Authorization: Bearer ...`` on every request): ``credentials``
-    (an access key, ``"ID.SECRET"``) or ``token`` (the admin token); with neither, the
+    (an access key, ``"ID.SECRET"``) or ``token`` (the admin token, or a JWT acting as the
+    access key of its ``sub`` on a peer configured for JWTs); with neither, the
     ``DFSPEER_KEY`` or else ``DFSPEER_ADMIN_TOKEN`` environment variable, else none.
     Raises ValueError for both at once or a malformed value.
+
+    TLS: an ``https://`` URL is verified (chain and host name) against the PEM CA
+    certificates of ``ca_file``, else of ``$DFSPEER_CA_FILE``, else the system's CAs;
+    raises :class:`~dfspeer.config.ConfigError` (a ValueError) when that file cannot be
+    loaded. A server that is not trusted raises :class:`PeerUnreachable` saying so.
 
     Retries (see the module docstring): ``max_attempts`` (>= 1; 1: never retry),
     ``retry_backoff_s`` and ``retry_max_delay_s`` (seconds) shape the retries of a 503 or 429
@@ -465,6 +481,7 @@ class Client:
         retry_backoff_s: float = DEFAULT_RETRY_BACKOFF_S,
         retry_max_delay_s: float = DEFAULT_RETRY_MAX_DELAY_S,
         rng: random.Random | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
@@ -480,6 +497,8 @@ class Client:
         self._rng = rng if rng is not None else random.Random()
         self._session: aiohttp.ClientSession | None = None
         self._auth_headers = auth_headers(credentials=credentials, token=token)
+        ca = tls.client_ca_file(ca_file)
+        self._ssl: ssl.SSLContext | None = tls.client_context(ca) if ca is not None else None
 
     async def __aenter__(self) -> Client:
         return self
@@ -499,7 +518,10 @@ class Client:
                 total=None, sock_connect=min(self.timeout_s, 10.0), sock_read=self.timeout_s
             )
             self._session = aiohttp.ClientSession(
-                timeout=timeout, auto_decompress=False, headers=self._auth_headers
+                connector=aiohttp.TCPConnector(ssl=self._ssl or True),
+                timeout=timeout,
+                auto_decompress=False,
+                headers=self._auth_headers,
             )
         return self._session
 
@@ -1286,6 +1308,16 @@ class Client:
         """``GET /v1/buckets/{bucket}/permissions`` (owner or admin)."""
         _, _, doc = await self._request("GET", self.bucket_url(bucket) + "/permissions")
         return doc if isinstance(doc, dict) else {}
+
+    async def share_url(self, bucket: str, key: str, expires_s: float) -> str:
+        """``POST /v1/share``: a presigned URL that lets anyone who holds it ``GET`` /
+        ``HEAD`` ``bucket/key`` without credentials for ``expires_s`` seconds (1..604800, 7
+        days), signed as this client's access key (or the admin). Raises DfsError
+        (``invalid_argument`` for an expiry out of range, ``access_denied`` when the
+        caller may not read the bucket)."""
+        body = {"bucket": bucket, "key": key, "expires_s": expires_s}
+        _, _, doc = await self._request("POST", self.base_url + "/v1/share", json=body)
+        return str(doc.get("url", "")) if isinstance(doc, dict) else ""
 
     async def ready(self) -> bool:
         """True if ``GET /ready`` answers 200; False on 503 or if unreachable."""

@@ -49,6 +49,25 @@ class PeerConfig:
     insecure: bool = False  # also turns client authentication off (dfspeer.access)
     admin_token_file: Path | None = None  # the bearer token that may do everything
     metrics_public: bool = True  # False: GET /metrics needs the admin token
+    # JWT bearer tokens acting as access keys (dfspeer.access.jwt_auth): one key source
+    jwt_public_key_file: Path | None = None  # a PEM public key (EC P-256: ES256, RSA: RS256)
+    jwt_jwks_file: Path | None = None  # a local JWKS file of ES256 / RS256 public keys
+    jwt_issuer: str = ""  # the iss a JWT must carry ("" = not checked)
+    jwt_audience: str = ""  # an aud a JWT must name ("" = a JWT must carry no aud)
+    # TLS (dfspeer.tls): HTTPS on the API and S3 ports; peer RPC over https
+    tls_cert_file: Path | None = None  # PEM certificate (chain); with tls_key_file or neither
+    tls_key_file: Path | None = None  # PEM private key, unencrypted
+    tls_ca_file: Path | None = None  # CA bundle peers' certificates chain to (internal_tls)
+    internal_tls: bool = False  # peer RPC verifies peers' certificates (needs tls_cert_file)
+    # audit log (dfspeer.access.audit): one JSON line a mutating or refused request
+    audit_log_file: Path | None = None  # None: no audit log
+    audit_log_max_bytes: int = 64 * MiB  # rotated at this size
+    audit_log_backups: int = 5  # rotated files kept (FILE.1 .. FILE.5)
+    # auth cache (dfspeer.access.cache): access control reuses its key and bucket reads this
+    # long, 0..60 s (0: off). The TTL used is min(this, anti_entropy_interval_s / 2), see
+    # effective_auth_cache_ttl_s. A key disabled or a grant revoked is refused at once on the
+    # peer the change went through, within that TTL on the others.
+    auth_cache_ttl_s: float = 1.0
     # placement and quorum
     partition_bits: int = 10
     replication_factor: int = 3
@@ -69,6 +88,8 @@ class PeerConfig:
     # block store
     map_size_bytes: int = 64 * GiB
     durable: bool = True
+    # an upload's blocks wait up to this long for the next ones to share one commit (flush)
+    commit_linger_ms: float = 10.0
     # repair (see dfspeer/cluster/handoff.py, scrub.py, tombstones.py)
     hinted_handoff: bool = True
     hint_delivery_interval_s: float = 10.0
@@ -160,6 +181,13 @@ class PeerConfig:
         return max(self.largest_chunk_bytes, self.upload_max_chunk_bytes)
 
     @property
+    def effective_auth_cache_ttl_s(self) -> float:
+        """The auth cache's TTL, seconds (0: off): ``auth_cache_ttl_s`` bounded to half of
+        ``anti_entropy_interval_s``, so a revocation reaches every peer's access checks
+        well within one anti-entropy round (:mod:`dfspeer.access.cache`)."""
+        return min(self.auth_cache_ttl_s, self.anti_entropy_interval_s / 2)
+
+    @property
     def api_address(self) -> str:
         """``host:port`` of this peer's HTTP API, as other peers see it."""
         return f"{self.advertised_host}:{self.port}"
@@ -238,6 +266,7 @@ class PeerConfig:
         )
         need(self.max_object_size_bytes > 0, "max_object_size_bytes", "must be > 0")
         need(self.map_size_bytes >= 16 * MiB, "map_size_bytes", "must be >= 16 MiB")
+        need(0 <= self.commit_linger_ms <= 1000, "commit_linger_ms", "must be in 0..1000 (0: off)")
         need(0 <= self.max_hints <= 10**9, "max_hints", "must be in 0..1e9")
         need(self.scrub_rate_bytes_per_s >= 0, "scrub_rate_bytes_per_s", "must be >= 0 (0: off)")
         need(self.scrub_interval_s >= 0, "scrub_interval_s", "must be >= 0")
@@ -286,6 +315,20 @@ class PeerConfig:
             "must be one of debug, info, warning, error",
         )
         need(self.log_format in ("text", "json"), "log_format", "must be text or json")
+        need(
+            self.jwt_public_key_file is None or self.jwt_jwks_file is None,
+            "jwt_jwks_file",
+            "give jwt_public_key_file or jwt_jwks_file, not both",
+        )
+        for name in ("jwt_issuer", "jwt_audience"):
+            need(
+                not getattr(self, name)
+                or self.jwt_public_key_file is not None
+                or self.jwt_jwks_file is not None,
+                name,
+                "needs jwt_public_key_file or jwt_jwks_file",
+            )
+        self._validate_tls_audit()
         for addr in self.join:
             parse_host_port(addr, what="join")
         if self.peer_id is not None:
@@ -295,6 +338,36 @@ class PeerConfig:
                 "must be 1..128 printable characters",
             )
         return self
+
+    def _validate_tls_audit(self) -> None:
+        """The TLS, audit log and auth cache settings (files are loaded at start)."""
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigError(
+                "tls_cert_file, tls_key_file: give both (the certificate and its private "
+                "key) or neither"
+            )
+        if self.internal_tls and self.tls_cert_file is None:
+            raise ConfigError(
+                "internal_tls: needs tls_cert_file and tls_key_file (peer RPC shares the API "
+                "port, which then serves HTTPS)"
+            )
+        if self.tls_ca_file is not None and not self.internal_tls:
+            raise ConfigError(
+                "tls_ca_file: only used with internal_tls (peers verify each other's "
+                "certificates against it)"
+            )
+        if not 1024 <= self.audit_log_max_bytes <= 1 << 40:
+            raise ConfigError(
+                f"audit_log_max_bytes: must be in 1 KiB..1 TiB (got {self.audit_log_max_bytes!r})"
+            )
+        if not 1 <= self.audit_log_backups <= 1000:
+            raise ConfigError(
+                f"audit_log_backups: must be in 1..1000 (got {self.audit_log_backups!r})"
+            )
+        if not 0 <= self.auth_cache_ttl_s <= 60:
+            raise ConfigError(
+                f"auth_cache_ttl_s: must be in 0..60 (0: off; got {self.auth_cache_ttl_s!r})"
+            )
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -347,7 +420,18 @@ class PeerConfig:
 _HINTS: dict[str, Any] = {}
 _DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DNS_NAME = re.compile(rf"(?:{_DNS_LABEL}\.)*{_DNS_LABEL}")  # s3_root_domain
-_PATH_FIELDS = ("data_dir", "cluster_key_file", "admin_token_file", "s3_credentials_file")
+_PATH_FIELDS = (
+    "data_dir",
+    "cluster_key_file",
+    "admin_token_file",
+    "s3_credentials_file",
+    "jwt_public_key_file",
+    "jwt_jwks_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_ca_file",
+    "audit_log_file",
+)
 
 
 def _field_hints() -> dict[str, Any]:

@@ -67,16 +67,17 @@ class LocalPeer:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     s3_port: int = 0  # 0: S3 off
+    scheme: str = "http"  # "https" when the agents serve TLS (tls_cert_file)
 
     @property
     def s3_url(self) -> str | None:
         """Base URL of the peer's S3 API (None when off)."""
-        return f"http://{self.host}:{self.s3_port}" if self.s3_port else None
+        return f"{self.scheme}://{self.host}:{self.s3_port}" if self.s3_port else None
 
     @property
     def url(self) -> str:
         """Base URL of the peer's HTTP API."""
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def gossip_address(self) -> str:
@@ -103,7 +104,8 @@ class LocalCluster:
     ``settings`` maps :class:`~dfspeer.config.PeerConfig` field names to values for every
     agent (e.g. ``{"probe_interval_s": 0.3}``). ``admin_token``: give the agents an admin
     token file (``admin_token_file``, default ``<base_dir>/admin.token``, made on first use;
-    several clusters may share one).
+    several clusters may share one). With ``tls_cert_file`` in ``settings`` the peers' URLs
+    are ``https://`` and the cluster's own polling verifies them against ``ca_file``.
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class LocalCluster:
         python: str = sys.executable,
         admin_token: bool = True,
         admin_token_file: Path | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         if peers < 1:
             raise ValueError("a cluster needs at least one peer")
@@ -130,6 +133,12 @@ class LocalCluster:
         if admin_token:
             self.admin_token_file = admin_token_file or self.base_dir / "admin.token"
         self.python = python
+        scheme = "https" if self.settings.get("tls_cert_file") else "http"
+        self.ssl_context = None
+        if scheme == "https":
+            from dfspeer.tls import client_context
+
+            self.ssl_context = client_context(ca_file)
         hosts = choose_hosts(peers, host_base)
         self.distinct_hosts = len(set(hosts)) == peers
         taken: list[int] = []
@@ -157,6 +166,7 @@ class LocalCluster:
                     self.base_dir / f"peer-{i}",
                     self.base_dir / f"peer-{i}.log",
                     s3_port=s3_port,
+                    scheme=scheme,
                 )
             )
         self._check_distinct()
@@ -351,7 +361,9 @@ class LocalCluster:
     def _check_identity(self, peer: LocalPeer) -> None:
         """Make sure the process answering on the peer's port is ours."""
         try:
-            _, doc = http_get_json(peer.url + "/v1/cluster/status", headers=self.headers)
+            _, doc = http_get_json(
+                peer.url + "/v1/cluster/status", headers=self.headers, context=self.ssl_context
+            )
         except OSError:
             doc = None
         found = doc.get("id") if isinstance(doc, dict) else None
@@ -374,7 +386,9 @@ class LocalCluster:
             peer = waiting[0]
             self._check_alive(peer)
             try:
-                status, _ = http_get_json(peer.url + "/ready", timeout_s=1.0)
+                status, _ = http_get_json(
+                    peer.url + "/ready", timeout_s=1.0, context=self.ssl_context
+                )
             except OSError:
                 status = 0
             if status == 200:
@@ -392,7 +406,9 @@ class LocalCluster:
         """Peer ``index``'s view: ``{peer_id: state}``; ``{}`` if it does not answer."""
         try:
             status, doc = http_get_json(
-                self.peer(index).url + "/v1/cluster/members", headers=self.headers
+                self.peer(index).url + "/v1/cluster/members",
+                headers=self.headers,
+                context=self.ssl_context,
             )
         except OSError:
             return {}

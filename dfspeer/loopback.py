@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -80,13 +81,23 @@ def busy_ports(host: str, ports: Iterable[int]) -> list[int]:
 
 
 def http_get_json(
-    url: str, timeout_s: float = 2.0, headers: Mapping[str, str] | None = None
+    url: str,
+    timeout_s: float = 2.0,
+    headers: Mapping[str, str] | None = None,
+    *,
+    context: ssl.SSLContext | None = None,
 ) -> tuple[int, Any]:
     """``GET url`` without proxies (with ``headers``, e.g. ``Authorization``) -> (status,
-    decoded JSON or None). Raises OSError."""
+    decoded JSON or None); an ``https://`` URL is verified with ``context`` (default: the
+    system's CAs). Raises OSError."""
     request = urllib.request.Request(url, headers=dict(headers or {}))
+    opener = _NO_PROXY
+    if context is not None:
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
     try:
-        with _NO_PROXY.open(request, timeout=timeout_s) as resp:
+        with opener.open(request, timeout=timeout_s) as resp:
             status, body = resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         status, body = exc.code, exc.read()

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -43,9 +44,15 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 import dfspeer
+from dfspeer import tls
+from dfspeer.access.audit import AuditLog
+from dfspeer.access.cache import cached_lookups
+from dfspeer.access.jwt_auth import load_jwt_verifier
 from dfspeer.access.keystore import KeyService
+from dfspeer.access.limits import LIMITS_KEY
 from dfspeer.access.middleware import AccessControl
 from dfspeer.access.sealing import SecretSealer
+from dfspeer.access.share import ShareLinks
 from dfspeer.api.app import build_app
 from dfspeer.api.cluster_routes import host_port
 from dfspeer.api.console import add_console
@@ -140,6 +147,8 @@ class Peer:
         self._uploads: UploadService | None = None
         self._s3: S3Site | None = None
         self._access: AccessControl | None = None
+        self._tls: ssl.SSLContext | None = None  # HTTPS on the API and S3 ports (dfspeer.tls)
+        self._audit: AuditLog | None = None  # dfspeer.access.audit
         self.left = asyncio.Event()  # set once a drain finished and the peer left the cluster
         self.gate = ShutdownGate()
         """Refuses new API requests (503) once the peer is stopping; counts those in flight."""
@@ -173,16 +182,17 @@ class Peer:
 
     @property
     def s3_url(self) -> str | None:
-        """``http://host:port`` of the S3 API (the bound port once started); None when
+        """``http(s)://host:port`` of the S3 API (the bound port once started); None when
         ``s3_port`` is 0 or the peer serves no HTTP."""
         if self._s3 is None or not self._s3.port:
             return None
-        return f"http://{host_port(self.config.advertised_host, self._s3.port)}"
+        address = host_port(self.config.advertised_host, self._s3.port)
+        return f"{tls.scheme(self.config)}://{address}"
 
     @property
     def api_url(self) -> str:
-        """``http://host:port`` of the HTTP API (the bound port once started)."""
-        return f"http://{self.api_address}"
+        """``http(s)://host:port`` of the HTTP API (the bound port once started)."""
+        return f"{tls.scheme(self.config)}://{self.api_address}"
 
     @property
     def ring(self) -> Ring:
@@ -250,8 +260,14 @@ class Peer:
         config = self.config
         self.keyring = load_keyring(config)
         admin_token = load_admin_token(config)
+        jwt_verifier = load_jwt_verifier(config)
+        self._tls = tls.serving(config)  # certificate and key checked before anything starts
+        rpc_tls = tls.rpc_context(config)
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.peer_id = load_peer_id(config.data_dir, config.peer_id)
+        self._audit = AuditLog.from_config(config)
+        if self._audit is not None:
+            self._defer(self._audit.aclose, "audit log")
         sock: socket.socket | None = None
         if self.serve_http:
             sock = bind_socket(config.host, config.port)
@@ -262,6 +278,7 @@ class Peer:
             config.data_dir / "blocks",
             map_size_bytes=config.map_size_bytes,
             durable=config.durable,
+            commit_linger_s=config.commit_linger_ms / 1000,
             partition_of=partitioner.partition,
             table_hooks=self.tables.hooks(),
             table_partitioners=self.tables.partitioners(partitioner.partition),
@@ -280,6 +297,7 @@ class Peer:
             self.peer_id,
             timeout_s=config.request_timeout_s,
             registry=self.registry,
+            tls=rpc_tls,
         )
         self._defer(self._rpc.close, "peer rpc client")
         replicator = Replicator(config, self._view, self._store, self._rpc, tables=self.tables)
@@ -289,18 +307,29 @@ class Peer:
         self.registry.register(self._dedup_stats)
         self._defer(self._objects.close, "object service")
         self._uploads = UploadService(config, self._objects)
-        self._access = AccessControl(
-            KeyService(
-                replicator,
-                self._objects.clock,
-                self.peer_id,
-                SecretSealer(self.keyring),
-                admin_token=admin_token,
-            ),
+        # quorum reads of keys and buckets, or reused for the auth cache's TTL (access.cache);
+        # a bucket written through this peer drops its cached entry (BucketService.on_change)
+        key_records, bucket_lookup = cached_lookups(
+            replicator,
             self._objects.buckets,
+            config.effective_auth_cache_ttl_s,
+            bucket_listeners=self._objects.buckets.on_change,
+        )
+        keys = KeyService(
+            key_records,
+            self._objects.clock,
+            self.peer_id,
+            SecretSealer(self.keyring),
+            admin_token=admin_token,
+            jwt=jwt_verifier,
+        )
+        self._access = AccessControl(
+            keys,
+            bucket_lookup,
             enforce=not config.insecure,
             metrics_public=config.metrics_public,
             upload_bucket=self._upload_bucket,
+            links=ShareLinks(keys, self.keyring, admin_token=admin_token),
         )
         self._start_repair()
         self._start_maintenance(replicator)
@@ -352,12 +381,14 @@ class Peer:
             ),
             gate=self.gate,
             access=self._access,
+            audit=self._audit,
         )
         app[DRAIN_KEY] = _need(self._drainer)
         app[UPLOADS_KEY] = _need(self._uploads)
         app.add_routes(upload_routes)
         app.add_routes(repair_routes)
-        add_console(app, _need(self.keyring))  # the web console at /ui/
+        # the web console at /ui/ (it reads other peers' figures with the peer RPC)
+        add_console(app, _need(self.keyring), peer_status=_need(self._rpc).status)
         self._runner = web.AppRunner(
             app,
             handle_signals=False,
@@ -367,19 +398,32 @@ class Peer:
         )
         await self._runner.setup()
         self._defer(self._runner.cleanup, "http server")
-        await web.SockSite(self._runner, sock).start()
+        await web.SockSite(self._runner, sock, ssl_context=self._tls).start()
 
     async def _upload_bucket(self, upload_id: str) -> str:
         """The bucket of upload session ``upload_id`` (for the access checks)."""
         return (await _need(self._uploads).get(upload_id)).bucket
 
     async def _start_s3(self) -> None:
-        """The S3 API on its own port (:mod:`dfspeer.api.s3`); none when ``s3_port`` is 0."""
+        """The S3 API on its own port (:mod:`dfspeer.api.s3`); none when ``s3_port`` is 0.
+        It shares the native port's rate limits and in-flight cap (one budget a principal)."""
         if not self.config.s3_port:
             return
-        site = s3_site(self.config, self.objects, self.uploads, _need(self.keyring), gate=self.gate)
+        limits = self._runner.app.get(LIMITS_KEY) if self._runner is not None else None
+        site = s3_site(
+            self.config,
+            self.objects,
+            self.uploads,
+            _need(self.keyring),
+            gate=self.gate,
+            limits=limits,
+            audit=self._audit,
+        )
         await site.start(
-            self.config.host, self.config.s3_port, shutdown_timeout_s=HTTP_SHUTDOWN_TIMEOUT_S
+            self.config.host,
+            self.config.s3_port,
+            shutdown_timeout_s=HTTP_SHUTDOWN_TIMEOUT_S,
+            ssl_context=self._tls,
         )
         self._s3 = site
         self._defer(site.close, "s3 server")

@@ -6,10 +6,13 @@ A client proves who it is with one header, ``Authorization: Bearer <credential>`
   ``secret`` 16..128 characters of the URL-safe base64 alphabet (``[A-Za-z0-9_-]``; new
   secrets are 43: 32 random bytes);
 - ``<token>`` — the admin token (no ``.``): 16..256 characters of ``[A-Za-z0-9_-]`` (new
-  tokens are 64 hex digits: 32 random bytes).
+  tokens are 64 hex digits: 32 random bytes);
+- ``<header>.<payload>.<signature>`` — a JWT (two ``.``, base64url parts, at most
+  :data:`MAX_JWT_CHARS`), verified by :mod:`dfspeer.access.jwt_auth`.
 
 Nothing here logs or formats a secret: :class:`KeyCredential` and :class:`TokenCredential`
-print as ``KeyCredential(key_id=...)`` / ``TokenCredential(...)``.
+print as ``KeyCredential(key_id=...)`` / ``TokenCredential(...)`` (and
+:class:`JwtCredential` as ``JwtCredential(...)``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ KEY_ID_PREFIX = "DK"
 KEY_ID_RE = re.compile(r"DK[0-9a-f]{24}")
 SECRET_RE = re.compile(r"[A-Za-z0-9_\-]{16,128}")
 TOKEN_RE = re.compile(r"[A-Za-z0-9_\-]{16,256}")
-MAX_HEADER_CHARS = 1024
+JWT_RE = re.compile(r"[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
+MAX_JWT_CHARS = 8000  # room for an RS4096 token with a few claims
+MAX_HEADER_CHARS = MAX_JWT_CHARS + 16
 KEY_ENV = "DFSPEER_KEY"
 ADMIN_TOKEN_ENV = "DFSPEER_ADMIN_TOKEN"
 
@@ -60,14 +65,31 @@ class TokenCredential:
         return f"Bearer {self.token}"
 
 
-Credential = KeyCredential | TokenCredential
+@dataclass(frozen=True)
+class JwtCredential:
+    """A JWT in compact form, not verified yet (hidden from ``repr``)."""
+
+    token: str = field(repr=False)
+
+    def header_value(self) -> str:
+        """The ``Authorization`` header value: ``Bearer JWT``."""
+        return f"Bearer {self.token}"
+
+
+Credential = KeyCredential | TokenCredential | JwtCredential
 
 
 def parse_credential(text: str) -> Credential:
     """``ID.SECRET`` -> :class:`KeyCredential`, a token without ``.`` ->
-    :class:`TokenCredential`. Raises :class:`MalformedCredential`."""
-    if len(text) > MAX_HEADER_CHARS:
+    :class:`TokenCredential`, three base64url parts joined by ``.`` ->
+    :class:`JwtCredential` (its signature and claims are checked later). Raises
+    :class:`MalformedCredential`."""
+    if len(text) > MAX_JWT_CHARS:
         raise MalformedCredential("the credential is too long")
+    if text.count(".") == 2:
+        if not JWT_RE.fullmatch(text):
+            raise MalformedCredential("a JWT is three base64url parts joined by '.'")
+        return JwtCredential(text)
     key_id, dot, secret = text.partition(".")
     if dot:
         if not KEY_ID_RE.fullmatch(key_id):

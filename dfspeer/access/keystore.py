@@ -1,9 +1,12 @@
 """KeyService: access keys over the replicated ``keys`` table, and request authentication.
 
-Keys are written with quorum W and read with quorum R on every authentication (no cache),
-so a key disabled or deleted through any peer is refused by every peer as soon as the
-write is acknowledged (R + W > N). The admin token is compared in constant time; secrets
-are stored sealed (:mod:`dfspeer.access.sealing`) and never logged.
+Keys are written with quorum W and read with quorum R (R + W > N), through the peer's auth
+cache (:mod:`dfspeer.access.cache`, ``auth_cache_ttl_s``, 1 s by default): a key disabled
+or deleted is refused at once by the peer the change went through, by every other peer
+within the cache's TTL (at once everywhere with the cache off). The admin token is
+compared in constant time; secrets are stored sealed (:mod:`dfspeer.access.sealing`) and
+never logged. A JWT (when the peer has a :class:`~dfspeer.access.jwt_auth.JwtVerifier`)
+acts as the key its ``sub`` names.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from typing import Any, Protocol
 
 from dfspeer.access.credentials import (
     Credential,
+    JwtCredential,
     KeyCredential,
     TokenCredential,
     new_key_id,
     new_secret,
     same_secret,
 )
+from dfspeer.access.jwt_auth import JwtVerifier
 from dfspeer.access.principals import ADMIN, Principal, key_principal
 from dfspeer.access.sealing import SecretSealer
 from dfspeer.errors import InvalidArgument, NoSuchAccessKey, Unauthenticated
@@ -61,7 +66,8 @@ class KeyService:
     """Create, list, disable and delete access keys; authenticate credentials.
 
     ``admin_token``: the admin token (None: no admin; only keys authenticate).
-    ``self_id``: this peer's id (the tie-break of versions it writes); ``clock``: unix s.
+    ``self_id``: this peer's id (the tie-break of versions it writes); ``clock``: unix s;
+    ``jwt``: the verifier of JWT bearer tokens (None: JWTs are refused).
     """
 
     def __init__(
@@ -73,6 +79,7 @@ class KeyService:
         *,
         admin_token: str | None,
         clock: Callable[[], float] = time.time,
+        jwt: JwtVerifier | None = None,
     ) -> None:
         self.records = records
         self.hlc = hlc
@@ -80,6 +87,7 @@ class KeyService:
         self.sealer = sealer
         self._admin_token = admin_token
         self.clock = clock
+        self.jwt = jwt
         self.schema = KeysSchema()
 
     def __repr__(self) -> str:  # never print the admin token
@@ -138,8 +146,8 @@ class KeyService:
         return sorted(out, key=lambda k: k.id)
 
     async def disable(self, key_id: str) -> AccessKey:
-        """Disable ``key_id`` (its requests get 401 from every peer). Raises
-        NoSuchAccessKey."""
+        """Disable ``key_id`` (its requests get 401: at once from this peer, from every
+        peer within the auth cache's TTL). Raises NoSuchAccessKey."""
         key = await self.get(key_id)
         if key.disabled:
             return key
@@ -161,6 +169,8 @@ class KeyService:
             if self._admin_token is not None and same_secret(self._admin_token, credential.token):
                 return ADMIN
             raise Unauthenticated("unknown bearer token")
+        if isinstance(credential, JwtCredential):
+            return await self._authenticate_jwt(credential)
         assert isinstance(credential, KeyCredential)
         key = await self.read(credential.key_id)
         if key is None or key.deleted:
@@ -170,4 +180,19 @@ class KeyService:
             raise Unauthenticated(f"wrong secret for access key {credential.key_id}")
         if key.disabled:
             raise Unauthenticated(f"access key {credential.key_id} is disabled")
+        return key_principal(key.id, allow_create_bucket=key.allow_create_bucket)
+
+    async def _authenticate_jwt(self, credential: JwtCredential) -> Principal:
+        """The access key a valid JWT's ``sub`` names. Raises Unauthenticated (no verifier
+        configured, an invalid token, an unknown, deleted or disabled key)."""
+        if self.jwt is None:
+            raise Unauthenticated(
+                "this peer accepts no JWT (it has no jwt_public_key_file or jwt_jwks_file)"
+            )
+        key_id = self.jwt.subject(credential.token)
+        key = await self.read(key_id)
+        if key is None or key.deleted:
+            raise Unauthenticated(f"the JWT's sub {key_id} is not an access key")
+        if key.disabled:
+            raise Unauthenticated(f"access key {key_id} (the JWT's sub) is disabled")
         return key_principal(key.id, allow_create_bucket=key.allow_create_bucket)

@@ -1,4 +1,4 @@
-"""Rate limits and backpressure of the native API.
+"""Rate limits and backpressure of the native API (and of the S3 API: :meth:`Limits.refusal`).
 
 Two guards, both answered before the handler runs (so before the body is read) by
 :meth:`Limits.middleware`, which sits right inside the access middleware (it needs the
@@ -24,9 +24,10 @@ injectable clock, so both are unit-tested without sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -166,21 +167,36 @@ class Limits:
         principal = request.get(PRINCIPAL_KEY)
         if principal is None or request.path.startswith(INTERNAL_PREFIX):
             return await handler(request)  # public route, or peer RPC
+        refused = self.refusal(principal.name, request.method, request.content_length)
+        if refused is not None:
+            return _refuse(request, refused)
+        with self.slot():
+            return await handler(request)
+
+    def refusal(self, principal: str, method: str, content_length: int | None) -> DfsError | None:
+        """Check one request of ``principal`` (``content_length`` bytes counted for PUT and
+        POST) against both guards: None if admitted (its tokens are taken: run it inside
+        :meth:`slot`), else the Overloaded or SlowDown error to answer, its
+        ``retry_after_s`` set (whole seconds, at least 1). Also used by the S3 API, which
+        renders the error its own way."""
         if self.max_inflight > 0 and self.inflight >= self.max_inflight:
-            return _refuse(
-                request,
-                Overloaded(f"the peer already handles {self.max_inflight} requests; retry"),
-                1.0,
-            )
-        nbytes = (request.content_length or 0) if request.method in _UPLOAD_METHODS else 0
-        wait = self.limiter.admit(principal.name, nbytes)
+            busy = Overloaded(f"the peer already handles {self.max_inflight} requests; retry")
+            busy.retry_after_s = retry_after_s(1.0)
+            return busy
+        nbytes = (content_length or 0) if method in _UPLOAD_METHODS else 0
+        wait = self.limiter.admit(principal, nbytes)
         if wait > 0.0:
-            return _refuse(
-                request, SlowDown(f"{principal.name} is over its rate limit; slow down"), wait
-            )
+            slow = SlowDown(f"{principal} is over its rate limit; slow down")
+            slow.retry_after_s = retry_after_s(wait)
+            return slow
+        return None
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Count one admitted request in flight while the block runs."""
         self.inflight += 1
         try:
-            return await handler(request)
+            yield
         finally:
             self.inflight -= 1
 
@@ -188,7 +204,6 @@ class Limits:
 LIMITS_KEY = web.AppKey("dfspeer.limits", Limits)
 
 
-def _refuse(request: web.Request, exc: DfsError, wait: float) -> web.Response:
-    seconds = retry_after_s(wait)
-    exc.retry_after_s = seconds
+def _refuse(request: web.Request, exc: DfsError) -> web.Response:
+    seconds = int(exc.retry_after_s or 1)
     return render_dfs_error(request, exc, headers={RETRY_AFTER_HEADER: str(seconds)})

@@ -7,7 +7,9 @@ For each request outside ``/internal/`` (peer RPC has its own HMAC):
    a ``PUBLIC`` route goes straight to its handler;
 2. the principal: ``OPEN`` on a peer run with ``--insecure``; else the ``Authorization:
    Bearer`` credential checked by :class:`~dfspeer.access.keystore.KeyService` -> 401
-   ``unauthenticated`` when missing, malformed, unknown, wrong or disabled;
+   ``unauthenticated`` when missing, malformed, unknown, wrong or disabled; or, for a
+   request with a ``signature=`` query parameter, the share link checked by
+   :class:`~dfspeer.access.share.ShareLinks` (its signer; GET and HEAD only);
 3. the decision (:func:`~dfspeer.access.permissions.decide`) on the bucket the route names,
    read with quorum -> 403 ``access_denied``; a key that may create buckets and writes
    into a missing one creates it first, as its owner.
@@ -35,6 +37,7 @@ from dfspeer.access.keystore import KeyService
 from dfspeer.access.permissions import Action, Decision, decide
 from dfspeer.access.principals import OPEN, Principal
 from dfspeer.access.routes import Rule, rule_for
+from dfspeer.access.share import SIGNATURE_PARAM, ShareLinks
 from dfspeer.errors import AccessDenied, InvalidArgument, Unauthenticated
 from dfspeer.model.buckets import Bucket
 
@@ -63,7 +66,8 @@ class AccessControl:
 
     ``enforce``: False on an ``--insecure`` peer (every request is ``OPEN``);
     ``metrics_public``: ``GET /metrics`` without a credential; ``upload_bucket``: how to
-    find the bucket of an upload session (None: upload routes need the admin).
+    find the bucket of an upload session (None: upload routes need the admin); ``links``:
+    the share links (None: a ``signature=`` parameter is not looked at).
     """
 
     def __init__(
@@ -74,8 +78,10 @@ class AccessControl:
         enforce: bool,
         metrics_public: bool = True,
         upload_bucket: UploadBucket | None = None,
+        links: ShareLinks | None = None,
     ) -> None:
         self.keys = keys
+        self.links = links
         self.buckets = buckets
         self.enforce = enforce
         self.metrics_public = metrics_public
@@ -91,6 +97,10 @@ class AccessControl:
         """The request's principal. Raises Unauthenticated."""
         if not self.enforce:
             return OPEN
+        if self.links is not None and SIGNATURE_PARAM in request.query:
+            if request.headers.get(AUTHORIZATION_HEADER):
+                raise InvalidArgument("give a share link or an Authorization header, not both")
+            return await self.links.verify(request.method, request.path, request.query.items())
         try:
             credential = parse_authorization(request.headers.get(AUTHORIZATION_HEADER))
         except MalformedCredential as exc:

@@ -57,6 +57,8 @@ ROUTE_RULES: dict[tuple[str, str], Rule] = {
     ("PUT", "/v1/buckets/{bucket}/versioning"): Rule(Action.OWNER, "path"),
     ("PUT", "/v1/buckets/{bucket}/permissions"): Rule(Action.OWNER, "path"),
     ("GET", "/v1/buckets/{bucket}/permissions"): Rule(Action.OWNER, "path"),
+    # a share link to one object (dfspeer.access.share): a reader of the body's bucket
+    ("POST", "/v1/share"): Rule(Action.READ, "body"),
     # resumable uploads
     ("POST", "/v1/uploads"): Rule(Action.WRITE, "body"),
     ("GET", "/v1/uploads"): Rule(Action.WRITE, "query"),
@@ -73,6 +75,14 @@ ROUTE_RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/static/{name}"): Rule(Action.PUBLIC),
     ("GET", "/ui/dl"): Rule(Action.PUBLIC),
     ("GET", "/ui/api/download-link"): Rule(Action.READ, "query"),
+    # console sessions (log in / who am I / log out: the handler checks the credential),
+    # share links for owners, version restore for writers, other peers' figures
+    ("POST", "/ui/api/session"): Rule(Action.PUBLIC),
+    ("GET", "/ui/api/session"): Rule(Action.PUBLIC),
+    ("DELETE", "/ui/api/session"): Rule(Action.PUBLIC),
+    ("GET", "/ui/api/share-link"): Rule(Action.OWNER, "query"),
+    ("POST", "/ui/api/restore"): Rule(Action.WRITE, "query"),
+    ("GET", "/ui/api/peers"): Rule(Action.AUTHENTICATED),
     # admin only: drain, repair, member removal, access keys
     ("POST", "/v1/cluster/drain"): Rule(Action.ADMIN),
     ("GET", "/v1/cluster/drain"): Rule(Action.ADMIN),

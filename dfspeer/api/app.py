@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from dfspeer.access.audit import AuditLog, native_target
 from dfspeer.access.limits import LIMITS_KEY, Limits
 from dfspeer.access.middleware import ACCESS_KEY, AccessControl
-from dfspeer.api import access_routes, buckets, cluster_routes, public
+from dfspeer.api import access_routes, buckets, cluster_routes, public, share_routes
 from dfspeer.api.context import (
     CONFIG_KEY,
     METRICS_KEY,
@@ -47,6 +48,7 @@ def build_app(
     internal: web.Application | None = None,
     gate: ShutdownGate | None = None,
     access: AccessControl | None = None,
+    audit: AuditLog | None = None,
 ) -> web.Application:
     """The public application of one peer.
 
@@ -61,7 +63,9 @@ def build_app(
     its handler runs and serves the ``/v1/keys`` and bucket permission routes
     (:mod:`dfspeer.access`); without it (test doubles) every request is allowed. With
     ``access`` and a limit set in ``config``, the rate limits and in-flight cap
-    (:mod:`dfspeer.access.limits`, in ``app[LIMITS_KEY]``) run right inside it.
+    (:mod:`dfspeer.access.limits`, in ``app[LIMITS_KEY]``) run right inside it. ``audit``
+    (right outside the error middleware, so it sees the status sent) writes a line for
+    every mutating or refused request (:mod:`dfspeer.access.audit`).
     """
     metrics = ApiMetrics(registry)
     traffic = HttpTraffic(registry)
@@ -70,12 +74,14 @@ def build_app(
     limits = Limits.from_config(config) if access is not None else None
     if limits is not None and not limits.enabled:
         limits = None
+    describe = native_target(metrics_public=config.metrics_public)
     app = web.Application(
         middlewares=[
             request_context_middleware,
             server_spans(skip_prefix=INTERNAL_PREFIX),  # the internal app has its own
             metrics.middleware,
             traffic.middleware,
+            *([audit.middleware("native", describe)] if audit is not None else []),
             error_middleware,
             *([access.middleware] if access is not None else []),
             *([limits.middleware] if limits is not None else []),
@@ -89,12 +95,15 @@ def build_app(
     app[CONFIG_KEY] = config
     app[METRICS_KEY] = metrics
     app.on_response_prepare.append(add_request_id_header)
+    if audit is not None:
+        audit.install(app, "native", describe)
     app.add_routes(public.routes)
     app.add_routes(buckets.routes)
     app.add_routes(cluster_routes.routes)
     if access is not None:
         app[ACCESS_KEY] = access
         app.add_routes(access_routes.routes)
+        app.add_routes(share_routes.routes)
     if limits is not None:
         app[LIMITS_KEY] = limits
     if internal is not None:

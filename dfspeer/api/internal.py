@@ -23,7 +23,9 @@ PUT      /blocks/{hex digest}                   raw body, Content-Length require
                                                 ``PeerConfig.max_block_bytes``);
                                                 verified against the digest; 204 when durable;
                                                 ``?ref=<hex CBOR block_refs record>`` stores
-                                                the block and its reference in one txn
+                                                the block and its reference in one txn;
+                                                ``&linger=1``: more blocks follow, the
+                                                commit may wait to share their flush
 GET      /blocks/{hex digest}                   200 raw bytes, 404 ``block_not_found``
 HEAD     /blocks/{hex digest}                   200 / 404
 POST     /blocks/has                            CBOR list of digests: 200 CBOR list of
@@ -133,11 +135,12 @@ class _Internal:
         ops = self._block_ref_ops(request, digest)
         if isinstance(ops, web.Response):
             return ops
+        linger = request.query.get("linger") == "1"
         try:
             if ops:
-                await self.store.write_batch([PutBlock(data, digest), *ops])
+                await self.store.write_batch([PutBlock(data, digest), *ops], linger=linger)
             else:
-                await self.store.put_verified(digest, data)
+                await self.store.put_verified(digest, data, linger=linger)
         except DigestMismatch as exc:
             return error_response(400, "bad_digest", exc.message, request)
         except StoreFull as exc:

@@ -10,7 +10,10 @@ Families (``dfspeer_`` prefix):
   through the public API;
 - scrape-time gauges (:class:`PeerStateCollector`): ``store_blocks``, ``store_block_bytes``,
   ``store_map_used_bytes``, ``store_map_size_bytes``, ``ring_partitions_held``,
-  ``ring_members``, ``ready``.
+  ``ring_members``, ``ready``; counters ``store_txn_commits_total`` (LMDB write
+  transactions committed: one flush each on a durable store) and
+  ``store_write_requests_total`` (writes applied in them: their ratio is the group-commit
+  batch size).
 
 Gossip families come from :class:`dfspeer.gossip.metrics.GossipMetrics`, registered by the peer.
 """
@@ -24,7 +27,7 @@ from collections.abc import Iterable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
 from dfspeer.api.context import PeerState
@@ -130,12 +133,23 @@ class PeerStateCollector:
                 "ring_partitions_held": len(ring.partitions_of(state.peer_id)),
                 "ring_members": len(ring.members),
                 "ready": 1.0 if state.ready else 0.0,
+                "store_txn_commits": stats.txn_commits,
+                "store_write_requests": stats.write_requests,
             }
         for name, help_text in names:
             family = GaugeMetricFamily("dfspeer_" + name, help_text)
             if live:
                 family.add_metric([], values[name])
             yield family
+        counters = (
+            ("store_txn_commits", "LMDB write transactions committed (one flush each)."),
+            ("store_write_requests", "Writes applied in those transactions."),
+        )
+        for name, help_text in counters:
+            counter = CounterMetricFamily("dfspeer_" + name, help_text)
+            if live:
+                counter.add_metric([], values[name])
+            yield counter
 
 
 __all__ = ["CONTENT_TYPE_LATEST", "ApiMetrics", "PeerStateCollector", "route_label"]

@@ -31,10 +31,13 @@ from typing import Any
 class PutBlock:
     """Store ``data`` under its SHA-256. With ``digest`` set, behaves like
     :meth:`BlockStore.put_verified`: a mismatch raises ``DigestMismatch`` and the whole
-    batch is rejected before anything is written."""
+    batch is rejected before anything is written. ``hashed``: ``digest`` was computed from
+    these very bytes in this process (e.g. by the upload that cut them), so it is trusted
+    and not computed again."""
 
     data: bytes
     digest: bytes | None = None
+    hashed: bool = False
 
 
 @dataclass(frozen=True)

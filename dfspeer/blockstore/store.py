@@ -140,6 +140,9 @@ class BlockStore:
     :class:`~dfspeer.blockstore.tables.HookTxn`); ``table_partitioners``: table name ->
     the partition of a key, for tables not placed by their whole key; ``local_tables``:
     tables that are never compared with other peers, so they keep no Merkle summary.
+    ``writer_factory``: builds the store's writer, called as ``GroupCommitWriter`` is
+    (default: that one thread with group commit); a simulation passes one that commits on
+    its event loop, so it can place the durability boundary (see :mod:`dfspeer.sim.disk`).
 
     Use as ``async with BlockStore(path) as store:`` or call :meth:`close`. Raises
     ``BlockStoreError`` if the environment cannot be opened (e.g. already open in this
@@ -159,6 +162,8 @@ class BlockStore:
         table_hooks: Mapping[str, TableHook] | None = None,
         table_partitioners: Mapping[str, PartitionOf] | None = None,
         local_tables: Iterable[str] = (),
+        writer_factory: Callable[..., GroupCommitWriter] = GroupCommitWriter,
+        commit_linger_s: float = 0.0,
     ) -> None:
         self.path = Path(path)
         self.durable = durable
@@ -207,11 +212,12 @@ class BlockStore:
         self._readers_cond = threading.Condition()
         self._closing = False
         self._closed = threading.Event()
-        self._writer = GroupCommitWriter(
+        self._writer = writer_factory(
             self._env,
             before_commit=self._before_commit,
             after_commit=self._after_commit,
             map_error=self._map_error,
+            linger_s=commit_linger_s,
         )
         for name in sorted(self._local_tables):  # open now: table hooks may write to them
             self.table(name)
@@ -263,18 +269,20 @@ class BlockStore:
         await self._store(digest, data)
         return digest
 
-    async def put_verified(self, digest: bytes, data: bytes) -> None:
+    async def put_verified(self, digest: bytes, data: bytes, *, linger: bool = False) -> None:
         """Store ``data`` under ``digest`` after checking ``sha256(data) == digest``.
 
         Raises ``DigestMismatch`` (and writes nothing) if not; else as :meth:`put`. Also
-        repairs a corrupt stored copy of the same digest (it is overwritten).
+        repairs a corrupt stored copy of the same digest (it is overwritten). ``linger``:
+        more blocks follow at once; the commit may wait ``commit_linger_s`` to share their
+        flush (:mod:`.writer`).
         """
         check_digest(digest)
         data = as_bytes(data)
         actual = await self._hash(data)
         if actual != digest:
             raise DigestMismatch(digest, actual)
-        await self._store(digest, data)
+        await self._store(digest, data, linger=linger)
 
     async def delete(self, digest: bytes) -> bool:
         """Delete the block; True if it existed. Works on a full map (frees pages)."""
@@ -283,19 +291,23 @@ class BlockStore:
         apply = partial(delete_block, dbs=self._dbs, digest=digest, partition=partition)
         return bool(await self._writer.submit(apply))
 
-    async def write_batch(self, ops: Sequence[WriteOp]) -> list[Any]:
+    async def write_batch(self, ops: Sequence[WriteOp], *, linger: bool = False) -> list[Any]:
         """Apply ``ops`` (see :mod:`dfspeer.blockstore.ops`) atomically in ONE transaction.
 
         All ops are validated, hashed and CBOR-encoded before anything is queued, so a bad
         op (``DigestMismatch``, ValueError, TypeError) rejects the batch with nothing
         written; an exception from a ``TableUpdate`` callback or ``StoreFull`` also leaves
         nothing of the batch. Returns one result per op (see the table in :mod:`.ops`).
+        ``linger``: as for :meth:`put_verified`.
         """
         if not ops:
             return []
-        blobs = [as_bytes(op.data) for op in ops if isinstance(op, PutBlock)]
+        puts = [op for op in ops if isinstance(op, PutBlock)]
+        blobs = [as_bytes(op.data) for op in puts]
         total = sum(map(len, blobs))
-        if total <= INLINE_BYTES:
+        if all(op.hashed and op.digest is not None for op in puts):
+            digests = [check_digest(op.digest) for op in puts if op.digest is not None]
+        elif total <= INLINE_BYTES:
             digests = [sha256(b) for b in blobs]
         else:
             digests = await asyncio.to_thread(lambda: [sha256(b) for b in blobs])
@@ -307,7 +319,9 @@ class BlockStore:
             table=self._table_handle,
             max_key_bytes=self._max_key,
         )
-        result = await self._writer.submit(partial(run_steps, steps), size=total, atomic=True)
+        result = await self._writer.submit(
+            partial(run_steps, steps), size=total, atomic=True, linger=linger
+        )
         return list(result)
 
     async def _hash(self, data: bytes) -> bytes:
@@ -315,10 +329,10 @@ class BlockStore:
             return sha256(data)
         return await asyncio.to_thread(sha256, data)
 
-    async def _store(self, digest: bytes, data: bytes) -> None:
+    async def _store(self, digest: bytes, data: bytes, *, linger: bool = False) -> None:
         partition = checked_partition(self._partition_of, digest)
         apply = partial(put_block, dbs=self._dbs, digest=digest, data=data, partition=partition)
-        await self._writer.submit(apply, size=len(data))
+        await self._writer.submit(apply, size=len(data), linger=linger)
 
     # ------------------------------------------------------------------ blocks: reads
     async def get(self, digest: bytes) -> bytes:

@@ -21,6 +21,14 @@ Failure isolation:
   ``StoreFull``). A replayed ``apply`` runs a second time, which is why update callbacks
   must be pure.
 
+Lingering (Kafka's ``linger.ms``, PostgreSQL's ``commit_delay``): a request submitted with
+``linger=True`` says "more writes of this stream follow at once" (the blocks of one upload
+arriving one RPC each). A group made only of lingering requests waits, up to ``linger_s``
+after its first request was queued, for more requests until it holds ``linger_bytes``;
+any request that does not linger ends the wait. An upload's blocks then share one commit
+(one flush) per few blocks instead of one each: on this project's test machine a flush per
+2 MiB wrote 283 MB/s, one per 8 MiB 1,491 MB/s.
+
 Cancelling the awaiting coroutine does not withdraw a queued request: it may still be
 applied.
 
@@ -41,6 +49,7 @@ import collections
 import concurrent.futures
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +101,8 @@ class _Request:
     size: int
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    linger: bool = False
+    queued_at: float = 0.0  # time.monotonic() when submitted
     result: Any = None
     error: BaseException | None = field(default=None)
 
@@ -133,6 +144,8 @@ class GroupCommitWriter:
         map_error: Callable[[lmdb.Error], BlockStoreError],
         max_group_bytes: int = 64 * MiB,
         max_group_requests: int = 4096,
+        linger_s: float = 0.0,
+        linger_bytes: int = 8 * MiB,
         name: str = "dfspeer-blockstore-writer",
     ) -> None:
         self._env = env
@@ -141,6 +154,8 @@ class GroupCommitWriter:
         self._map_error = map_error
         self._max_group_bytes = max_group_bytes
         self._max_group_requests = max_group_requests
+        self._linger_s = linger_s
+        self._linger_bytes = min(linger_bytes, max_group_bytes)
         self._queue: collections.deque[_Request | _Exclusive] = collections.deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -151,16 +166,21 @@ class GroupCommitWriter:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    async def submit(self, apply: Apply, *, size: int = 0, atomic: bool = False) -> Any:
+    async def submit(
+        self, apply: Apply, *, size: int = 0, atomic: bool = False, linger: bool = False
+    ) -> Any:
         """Queue ``apply`` and wait until its transaction is committed; return its result.
 
         ``size`` (bytes) bounds the group; ``atomic`` runs ``apply`` in a nested transaction
-        so an exception anywhere in it rolls back its partial writes. Raises what ``apply``
-        raised, the mapped LMDB error (e.g. ``StoreFull``), or ``BlockStoreError`` if the
-        writer is closed.
+        so an exception anywhere in it rolls back its partial writes; ``linger``: more
+        writes follow at once, the commit may wait for them (module docstring). Raises what
+        ``apply`` raised, the mapped LMDB error (e.g. ``StoreFull``), or ``BlockStoreError``
+        if the writer is closed.
         """
         loop = asyncio.get_running_loop()
-        request = _Request(apply, atomic, size, loop, loop.create_future())
+        request = _Request(
+            apply, atomic, size, loop, loop.create_future(), linger, time.monotonic()
+        )
         with self._cond:
             if self._closing:
                 raise BlockStoreError("block store is closed")
@@ -234,15 +254,38 @@ class GroupCommitWriter:
             if isinstance(first, _Exclusive):
                 return first
             group = [first]
-            size = first.size
-            while self._queue and len(group) < self._max_group_requests:
-                head = self._queue[0]
-                if isinstance(head, _Exclusive) or size + head.size > self._max_group_bytes:
-                    break
-                self._queue.popleft()
-                size += head.size
-                group.append(head)
+            size = self._fill(group, first.size)
+            if first.linger and self._linger_s > 0 and all(r.linger for r in group):
+                self._linger(group, size, first.queued_at + self._linger_s)
             return group
+
+    def _fill(self, group: list[_Request], size: int) -> int:
+        """Move queued requests into ``group`` while they fit; return its size. Holds the
+        condition's lock."""
+        while self._queue and len(group) < self._max_group_requests:
+            head = self._queue[0]
+            if isinstance(head, _Exclusive) or size + head.size > self._max_group_bytes:
+                break
+            self._queue.popleft()
+            size += head.size
+            group.append(head)
+        return size
+
+    def _linger(self, group: list[_Request], size: int, deadline: float) -> None:
+        """Wait until ``deadline`` (monotonic) for more requests to join a group of
+        lingering ones, until it holds ``linger_bytes``, a request that does not linger
+        joins, or one cannot join. Holds the condition's lock (``wait`` releases it)."""
+        while size < self._linger_bytes and not self._closing:
+            if self._queue:
+                count = len(group)
+                size = self._fill(group, size)
+                if len(group) == count or not all(r.linger for r in group[count:]):
+                    return
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._cond.wait(remaining)
 
     def _run_exclusive(self, request: _Exclusive) -> None:
         try:

@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,7 +107,10 @@ class AntiEntropy:
     block that no live reference needs (count 0 here after the tables synced) is neither
     pulled nor pushed: the block manager collects it. ``concurrency``: transfers in flight
     per sync; ``bandwidth_bytes_per_s``: cap on transferred bytes (0 = unlimited);
-    ``hash_bytes``: summary hash size on the wire. ``counters``: cumulative figures
+    ``hash_bytes``: summary hash size on the wire; ``diff_in_thread``: run each summary
+    diff on a worker thread with its own event loop, keeping the Merkle reads off this
+    one (default), or on this loop (a deterministic simulation, which has no threads).
+    ``counters``: cumulative figures
     (``exchanges.<tree>``, ``summary_bytes``, ``keys_pushed.<tree>``, ``keys_pulled.<tree>``,
     ``bytes_pushed``, ``bytes_pulled``, ``transfer_failures``, ``misplaced_keys``,
     ``unreferenced_skipped``, ``syncs``, ``sync_failures``).
@@ -123,10 +126,12 @@ class AntiEntropy:
         concurrency: int = 4,
         bandwidth_bytes_per_s: int = 0,
         hash_bytes: int = 16,
+        diff_in_thread: bool = True,
     ) -> None:
         self.view = view
         self.store = store
         self.rpc = rpc
+        self.diff_in_thread = diff_in_thread
         self.tables = dict(tables)
         self.trees: tuple[str, ...] = (*sorted(self.tables), BLOCKS_TREE)
         self.concurrency = concurrency
@@ -168,8 +173,14 @@ class AntiEntropy:
 
     async def diff(self, address: str, tree: str, partitions: tuple[int, ...]) -> DiffResult:
         """The differing keys of ``tree`` between this peer and the one at ``address``."""
-        loop = asyncio.get_running_loop()
         reader = self.store.merkle(tree)
+        if not self.diff_in_thread:
+
+            def direct(request: bytes) -> Awaitable[bytes]:
+                return self.rpc.merkle_exchange(address, tree, request)
+
+            return await diff(reader, tree, partitions, direct, hash_bytes=self.hash_bytes)
+        loop = asyncio.get_running_loop()
         abandoned = threading.Event()
 
         async def exchange(request: bytes) -> bytes:  # runs on the worker's loop

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -38,6 +39,8 @@ class Maintenance:
     Construction plugs :attr:`handoff` (if ``config.hinted_handoff``) and
     :attr:`block_repair` into ``replicator``; :meth:`start` starts hint delivery, scrub
     (if ``scrub_rate_bytes_per_s`` > 0) and tombstone purge; :meth:`stop` cancels them.
+    ``clock``: unix seconds for hints, read repair, scrub and tombstone purge (a simulation
+    passes its virtual clock).
     """
 
     def __init__(
@@ -47,19 +50,22 @@ class Maintenance:
         store: BlockStore,
         rpc: PeerRpcClient,
         replicator: Replicator,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.replicator = replicator
         tables = replicator.tables
-        self.hints = HintStore(store, max_hints=config.max_hints, tables=tables)
+        self.hints = HintStore(store, max_hints=config.max_hints, tables=tables, clock=clock)
         self.handoff = HintedHandoff(config, view, self.hints, rpc, fetch=replicator.read_block)
-        self.block_repair = BlockRepair(view, store, rpc)
+        self.block_repair = BlockRepair(view, store, rpc, clock=clock)
         self.scrubber = Scrubber(
             store,
             self.block_repair,
             replicator.read_block,
             rate_bytes_per_s=config.scrub_rate_bytes_per_s,
             interval_s=config.scrub_interval_s,
+            clock=clock,
         )
         self.purger = TombstonePurger(
             view,
@@ -68,6 +74,7 @@ class Maintenance:
             grace_s=config.tombstone_grace_s,
             interval_s=config.tombstone_purge_interval_s,
             tables=tables,
+            clock=clock,
         )
         if config.hinted_handoff:
             replicator.handoff = self.handoff

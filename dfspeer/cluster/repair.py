@@ -54,6 +54,7 @@ class RepairService:
 
     ``tables``: replicated tables to sync (name -> schema). ``refresh``: called every
     second to rebuild the view from gossip (returns True if the ring changed).
+    ``diff_in_thread``: see :class:`~dfspeer.cluster.antientropy.AntiEntropy`.
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class RepairService:
         *,
         tables: Mapping[str, TableSchema[Any]],
         refresh: Callable[[], bool] | None = None,
+        diff_in_thread: bool = True,
     ) -> None:
         self.view = view
         self.store = store
@@ -76,6 +78,7 @@ class RepairService:
             tables=tables,
             concurrency=config.repair_concurrency,
             bandwidth_bytes_per_s=config.repair_bandwidth_bytes_per_s,
+            diff_in_thread=diff_in_thread,
         )
         self.rebalancer = Rebalancer(self.ae)
         self._refresh = refresh

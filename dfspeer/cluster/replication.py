@@ -21,6 +21,7 @@ A record write that cannot reach W is retracted from the replicas that did take 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -49,6 +50,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _MAX_REPAIR_TASKS = 64
+MORE_BLOCKS_FOLLOW: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "dfspeer_more_blocks_follow", default=False
+)
+"""Set (in the task writing one block of a stream, e.g. an upload's chunk that is not its
+last) to tell the replicas more blocks follow at once: they may hold the commit a moment to
+share one flush among several blocks (:mod:`dfspeer.blockstore.writer`, *lingering*)."""
 
 
 class Replicator:
@@ -173,7 +180,9 @@ class Replicator:
     @traced("replicator.write_block", spans.block_write, outcome=spans.acks)
     async def write_block(self, data: bytes, digest: bytes, *, ref: Any | None = None) -> int:
         """Write a block to its partition's replicas; return the number of acks (>= W) once
-        W replicas stored it durably. Raises InsufficientReplicas otherwise.
+        W replicas stored it durably. Raises InsufficientReplicas otherwise. ``digest``:
+        the SHA-256 of ``data`` as the caller computed it from these bytes (this peer's
+        replica trusts it; the others verify it).
 
         ``ref``: a record of the ``block_refs`` table naming the version that needs the
         block; each replica stores it with the block in one transaction, so the block is
@@ -188,14 +197,15 @@ class Replicator:
 
         ref_ops = self._ref_ops(digest, ref)
 
+        linger = MORE_BLOCKS_FOLLOW.get()
+
         async def put(peer: str) -> None:
-            if peer == self.view.self_id:
-                if ref_ops:
-                    await self.store.write_batch([PutBlock(data, digest), *ref_ops])
-                else:
-                    await self.store.put_verified(digest, data)
+            if peer == self.view.self_id:  # ``digest`` was computed here from ``data``
+                block = PutBlock(data, digest, hashed=True)
+                await self.store.write_batch([block, *ref_ops], linger=linger)
             else:
-                await self.rpc.put_block(self._address(peer), digest, data, ref=ref)
+                address = self._address(peer)
+                await self.rpc.put_block(address, digest, data, ref=ref, linger=linger)
 
         op: Callable[[str], Awaitable[None]] = put
         if self.handoff is not None:

@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import json
 import re
+import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -86,7 +87,8 @@ RPC_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 class PeerRpcClient:
     """Signed requests to peers' ``/internal/`` API. ``timeout_s``: per request, total.
 
-    ``address`` arguments are a peer's API ``host:port``. ``registry``: where the
+    ``address`` arguments are a peer's API ``host:port``, dialled over https with ``tls``
+    (a client context of :mod:`dfspeer.tls`), else plain http. ``registry``: where the
     ``dfspeer_rpc_duration_seconds{peer,method,outcome}`` histogram goes (seconds per call,
     by the peer's address; none: not measured). Call :meth:`close` when done.
     """
@@ -99,6 +101,7 @@ class PeerRpcClient:
         timeout_s: float,
         connections_per_peer: int = 32,
         registry: CollectorRegistry | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._latency = (
             Histogram(
@@ -115,12 +118,16 @@ class PeerRpcClient:
         self._auth = RpcAuth(keyring, self_id)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, 5.0))
         self._per_peer = connections_per_peer
+        self._tls = tls
+        self._scheme = "https" if tls is not None else "http"
         self._session: aiohttp.ClientSession | None = None
         self.self_id = self_id
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=self._per_peer)
+            connector = aiohttp.TCPConnector(
+                limit=0, limit_per_host=self._per_peer, ssl=self._tls or True
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=self._timeout, auto_decompress=False
             )
@@ -152,7 +159,7 @@ class PeerRpcClient:
         inject(headers)  # W3C traceparent: not covered by the signature
         if body is not None:
             headers["Content-Type"] = content_type
-        url = URL(f"http://{address}{path_qs}", encoded=True)
+        url = URL(f"{self._scheme}://{address}{path_qs}", encoded=True)
         started = time.perf_counter()
         outcome = "unreachable"
         try:
@@ -194,11 +201,21 @@ class PeerRpcClient:
 
     # ------------------------------------------------------------------ blocks
     async def put_block(
-        self, address: str, digest: bytes, data: bytes, *, ref: Any | None = None
+        self,
+        address: str,
+        digest: bytes,
+        data: bytes,
+        *,
+        ref: Any | None = None,
+        linger: bool = False,
     ) -> None:
         """Store a block on a peer; returns once it is durable there. ``ref``: a
-        ``block_refs`` record stored with the block in the same transaction."""
-        query = f"?ref={cbor2.dumps(ref, canonical=True).hex()}" if ref is not None else ""
+        ``block_refs`` record stored with the block in the same transaction; ``linger``:
+        more blocks follow at once, the peer may wait a moment to commit them together."""
+        params = [f"ref={cbor2.dumps(ref, canonical=True).hex()}"] if ref is not None else []
+        if linger:
+            params.append("linger=1")
+        query = "?" + "&".join(params) if params else ""
         status, _, body = await self._call(
             "PUT",
             address,

@@ -47,6 +47,7 @@ class ClusterView:
         self.replication_factor = replication_factor
         self._members: dict[str, Member] = {}
         self._replicas: dict[int, tuple[str, ...]] = {}  # cache for the current ring
+        self._ring_input: frozenset[RingMember] = frozenset()  # what self.ring was built from
         self.ring: Ring = Ring.build(
             [], partition_bits=partition_bits, replication_factor=replication_factor
         )
@@ -66,15 +67,19 @@ class ClusterView:
                 self._dead_since.pop(m.id, None)
         for gone in [p for p in self._dead_since if p not in self._members]:
             del self._dead_since[gone]
+        ring_input = frozenset(
+            RingMember(m.id, m.zone, m.weight)
+            for m in self._members.values()
+            if m.weight > 0 and self._in_ring(m, now)
+        )
+        if ring_input == self._ring_input:
+            return False  # the same members: the same ring (Ring.build is deterministic)
         ring = Ring.build(
-            (
-                RingMember(m.id, m.zone, m.weight)
-                for m in self._members.values()
-                if m.weight > 0 and self._in_ring(m, now)
-            ),
+            ring_input,
             partition_bits=self.partition_bits,
             replication_factor=self.replication_factor,
         )
+        self._ring_input = ring_input
         changed = ring.digest != self.ring.digest
         if changed:
             self._replicas = {}

@@ -38,6 +38,31 @@ AGENT_FLAGS: dict[str, tuple[str, str, str]] = {
         "F",
         "file holding the admin token (`dfspeer keygen --admin-token -o F`)",
     ),
+    "--jwt-public-key-file": (
+        "jwt_public_key_file",
+        "F",
+        "PEM public key (EC P-256 or RSA) whose ES256 / RS256 JWTs act as the access key "
+        "of their sub",
+    ),
+    "--jwt-jwks-file": ("jwt_jwks_file", "F", "local JWKS file of ES256 / RS256 public keys"),
+    "--jwt-issuer": ("jwt_issuer", "ISS", "the iss every JWT must carry"),
+    "--jwt-audience": ("jwt_audience", "AUD", "an aud every JWT must name"),
+    "--tls-cert-file": (
+        "tls_cert_file",
+        "F",
+        "PEM certificate (chain): serve the API and S3 ports over HTTPS (with --tls-key-file)",
+    ),
+    "--tls-key-file": ("tls_key_file", "F", "PEM private key of --tls-cert-file (unencrypted)"),
+    "--tls-ca-file": (
+        "tls_ca_file",
+        "F",
+        "CA certificates peers' certificates chain to (--internal-tls; default: the system's)",
+    ),
+    "--audit-log": (
+        "audit_log_file",
+        "FILE",
+        "append a JSON line for every mutating or refused request to FILE (rotated)",
+    ),
     "--log-level": ("log_level", "LEVEL", "debug, info, warning or error"),
     "--log-format": ("log_format", "FORMAT", "text (default) or json: one JSON object a line"),
 }
@@ -68,6 +93,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="run without a cluster key (gossip and peer RPC unauthenticated) and without "
         "client authentication (every HTTP client may do everything)",
+    )
+    p.add_argument(
+        "--internal-tls",
+        action="store_const",
+        const=True,
+        default=None,
+        help="peer RPC verifies every peer's certificate (against --tls-ca-file); needs "
+        "--tls-cert-file",
     )
     p.add_argument(
         "--set",
@@ -103,6 +136,7 @@ def agent_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides[name] = getattr(args, flag.lstrip("-").replace("-", "_"))
     overrides["join"] = ",".join(args.join) if args.join else None
     overrides["insecure"] = args.insecure
+    overrides["internal_tls"] = args.internal_tls
     for item in args.set:
         name, eq, value = item.partition("=")
         if not eq or not name.strip():

@@ -12,6 +12,7 @@ from dfspeer.client import BucketJson, Client
 from dfspeer.commands.common import (
     UsageError,
     add_peer_options,
+    ca_file_arg,
     credentials_arg,
     format_fields,
     format_table,
@@ -93,7 +94,10 @@ def _run(args: argparse.Namespace, call: Callable[[Client], Awaitable[_T]]) -> _
 
     async def run() -> _T:
         async with Client(
-            peer_url(args), timeout_s=args.timeout, credentials=credentials_arg(args)
+            peer_url(args),
+            timeout_s=args.timeout,
+            credentials=credentials_arg(args),
+            ca_file=ca_file_arg(args),
         ) as c:
             return await call(c)
 

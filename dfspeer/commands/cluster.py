@@ -12,6 +12,7 @@ from typing import Any
 from dfspeer.client import Client
 from dfspeer.commands.common import (
     add_peer_options,
+    ca_file_arg,
     credentials_arg,
     format_fields,
     format_table,
@@ -64,7 +65,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _fetch(args: argparse.Namespace, what: str) -> dict[str, Any]:
     async def run() -> dict[str, Any]:
         async with Client(
-            peer_url(args), timeout_s=args.timeout, credentials=credentials_arg(args)
+            peer_url(args),
+            timeout_s=args.timeout,
+            credentials=credentials_arg(args),
+            ca_file=ca_file_arg(args),
         ) as c:
             result: dict[str, Any] = await getattr(c, what)()
             return result
@@ -196,6 +200,7 @@ def cmd_members_remove(args: argparse.Namespace) -> int:
             peer_url(args),
             timeout_s=getattr(args, "timeout", 300.0),
             credentials=credentials_arg(args),
+            ca_file=ca_file_arg(args),
         ) as c:
             return await c.remove_member(args.id)
 

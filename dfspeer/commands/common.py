@@ -41,6 +41,7 @@ def add_peer_options(parser: argparse.ArgumentParser, *, key_flag: bool = True) 
         help="access key to authenticate with (default: $DFSPEER_KEY, else the admin token "
         "of $DFSPEER_ADMIN_TOKEN)",
     )
+    add_ca_file_option(parser)
     parser.add_argument(
         "--timeout",
         metavar="S",
@@ -48,6 +49,28 @@ def add_peer_options(parser: argparse.ArgumentParser, *, key_flag: bool = True) 
         default=300.0,
         help="seconds to wait for a connection or for data (default: 300)",
     )
+
+
+def add_ca_file_option(
+    parser: argparse.ArgumentParser, *, default: object = argparse.SUPPRESS
+) -> None:
+    """``--ca-file FILE``: the PEM CA certificates an ``https://`` peer is verified against
+    (default ``$DFSPEER_CA_FILE``, else the system's CAs). Global (before the command,
+    ``default=None``) and on every command that talks to a peer (after it; ``SUPPRESS``, so
+    it does not overwrite a global value)."""
+    parser.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        default=default,
+        help="CA certificates to verify an https:// peer with (default: $DFSPEER_CA_FILE, "
+        "else the system's)",
+    )
+
+
+def ca_file_arg(args: argparse.Namespace) -> str | None:
+    """The ``--ca-file`` value (None: the client falls back to ``$DFSPEER_CA_FILE``)."""
+    value: str | None = getattr(args, "ca_file", None)
+    return value
 
 
 def peer_url(args: argparse.Namespace, environ: dict[str, str] | None = None) -> str:

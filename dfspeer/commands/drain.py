@@ -10,7 +10,13 @@ import time
 from typing import Any
 
 from dfspeer.client import Client, PeerUnreachable
-from dfspeer.commands.common import add_peer_options, credentials_arg, human_bytes, peer_url
+from dfspeer.commands.common import (
+    add_peer_options,
+    ca_file_arg,
+    credentials_arg,
+    human_bytes,
+    peer_url,
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,7 +60,10 @@ def _show(args: argparse.Namespace, doc: dict[str, Any]) -> None:
 
 async def _drain(args: argparse.Namespace) -> int:
     async with Client(
-        peer_url(args), timeout_s=args.timeout, credentials=credentials_arg(args)
+        peer_url(args),
+        timeout_s=args.timeout,
+        credentials=credentials_arg(args),
+        ca_file=ca_file_arg(args),
     ) as client:
         doc = await client.drain()
         _show(args, doc)

@@ -12,6 +12,7 @@ from typing import TypeVar
 from dfspeer.client import Client
 from dfspeer.commands.common import (
     add_peer_options,
+    ca_file_arg,
     credentials_arg,
     format_table,
     format_time,
@@ -59,7 +60,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _run(args: argparse.Namespace, call: Callable[[Client], Awaitable[_T]]) -> _T:
     async def run() -> _T:
         async with Client(
-            peer_url(args), timeout_s=args.timeout, credentials=credentials_arg(args)
+            peer_url(args),
+            timeout_s=args.timeout,
+            credentials=credentials_arg(args),
+            ca_file=ca_file_arg(args),
         ) as c:
             return await call(c)
 

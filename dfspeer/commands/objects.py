@@ -14,6 +14,7 @@ from dfspeer.client import Client, VersionJson, sha256_file
 from dfspeer.commands.common import (
     UsageError,
     add_peer_options,
+    ca_file_arg,
     credentials_arg,
     format_fields,
     format_table,
@@ -139,7 +140,12 @@ def _transfer_options(p: argparse.ArgumentParser) -> None:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(peer_url(args), timeout_s=args.timeout, credentials=credentials_arg(args))
+    return Client(
+        peer_url(args),
+        timeout_s=args.timeout,
+        credentials=credentials_arg(args),
+        ca_file=ca_file_arg(args),
+    )
 
 
 async def _stdin_pieces() -> AsyncIterator[bytes]:

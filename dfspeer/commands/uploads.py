@@ -22,6 +22,7 @@ from dfspeer.client import Client, UploadJson, UploadStats
 from dfspeer.commands.common import (
     UsageError,
     add_peer_options,
+    ca_file_arg,
     credentials_arg,
     format_table,
     format_time,
@@ -122,7 +123,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(peer_url(args), timeout_s=args.timeout, credentials=credentials_arg(args))
+    return Client(
+        peer_url(args),
+        timeout_s=args.timeout,
+        credentials=credentials_arg(args),
+        ca_file=ca_file_arg(args),
+    )
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

@@ -3,13 +3,15 @@
 A first object write into an unknown bucket creates it (unversioned), so plain ``PUT``s
 keep working without a bucket step. Each coordinator caches what it read of a bucket for
 ``CACHE_TTL_S`` seconds: a versioning change made through another peer applies to writes
-coordinated here within that time (changes made here apply at once).
+coordinated here within that time (changes made here apply at once). Other caches of
+buckets (access control's, :mod:`dfspeer.access.cache`) listen to :attr:`BucketService.on_change`
+to drop what a write made here changed.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 
 from dfspeer.cluster.replication import Replicator
@@ -24,7 +26,11 @@ MAX_BUCKETS_LISTED = 10_000
 
 class BucketService:
     """Create, read, list, version and delete buckets. ``self_id``: this peer's id (the
-    tie-break of versions it writes); ``clock``: unix seconds."""
+    tie-break of versions it writes); ``clock``: unix seconds; ``on_change``: listeners
+    called with a bucket's name after every write of it through this service (creation,
+    versioning, chunking, permissions and owner, deletion), whether or not the write
+    succeeded (a failed one may have reached some replicas); more can be appended to
+    :attr:`on_change` later."""
 
     def __init__(
         self,
@@ -34,8 +40,10 @@ class BucketService:
         *,
         clock: Callable[[], float] = time.time,
         default_chunking: str = "fixed",
+        on_change: Iterable[Callable[[str], None]] = (),
     ) -> None:
         self.default_chunking = default_chunking  # a new bucket's chunking (cdc | fixed)
+        self.on_change: list[Callable[[str], None]] = list(on_change)
         self.replicator = replicator
         self.hlc = hlc
         self.self_id = self_id
@@ -59,7 +67,11 @@ class BucketService:
 
     async def _write(self, bucket: Bucket) -> Bucket:
         record = self.schema.encode(bucket)
-        await self.replicator.write_record(BUCKETS_TABLE, bucket.name.encode(), record)
+        try:
+            await self.replicator.write_record(BUCKETS_TABLE, bucket.name.encode(), record)
+        finally:
+            for listener in self.on_change:
+                listener(bucket.name)
         self._cache[bucket.name] = (None if bucket.deleted else bucket, self.clock() + CACHE_TTL_S)
         return bucket
 

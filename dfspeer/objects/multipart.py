@@ -16,6 +16,15 @@ object's SHA-256 (the native API shows it), then writes the version ``complete``
 concatenation of the parts' block lists (no data copied) and the S3 ETag
 ``hex(MD5(md5_1 || ... || md5_N))-N`` as the reserved ``dfs:etag`` metadata. Blocks of
 parts left out of the list (or replaced) are released then; abort releases them all.
+
+The session's header is a quorum read, and a part must not write a block under a
+session that has ended. What a part needs before its first block (bucket, key, kind,
+version, created) never changes for an upload id, so a :class:`MultipartService` keeps it
+(:class:`KnownSessions`, bounded LRU, filled by Create and by each read): a part of a
+known upload starts reading its body at once while the header's quorum read (is the
+upload still open?) runs beside it, and its first block waits for that answer. The
+check is the same as without the cache (an ended upload is NoSuchUpload with no block
+written); its round trip is off the part's critical path.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 
 from dfspeer.errors import DfsError, NoSuchUpload, UploadNotOpen
@@ -45,6 +55,8 @@ MIN_PART_BYTES = 5 * MiB
 MAX_PART_BYTES = 5 * 1024 * MiB
 MAX_PART_NUMBER = 10_000
 READ_AHEAD_BLOCKS = 4
+KNOWN_SESSIONS = 4096
+"""Upload sessions whose fixed fields a :class:`MultipartService` keeps (LRU)."""
 
 
 class InvalidPart(DfsError):
@@ -101,16 +113,47 @@ async def blocks_sha256(
     return whole.hexdigest(), size
 
 
+def _settle(task: asyncio.Task[UploadSession]) -> None:
+    """Cancel ``task``, or take its exception (it is answered by another error)."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()
+
+
+class KnownSessions:
+    """Headers of recently seen upload sessions by id (at most ``limit``, least recently
+    used dropped). Only their fixed fields (bucket, key, kind, version, created) may be
+    relied on: state and activity are as they were when seen."""
+
+    def __init__(self, limit: int = KNOWN_SESSIONS) -> None:
+        self.limit = limit
+        self._by_id: OrderedDict[str, UploadSession] = OrderedDict()
+
+    def get(self, upload_id: str) -> UploadSession | None:
+        found = self._by_id.get(upload_id)
+        if found is not None:
+            self._by_id.move_to_end(upload_id)
+        return found
+
+    def put(self, session: UploadSession) -> None:
+        self._by_id[session.id] = session
+        self._by_id.move_to_end(session.id)
+        while len(self._by_id) > self.limit:
+            self._by_id.popitem(last=False)
+
+
 class MultipartService:
     """S3 multipart uploads (module docstring) over ``uploads``. Sizes in bytes. Every
     method may raise InsufficientReplicas; an id that is not an open ``s3`` session is
-    NoSuchUpload."""
+    NoSuchUpload. Keep one instance per peer: it holds the :class:`KnownSessions`."""
 
     def __init__(self, uploads: UploadService) -> None:
         self.uploads = uploads
         self.objects = uploads.objects
         self.replicator = uploads.replicator
         self.config = uploads.config
+        self.known = KnownSessions()
 
     async def session(self, upload_id: str, bucket: str, key: str) -> UploadSession:
         """The ``s3`` session ``upload_id`` of ``bucket/key`` (any state). Raises
@@ -123,11 +166,16 @@ class MultipartService:
     async def open_session(self, upload_id: str, bucket: str, key: str) -> UploadSession:
         """As :meth:`session` (without the parts), but an ended one is NoSuchUpload too."""
         session = await self.uploads.header(upload_id)
-        if session.kind != PARTS_KIND or (session.bucket, session.key) != (bucket, key):
-            raise NoSuchUpload(f"no multipart upload {upload_id} for {bucket}/{key}")
+        self._check_target(session, bucket, key)
+        self.known.put(session)
         if not session.is_open:
             raise NoSuchUpload(f"multipart upload {upload_id} is {session.state}")
         return session
+
+    @staticmethod
+    def _check_target(session: UploadSession, bucket: str, key: str) -> None:
+        if session.kind != PARTS_KIND or (session.bucket, session.key) != (bucket, key):
+            raise NoSuchUpload(f"no multipart upload {session.id} for {bucket}/{key}")
 
     async def create(
         self, bucket: str, key: str, *, content_type: str, meta: Mapping[str, str]
@@ -137,7 +185,19 @@ class MultipartService:
         session, _ = await self.uploads.init(
             bucket, key, content_type=content_type, meta=meta, kind=PARTS_KIND
         )
+        self.known.put(session)
         return session
+
+    async def _part_session(
+        self, upload_id: str, bucket: str, key: str
+    ) -> tuple[UploadSession, asyncio.Task[UploadSession] | None]:
+        """The session a part is stored under and, when it came from :attr:`known`, the
+        running check that it is still open (module docstring). Raises NoSuchUpload."""
+        known = self.known.get(upload_id)
+        if known is None:
+            return await self.open_session(upload_id, bucket, key), None
+        self._check_target(known, bucket, key)
+        return known, asyncio.ensure_future(self.open_session(upload_id, bucket, key))
 
     async def upload_part(
         self,
@@ -155,12 +215,14 @@ class MultipartService:
         been read (the caller's stream computes it and checks ``Content-MD5``). Raises
         NoSuchUpload, InvalidArgument, EntityTooLarge (over 5 GiB), IncompleteBody,
         BadDigest (nothing recorded)."""
-        session = await self.open_session(upload_id, bucket, key)
+        session, still_open = await self._part_session(upload_id, bucket, key)
         info = await self.objects.buckets.read(bucket, cached=True)
         chunker, largest = chunker_for(info.chunking if info else "fixed", self.config)
         written: list[tuple[bytes, int]] = []
 
         async def write_block(data: bytes, digest: bytes) -> int:
+            if still_open is not None:
+                await still_open  # no block under an upload that has ended
             ref = self.objects.ref_record(
                 digest, session.version, session.bucket, session.key, session.created
             )
@@ -180,7 +242,11 @@ class MultipartService:
                 content_length=content_length,
                 expected_sha256=expected_sha256,
             )
+            if still_open is not None:
+                session = await still_open  # the current header (activity, state)
         except BaseException:
+            if still_open is not None:
+                _settle(still_open)
             if written:  # recorded as part 0 so completion / abort release them
                 size = sum(n for _, n in written)
                 lost = PartRecord(0, self._now(), bytes(16), size, tuple(written))

@@ -64,16 +64,24 @@ class ObjectService:
 
     Sizes in bytes; ``modified`` in unix seconds. Every method may raise
     InsufficientReplicas when fewer than W (writes) or R (reads) replicas answer.
+    ``clock``: unix seconds, the physical part of the version HLC (a simulation passes
+    its virtual clock).
     """
 
     def __init__(
-        self, config: PeerConfig, view: ClusterView, store: BlockStore, replicator: Replicator
+        self,
+        config: PeerConfig,
+        view: ClusterView,
+        store: BlockStore,
+        replicator: Replicator,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.view = view
         self.store = store
         self.replicator = replicator
-        self.clock = HybridLogicalClock()
+        self.clock = HybridLogicalClock(clock)
         self.schema = ObjectsSchema()
         self.buckets = BucketService(
             replicator, self.clock, view.self_id, default_chunking=config.default_chunking

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from dfspeer.cluster.replication import MORE_BLOCKS_FOLLOW
 from dfspeer.errors import BadDigest, EntityTooLarge, IncompleteBody, InvalidArgument
 from dfspeer.objects.chunker import iter_chunks
 
@@ -100,7 +101,8 @@ async def store_body(
     executor: ThreadPoolExecutor | None = None
     loop = asyncio.get_running_loop()
 
-    async def replicate(digest_future: asyncio.Future[bytes], chunk: bytes) -> None:
+    async def replicate(digest_future: asyncio.Future[bytes], chunk: bytes, more: bool) -> None:
+        MORE_BLOCKS_FOLLOW.set(more)  # this task's own context: its replicas may linger
         try:
             await write_block(chunk, await digest_future)
         finally:
@@ -130,7 +132,8 @@ async def store_body(
                 raise failures[0]
             digest_future = loop.run_in_executor(executor, _hash_chunk, whole, chunk)
             chunks.append((digest_future, len(chunk)))
-            task = asyncio.create_task(replicate(digest_future, chunk))
+            more = content_length is None or size < content_length
+            task = asyncio.create_task(replicate(digest_future, chunk, more))
             running.add(task)
             task.add_done_callback(on_done)
             del chunk

@@ -1,54 +1,330 @@
-"""The web console in a real browser: Debian's chromium (headless) driven through
-chromedriver by Selenium, against a real in-process Peer with an admin token.
+"""The web console in a real browser against three real agents: log in (a wrong credential
+first), create a bucket, upload a 40 MiB file and a folder of small files through the file
+inputs with the progress rising to 100 %, see them listed, download the large one through
+a plain link and compare its SHA-256, reload mid-upload and resume (the chunks the server
+already had are not sent again), delete, and the cluster page (3 alive, then one dead after
+a SIGKILL). axe-core runs on every page; each page is screenshotted.
 
-Log in with the admin token, create a bucket, upload a small file and a file over 8 MiB
-(a resumable session) through the file input, see both listed, download one through a
-signed link (the file lands in the browser's download folder and is compared with what the
-API serves), delete one, and check the cluster page. The module is skipped only when
-chromium or chromedriver is missing (``.ci/run`` installs both).
+The tests of this module share one browser and one cluster and run in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
-import shutil
 import threading
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from dfspeer.access.credentials import new_admin_token, write_secret_file
-from dfspeer.gossip.keyring import generate_key
+from dfspeer.localcluster import LocalCluster
 from dfspeer.peer import Peer
+from tests.browser.conftest import (
+    By,
+    WebDriver,
+    api,
+    api_json,
+    check_accessibility,
+    log_in,
+    log_out,
+    screenshot,
+    wait,
+)
 from tests.unit.test_peer_single import config_for
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-if CHROMIUM is None or CHROMEDRIVER is None:
-    pytest.skip(
-        "the browser tests need Debian's chromium and chromium-driver "
-        "(apt-get install -y chromium chromium-driver)",
-        allow_module_level=True,
-    )
-webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
-from selenium.common.exceptions import TimeoutException  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+MiB = 1024 * 1024
+BIG_BYTES = 40 * MiB + 12_345  # 11 chunks of 4 MiB: a resumable session
+BUCKET = "console-test"
 
-SCREENSHOT = Path("/tmp/dfspeer-console-objects.png")
-BIG_BYTES = 9 * 1024 * 1024 + 12_345  # over the console's 8 MiB session threshold
-T = TypeVar("T")
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("console-files")
+    big = root / "big.bin"
+    big.write_bytes(os.urandom(BIG_BYTES))
+    folder = root / "album"
+    (folder / "2026").mkdir(parents=True)
+    for i in range(3):
+        (folder / f"note-{i}.txt").write_bytes(f"note {i}\n".encode() * (100 + i))
+    (folder / "2026" / "deep.txt").write_bytes(b"deep in the folder\n")
+    resume = root / "resume.bin"
+    resume.write_bytes(os.urandom(BIG_BYTES))
+    return {"big": big, "folder": folder, "resume": resume}
+
+
+def throttle_uploads(driver: WebDriver, bytes_per_s: int | None) -> None:
+    """Chromium's network emulation: uploads at ``bytes_per_s`` (None: no limit)."""
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd(
+        "Network.emulateNetworkConditions",
+        {
+            "offline": False,
+            "latency": 0,
+            "downloadThroughput": -1,
+            "uploadThroughput": bytes_per_s if bytes_per_s else -1,
+        },
+    )
+
+
+def test_wrong_credentials_then_log_in(
+    cluster: LocalCluster, driver: WebDriver, console_shots: Path
+) -> None:
+    base = cluster.peer(1).url
+    driver.get(base + "/ui/")
+    driver.delete_all_cookies()  # a fresh browser session
+    driver.refresh()
+    wait(driver, lambda d: d.find_element(By.ID, "login-form"))
+    check_accessibility(driver, "login")
+    screenshot(driver, console_shots, "login")
+    # a wrong key, then a wrong token: a clear message, no session
+    driver.find_element(By.ID, "login-key-id").send_keys("DK000000000000000000000000")
+    driver.find_element(By.ID, "login-secret").send_keys("not-the-secret-at-all")
+    driver.find_element(By.ID, "login-submit").click()
+    error = wait(driver, lambda d: d.find_element(By.ID, "login-error"))
+    wait(driver, lambda d: error.is_displayed())
+    assert "Wrong credentials" in error.text
+    driver.find_element(By.CSS_SELECTOR, "#login-kind option[value=admin]").click()
+    driver.find_element(By.ID, "login-token").send_keys("0" * 64)
+    driver.find_element(By.ID, "login-submit").click()
+    wait(driver, lambda d: "Wrong credentials" in d.find_element(By.ID, "login-error").text)
+    assert not driver.get_cookies()
+    field = driver.find_element(By.ID, "login-token")
+    field.clear()
+    field.send_keys(str(cluster.admin_token) + "\n")  # the keyboard alone submits
+    wait(driver, lambda d: d.find_elements(By.ID, "bucket-create"))
+    assert driver.find_element(By.ID, "who").text == "admin"
+    # the session is an HttpOnly, SameSite=Strict cookie the page cannot read
+    (cookie,) = driver.get_cookies()
+    assert cookie["name"] == "dfspeer_session"
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+    assert "expiry" in cookie
+    assert driver.execute_script("return document.cookie") == ""
+    assert str(cluster.admin_token) not in cookie["value"]
+    # a reload keeps the session
+    driver.refresh()
+    wait(driver, lambda d: d.find_elements(By.ID, "bucket-create"))
+
+
+def test_create_a_bucket_and_upload_a_big_file_and_a_folder(
+    cluster: LocalCluster, driver: WebDriver, files: dict[str, Path], console_shots: Path
+) -> None:
+    base = cluster.peer(1).url
+    driver.get(base + "/ui/#/buckets")
+    wait(driver, lambda d: d.find_elements(By.ID, "bucket-create"))
+    driver.find_element(By.ID, "bucket-name").send_keys(BUCKET)
+    driver.find_element(By.ID, "bucket-versioning").click()
+    driver.find_element(By.ID, "bucket-create-submit").click()
+    row = wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-bucket={BUCKET}]"))
+    assert "enabled" in row.text
+    wait(driver, lambda d: "0" in row.find_elements(By.CSS_SELECTOR, "td.num")[0].text)
+    check_accessibility(driver, "buckets")
+    screenshot(driver, console_shots, "buckets")
+    row.find_element(By.CSS_SELECTOR, "a.bucket-link").click()
+    wait(driver, lambda d: d.find_element(By.ID, "file-input"))
+    check_accessibility(driver, "empty folder")
+
+    # the big file (a resumable session) at 25 MB/s, so the progress can be watched rising
+    throttle_uploads(driver, 25_000_000)
+    driver.find_element(By.ID, "file-input").send_keys(str(files["big"]))
+    seen: list[float] = []
+
+    def progress_done(d: WebDriver) -> bool:
+        value = d.execute_script("return document.getElementById('upload-overall').value")
+        if not seen or value != seen[-1]:
+            seen.append(value)
+        return bool(d.find_elements(By.CSS_SELECTOR, ".upload-row[data-state=done]"))
+
+    wait(driver, progress_done, timeout_s=120)
+    throttle_uploads(driver, None)
+    assert seen == sorted(seen) and len(set(seen)) >= 3, seen  # it rose, step by step
+    overall = driver.find_element(By.ID, "upload-overall")
+    assert overall.get_attribute("value") == overall.get_attribute("max") == str(BIG_BYTES)
+    speed = driver.find_element(By.ID, "upload-speed").text
+    assert "100 %" in speed and "MB/s" in speed, speed
+    stats = driver.execute_script("return window.dfspeerUploadStats")
+    assert stats["chunksSent"] == 11  # 40 MiB + in chunks of 4 MiB
+    assert stats["peakChunksInFlight"] == 4  # several chunks in flight at once
+
+    # a folder through the folder input: relative paths are kept
+    driver.find_element(By.ID, "folder-input").send_keys(str(files["folder"]))
+    wait(
+        driver,
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".upload-row[data-state=done]")) == 5,
+        timeout_s=60,
+    )
+    assert not driver.find_elements(By.CSS_SELECTOR, ".upload-row[data-state=failed]")
+    listing = api_json(cluster, "GET", f"/v1/objects/{BUCKET}", index=2)
+    keys = sorted(o["key"] for o in listing["objects"])
+    assert keys == [
+        "album/2026/deep.txt",
+        "album/note-0.txt",
+        "album/note-1.txt",
+        "album/note-2.txt",
+        "big.bin",
+    ]
+    # listed: the big file and the folder
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "tr.folder[data-prefix='album/']"))
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "tr.object[data-key='big.bin']"))
+    check_accessibility(driver, "folder with uploads")
+    screenshot(driver, console_shots, "objects-upload")
+
+    # details: size, SHA-256, content type; axe on the details panel
+    big_sha = hashlib.sha256(files["big"].read_bytes()).hexdigest()
+    driver.find_element(By.CSS_SELECTOR, "tr[data-key='big.bin'] a.object-link").click()
+    sha = wait(driver, lambda d: d.find_element(By.ID, "detail-sha256"))
+    assert sha.text == big_sha
+    assert str(BIG_BYTES) in driver.find_element(By.ID, "detail-size").text
+    check_accessibility(driver, "object details")
+    screenshot(driver, console_shots, "object-details")
+
+
+def test_download_the_big_file_through_a_plain_link(
+    cluster: LocalCluster, driver: WebDriver, files: dict[str, Path], downloads: Path
+) -> None:
+    link = wait(driver, lambda d: d.find_element(By.ID, "detail-download"))
+    href = link.get_attribute("href")
+    assert href.endswith(f"/v1/objects/{BUCKET}/big.bin")  # a plain link: no signature
+    link.click()
+    target = downloads / "big.bin"
+    wait(driver, lambda d: target.is_file() and target.stat().st_size == BIG_BYTES, 90)
+    want = hashlib.sha256(files["big"].read_bytes()).hexdigest()
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == want
+    # ranges work on the same link (with the session cookie, as the browser sends it)
+    got = driver.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        fetch(arguments[0], {headers: {Range: "bytes=10-19"}})
+          .then(async (r) => done([r.status, Array.from(new Uint8Array(await r.arrayBuffer()))]));
+        """,
+        href,
+    )
+    assert got[0] == 206 and bytes(got[1]) == files["big"].read_bytes()[10:20]
+
+
+def _session_bytes(cluster: LocalCluster, bucket: str, key: str) -> int:
+    """Bytes the server holds for the open upload sessions of ``key`` (the session list
+    leaves the chunks out: each session is read whole)."""
+    uploads = api_json(cluster, "GET", f"/v1/uploads?bucket={bucket}")["uploads"]
+    ids = [u["upload_id"] for u in uploads if u["key"] == key]
+    return sum(api_json(cluster, "GET", f"/v1/uploads/{i}")["bytes_received"] for i in ids)
+
+
+def test_a_reload_mid_upload_resumes_the_session(
+    cluster: LocalCluster, driver: WebDriver, files: dict[str, Path]
+) -> None:
+    base = cluster.peer(1).url
+    driver.get(base + f"/ui/#/objects/{BUCKET}/")
+    driver.refresh()  # a fresh page: the upload counters start at 0
+    wait(driver, lambda d: d.find_element(By.ID, "file-input"))
+    throttle_uploads(driver, 8_000_000)
+    driver.find_element(By.ID, "file-input").send_keys(str(files["resume"]))
+    # wait until the server has stored at least two chunks, then reload mid-upload
+    wait(driver, lambda d: _session_bytes(cluster, BUCKET, "resume.bin") >= 8 * MiB, 120)
+    driver.refresh()
+    throttle_uploads(driver, None)
+    before = _session_bytes(cluster, BUCKET, "resume.bin")
+    assert 8 * MiB <= before < BIG_BYTES
+    pending = wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#upload-pending li"))
+    assert "resume.bin" in pending.text and "pick the same file again" in pending.text
+    check_accessibility(driver, "unfinished uploads")
+    driver.find_element(By.ID, "file-input").send_keys(str(files["resume"]))
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".upload-row[data-state=done]"), 120)
+    stats = driver.execute_script("return window.dfspeerUploadStats")
+    assert stats["sessionsResumed"] == 1
+    assert stats["chunksSent"] > 0
+    assert stats["chunksResumed"] >= 2
+    # only what the server did not have was sent again (a chunk cut off by the reload
+    # counts as missing): chunks sent + chunks kept = all of them
+    assert stats["chunksResumed"] * 4 * MiB <= before + 4 * MiB
+    assert stats["chunksSent"] + stats["chunksResumed"] == 11
+    status, body = api(cluster, "GET", f"/v1/objects/{BUCKET}/resume.bin", index=3)
+    assert status == 200
+    assert (
+        hashlib.sha256(body).hexdigest() == hashlib.sha256(files["resume"].read_bytes()).hexdigest()
+    )
+    assert _session_bytes(cluster, BUCKET, "resume.bin") == 0  # no open session left
+    assert driver.execute_script("return localStorage.length") == 0
+
+
+def test_cancel_aborts_the_session(
+    cluster: LocalCluster, driver: WebDriver, files: dict[str, Path], tmp_path: Path
+) -> None:
+    other = tmp_path / "cancel.bin"
+    other.write_bytes(files["resume"].read_bytes()[: 20 * MiB])
+    throttle_uploads(driver, 4_000_000)
+    driver.find_element(By.ID, "file-input").send_keys(str(other))
+    wait(driver, lambda d: _session_bytes(cluster, BUCKET, "cancel.bin") >= 4 * MiB, 120)
+    row = driver.find_element(By.CSS_SELECTOR, ".upload-row[data-key='cancel.bin']")
+    row.find_element(By.CSS_SELECTOR, "button.upload-pause").click()
+    wait(driver, lambda d: row.get_attribute("data-state") == "paused")
+    row.find_element(By.CSS_SELECTOR, "button.upload-pause").click()  # resume
+    wait(driver, lambda d: row.get_attribute("data-state") == "uploading")
+    row.find_element(By.CSS_SELECTOR, "button.upload-cancel").click()
+    wait(driver, lambda d: row.get_attribute("data-state") == "cancelled")
+    throttle_uploads(driver, None)
+    uploads = api_json(cluster, "GET", f"/v1/uploads?bucket={BUCKET}")["uploads"]
+    assert not [u for u in uploads if u["key"] == "cancel.bin"]  # aborted on the server
+    assert api(cluster, "GET", f"/v1/objects/{BUCKET}/cancel.bin")[0] == 404
+
+
+def test_delete_with_confirmation(cluster: LocalCluster, driver: WebDriver) -> None:
+    base = cluster.peer(1).url
+    driver.get(base + f"/ui/#/objects/{BUCKET}/album/")
+    row = wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-key='album/note-0.txt']"))
+    row.find_element(By.CSS_SELECTOR, "button.delete").click()
+    wait(driver, lambda d: d.switch_to.alert).dismiss()  # "no": nothing happens
+    assert api(cluster, "HEAD", f"/v1/objects/{BUCKET}/album/note-0.txt")[0] == 200
+    row.find_element(By.CSS_SELECTOR, "button.delete").click()
+    wait(driver, lambda d: d.switch_to.alert).accept()
+    wait(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, "tr[data-key='album/note-0.txt']"))
+    assert api(cluster, "HEAD", f"/v1/objects/{BUCKET}/album/note-0.txt", index=2)[0] == 404
+
+
+def test_the_cluster_page_shows_a_killed_agent_dead(
+    cluster: LocalCluster, driver: WebDriver, console_shots: Path
+) -> None:
+    base = cluster.peer(1).url
+    driver.get(base + "/ui/#/cluster")
+    wait(driver, lambda d: d.find_element(By.ID, "ring-digest").text)
+    wait(
+        driver,
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#member-table tr[data-state=alive]")) == 3,
+    )
+    # partitions and stored bytes of every peer
+    wait(
+        driver,
+        lambda d: all(
+            c.text not in ("", "\N{EN DASH}", "0 B")
+            for c in d.find_elements(By.CSS_SELECTOR, "#member-table td.stored")
+        ),
+    )
+    parts = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "#member-table td.partitions")]
+    assert len(parts) == 3 and all(int(p) > 0 for p in parts)
+    assert driver.find_element(By.ID, "repair-eta").text
+    check_accessibility(driver, "cluster")
+    screenshot(driver, console_shots, "cluster")
+    victim = cluster.peer(3).peer_id
+    cluster.kill(3)
+    wait(
+        driver,
+        lambda d: d.find_elements(
+            By.CSS_SELECTOR, f"#member-table tr[data-member='{victim}'][data-state=dead]"
+        ),
+        timeout_s=60,
+    )
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#member-table tr[data-state=alive]")) == 2
+    screenshot(driver, console_shots, "cluster-one-dead")
+    log_out(driver)
+    assert not driver.get_cookies()
 
 
 class PeerThread:
-    """A Peer served by an event loop of its own thread (Selenium's calls block)."""
+    """An in-process Peer served by an event loop of its own thread (Selenium blocks)."""
 
     def __init__(self, data_dir: Path, **config: Any) -> None:
         self.loop = asyncio.new_event_loop()
@@ -73,224 +349,30 @@ class PeerThread:
             self.thread.join(10)
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("console-files")
-    small, big = root / "notes.txt", root / "big.bin"
-    small.write_bytes(b"hello from the dfspeer console\n" * 100)
-    big.write_bytes(os.urandom(BIG_BYTES))
-    return {"small": small, "big": big}
-
-
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PeerThread, str]]:
-    root = tmp_path_factory.mktemp("console-peer")
-    token = new_admin_token()
-    write_secret_file(root / "admin.token", token)
-    write_secret_file(root / "cluster.key", generate_key() + "\n")
-    peer = PeerThread(
-        root / "p1",
-        insecure=False,
-        admin_token_file=root / "admin.token",
-        cluster_key_file=root / "cluster.key",
-    )
-    try:
-        yield peer, token
-    finally:
-        peer.close()
-
-
-@pytest.fixture(scope="module")
-def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("console-downloads")
-
-
-@pytest.fixture(scope="module")
-def driver(downloads: Path) -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,900",
-        "--disable-gpu",
-    ):
-        options.add_argument(arg)
-    options.add_experimental_option(
-        "prefs",
-        {
-            "download.default_directory": str(downloads),
-            "download.prompt_for_download": False,
-            "safebrowsing.enabled": False,
-        },
-    )
-    service = webdriver.ChromeService(executable_path=str(CHROMEDRIVER))
-    browser = webdriver.Chrome(options=options, service=service)
-    browser.execute_cdp_cmd(
-        "Browser.setDownloadBehavior",
-        {"behavior": "allow", "downloadPath": str(downloads), "eventsEnabled": True},
-    )
-    browser.set_page_load_timeout(30)
-    try:
-        yield browser
-    finally:
-        browser.quit()
-
-
-def wait(driver: WebDriver, what: Callable[[WebDriver], T], timeout_s: float = 30) -> T:
-    try:
-        return WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(what)
-    except TimeoutException:
-        logs = driver.get_log("browser") if hasattr(driver, "get_log") else []
-        raise AssertionError(f"timed out; browser log: {logs}") from None
-
-
-def api(base: str, path: str, token: str) -> bytes:
-    request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        body: bytes = response.read()
-        return body
-
-
-def test_log_in_create_upload_list_download_delete(
-    secured: tuple[PeerThread, str], driver: WebDriver, files: dict[str, Path], downloads: Path
-) -> None:
-    peer, token = secured
-    base = peer.peer.api_url
-    driver.get(base + "/ui/")
-    # a secured peer shows the login form; a wrong token is refused
-    wait(driver, lambda d: d.find_element(By.ID, "login-form"))
-    driver.find_element(By.CSS_SELECTOR, "#login-kind option[value=admin]").click()
-    driver.find_element(By.ID, "login-token").send_keys("0" * 64)
-    driver.find_element(By.ID, "login-submit").click()
-    wait(driver, lambda d: d.find_element(By.ID, "login-error").is_displayed())
-    field = driver.find_element(By.ID, "login-token")
-    field.clear()
-    field.send_keys(token)
-    driver.find_element(By.ID, "login-submit").click()
-    wait(driver, lambda d: d.find_element(By.ID, "bucket-create"))
-    assert driver.find_element(By.ID, "who").text == "admin"
-
-    # create a versioned bucket
-    driver.find_element(By.ID, "bucket-name").send_keys("console-test")
-    driver.find_element(By.ID, "bucket-versioning").click()
-    driver.find_element(By.ID, "bucket-create-submit").click()
-    row = wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-bucket=console-test]"))
-    assert "enabled" in row.text
-    row.find_element(By.CSS_SELECTOR, "a.bucket-link").click()
-
-    # upload both files through the file input: the big one goes through a session
-    wait(driver, lambda d: d.find_element(By.ID, "file-input"))
-    driver.find_element(By.ID, "file-input").send_keys(f"{files['small']}\n{files['big']}")
-    wait(
-        driver,
-        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".upload-row[data-state=done]")) == 2,
-        timeout_s=90,
-    )
-    assert not driver.find_elements(By.CSS_SELECTOR, ".upload-row[data-state=failed]")
-    stats = driver.execute_script("return window.dfspeerUploadStats")
-    assert stats["chunksSent"] == 3  # 9 MiB + in chunks of 4 MiB
-    assert "MB/s" in driver.find_element(By.ID, "upload-speed").text
-    wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr.object")) == 2)
-    names = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "tr.object a.object-link")]
-    assert names == ["big.bin", "notes.txt"]
-
-    # the API has them, with their SHA-256
-    big_sha = hashlib.sha256(files["big"].read_bytes()).hexdigest()
-    assert hashlib.sha256(api(base, "/v1/objects/console-test/big.bin", token)).hexdigest() == (
-        big_sha
-    )
-
-    # details: size, SHA-256, versions
-    driver.find_element(By.CSS_SELECTOR, "tr[data-key='big.bin'] a.object-link").click()
-    sha = wait(driver, lambda d: d.find_element(By.ID, "detail-sha256"))
-    assert sha.text == big_sha
-    assert str(BIG_BYTES) in driver.find_element(By.ID, "detail-size").text
-    driver.save_screenshot(str(SCREENSHOT))
-
-    # download the big file through its signed link
-    driver.find_element(By.ID, "detail-download").click()
-    target = downloads / "big.bin"
-    wait(driver, lambda d: target.is_file() and target.stat().st_size == BIG_BYTES, 60)
-    assert hashlib.sha256(target.read_bytes()).hexdigest() == big_sha
-
-    # delete the small one (confirm dialog)
-    driver.find_element(By.CSS_SELECTOR, "tr[data-key='notes.txt'] button.delete").click()
-    wait(driver, lambda d: d.switch_to.alert).accept()
-    wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr.object")) == 1)
-    listing = api(base, "/v1/objects/console-test", token)
-    assert b"notes.txt" not in listing and b"big.bin" in listing
-
-    # the cluster page shows this peer and the ring digest
-    driver.get(base + "/ui/#/cluster")
-    digest = wait(driver, lambda d: d.find_element(By.ID, "ring-digest"))
-    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#member-table tr[data-member]"))
-    assert digest.text
-    assert "alive" in driver.find_element(By.ID, "member-table").text
-
-    # logout forgets the credential
-    driver.find_element(By.ID, "logout").click()
-    wait(driver, lambda d: d.find_element(By.ID, "login-form"))
-    assert driver.execute_script("return sessionStorage.length") == 0
-
-
-def log_in(driver: WebDriver, base: str, token: str) -> None:
-    driver.get(base + "/ui/")
-    wait(driver, lambda d: d.find_element(By.ID, "login-form"))
-    driver.find_element(By.CSS_SELECTOR, "#login-kind option[value=admin]").click()
-    driver.find_element(By.ID, "login-token").send_keys(token)
-    driver.find_element(By.ID, "login-submit").click()
-    wait(driver, lambda d: d.find_element(By.ID, "bucket-create"))
-
-
-def test_a_big_upload_resumes_from_the_chunks_already_stored(
-    secured: tuple[PeerThread, str], driver: WebDriver, tmp_path: Path
-) -> None:
-    """What a reload mid-upload leaves: a session with chunk 0 stored and its id in
-    localStorage; picking the same file again sends only the missing chunks."""
-    peer, token = secured
-    base = peer.peer.api_url
-    data = os.urandom(BIG_BYTES)
-    path = tmp_path / "resume.bin"
-    path.write_bytes(data)
-    chunk = 4 * 1024 * 1024
-    uploads = peer.peer.uploads
-    peer.run(peer.peer.create_bucket("resumed"))
-    session, _ = peer.run(uploads.init("resumed", "resume.bin", size=len(data), chunk_size=chunk))
-    peer.run(uploads.put_chunk(session.id, 0, data[:chunk]))
-    log_in(driver, base, token)
-    fingerprint = [
-        "resumed",
-        "resume.bin",
-        "resume.bin",
-        len(data),
-        path.stat().st_mtime_ns // 10**6,
-    ]
-    driver.execute_script(
-        "localStorage.setItem('dfspeer.upload:' + JSON.stringify(arguments[0]), arguments[1])",
-        fingerprint,
-        session.id,
-    )
-    driver.get(base + "/ui/#/objects/resumed/")
-    driver.refresh()  # a fresh page: the upload counters start at 0
-    pending = wait(driver, lambda d: d.find_element(By.ID, "upload-pending"))
-    assert "resume.bin" in pending.text
-    driver.find_element(By.ID, "file-input").send_keys(str(path))
-    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".upload-row[data-state=done]"), 90)
-    stats = driver.execute_script("return window.dfspeerUploadStats")
-    assert stats == {"chunksSent": 2, "chunksResumed": 1, "sessionsResumed": 1}
-    got = api(base, "/v1/objects/resumed/resume.bin", token)
-    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
-    assert driver.execute_script("return localStorage.length") == 0
-
-
-def test_an_open_cluster_needs_no_login(tmp_path: Path, driver: WebDriver) -> None:
+@pytest.fixture
+def open_peer(tmp_path: Path) -> Iterator[PeerThread]:
     peer = PeerThread(tmp_path / "open")  # insecure=True
     try:
-        driver.get(peer.peer.api_url + "/ui/#/buckets")
-        wait(driver, lambda d: d.find_element(By.ID, "bucket-create"))
-        assert "--insecure" in driver.find_element(By.ID, "who").text
-        assert not driver.find_element(By.ID, "logout").is_displayed()
+        yield peer
     finally:
         peer.close()
+
+
+def test_an_open_cluster_needs_no_login(open_peer: PeerThread, driver: WebDriver) -> None:
+    driver.get(open_peer.peer.api_url + "/ui/#/buckets")
+    wait(driver, lambda d: d.find_element(By.ID, "bucket-create"))
+    assert "--insecure" in driver.find_element(By.ID, "who").text
+    assert not driver.find_element(By.ID, "logout").is_displayed()
+    doc = json.loads(
+        driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch('/ui/api/session').then((r) => r.text()).then(done)"
+        )
+    )
+    assert doc["open"] is True
+
+
+def test_log_in_again_after_the_kill(cluster: LocalCluster, driver: WebDriver) -> None:
+    """The two agents left still serve the console."""
+    log_in(driver, cluster.peer(1).url, str(cluster.admin_token))
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, f"tr[data-bucket={BUCKET}]"))

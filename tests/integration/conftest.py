@@ -90,8 +90,10 @@ def start_cluster(
     gossip_base_port: int,
     settings: dict[str, object],
     peers: int = 3,
+    ca_file: Path | None = None,
 ) -> Iterator[LocalCluster]:
-    """Start ``peers`` agents, wait until all are ready and see each other, yield, stop."""
+    """Start ``peers`` agents, wait until all are ready and see each other, yield, stop.
+    ``ca_file``: the CA the cluster's own polling verifies TLS agents with."""
     hosts = [f"127.0.0.{host_base + i}" for i in range(1, peers + 1)]
     unbindable = [h for h in hosts if not host_bindable(h)]
     if unbindable:
@@ -107,6 +109,7 @@ def start_cluster(
         host_base=host_base,
         settings=settings,
         admin_token_file=ADMIN_TOKEN_FILE,
+        ca_file=ca_file,
     )
     try:
         cluster.start()

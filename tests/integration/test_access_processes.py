@@ -1,7 +1,8 @@
 """Access control on 3 real ``dfspeer agent`` processes (127.0.0.91..93, HTTP 25070..,
 gossip 25946..): unauthenticated requests are refused and change nothing, a read-only key
 cannot write, a key sees only its buckets, the owner grants and revokes, and a disabled
-key is refused by every peer at once (the keys table is read with quorum)."""
+key is refused by every peer: at once by the peer the change went through, by the others
+once their auth cache's read expires (``auth_cache_ttl_s``, 1 s by default; polled)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from dfspeer.client import Client
 from dfspeer.errors import DfsError
 from dfspeer.localcluster import LocalCluster
+from tests.integration._propagation import until_allowed, until_refused
 from tests.integration.conftest import start_cluster
 
 SECRETS: list[str] = []  # the secrets created here, looked for in the agents' logs
@@ -114,9 +116,12 @@ async def test_keys_buckets_and_permissions_across_peers(access_cluster: LocalCl
     async with as_key(access_cluster, maker, 3) as m:
         doc = await m.set_bucket_permissions("makers", reader["id"], read=True)
         assert doc["permissions"][reader["id"]]["read"] is True
-    for i in (1, 2, 3):
+    async with as_key(access_cluster, reader, 3) as r:  # the peer it went through: at once
+        assert await r.get_object("makers", "a.txt") == b"made"
+    for i in (1, 2, 3):  # peer 1 may still hold its read of the bucket from before the grant
         async with as_key(access_cluster, reader, i) as r:
-            assert await r.get_object("makers", "a.txt") == b"made"
+            got = await until_allowed(lambda: r.get_object("makers", "a.txt"), f"peer {i}")
+            assert got == b"made"
             assert [b["name"] for b in await r.list_buckets()] == ["makers"]
             with pytest.raises(DfsError) as denied:
                 await r.put_object("makers", "b.txt", b"nope")
@@ -128,29 +133,40 @@ async def test_keys_buckets_and_permissions_across_peers(access_cluster: LocalCl
         assert await c.get_object("makers", "a.txt") == b"made"
         with pytest.raises(DfsError):
             await c.stat_object("makers", "b.txt")
-    # the owner revokes: refused at once on every peer (quorum reads)
+    # the owner revokes (through peer 1): refused there at once, by the others within the
+    # auth cache's TTL
     async with as_key(access_cluster, maker, 1) as m:
         await m.set_bucket_permissions("makers", reader["id"], read=False)
+    async with as_key(access_cluster, reader, 1) as r:
+        with pytest.raises(DfsError) as denied:
+            await r.get_object("makers", "a.txt")
+        assert denied.value.status == 403 and denied.value.code == "access_denied"
     for i in (1, 2, 3):
         async with as_key(access_cluster, reader, i) as r:
-            with pytest.raises(DfsError) as denied:
-                await r.get_object("makers", "a.txt")
-            assert denied.value.status == 403
-    # disabling the maker (through peer 2) locks it out of every peer at once
+            error = await until_refused(lambda: r.get_object("makers", "a.txt"), f"peer {i}")
+            assert error.status == 403 and error.code == "access_denied"
+    # disabling the maker (through peer 2) locks it out of peer 2 at once, of every peer
+    # within the TTL
     async with admin(access_cluster, 2) as c:
         await c.disable_key(maker["id"])
+    async with as_key(access_cluster, maker, 2) as m:
+        with pytest.raises(DfsError) as refused:
+            await m.get_object("makers", "a.txt")
+        assert refused.value.status == 401 and refused.value.code == "unauthenticated"
     for i in (1, 2, 3):
         async with as_key(access_cluster, maker, i) as m:
-            with pytest.raises(DfsError) as refused:
-                await m.get_object("makers", "a.txt")
-            assert refused.value.status == 401 and refused.value.code == "unauthenticated"
+            error = await until_refused(lambda: m.get_object("makers", "a.txt"), f"peer {i}")
+            assert error.status == 401 and error.code == "unauthenticated"
     async with admin(access_cluster, 3) as c:
         await c.delete_key(reader["id"])
         assert reader["id"] not in {k["id"] for k in await c.list_keys()}
-    async with as_key(access_cluster, reader, 1) as r:
+    async with as_key(access_cluster, reader, 3) as r:
         with pytest.raises(DfsError) as refused:
             await r.members()
         assert refused.value.status == 401
+    async with as_key(access_cluster, reader, 1) as r:
+        error = await until_refused(r.members, "peer 1")
+        assert error.status == 401 and error.code == "unauthenticated"
 
 
 def test_no_secret_in_any_agent_log(access_cluster: LocalCluster) -> None:

@@ -61,10 +61,11 @@ class PeerThread:
     def client(
         self, key: str = AK, secret: str = SK, *, unsigned: bool = False, **config: Any
     ) -> Any:
-        """A boto3 S3 client on this peer (path style, no retries)."""
+        """A boto3 S3 client on this peer (path style, no retries unless ``retries`` is
+        given); ``config``: more botocore ``Config`` settings."""
+        config.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
         cfg = Config(
             s3={"addressing_style": "path"},
-            retries={"max_attempts": 1, "mode": "standard"},
             signature_version=UNSIGNED if unsigned else "s3v4",
             **config,
         )

@@ -322,6 +322,9 @@ def test_list_pagination_prefix_delimiter(s3: Any) -> None:
     v1 = s3.list_objects(Bucket="pages", Marker="dir1/file04", MaxKeys=1)
     assert [o["Key"] for o in v1["Contents"]] == ["top1"] and v1["IsTruncated"]
     assert s3.list_objects_v2(Bucket="pages", MaxKeys=0)["KeyCount"] == 0
+    plain = s3.list_objects_v2(Bucket="pages", MaxKeys=1)["Contents"][0]
+    owned = s3.list_objects_v2(Bucket="pages", MaxKeys=1, FetchOwner=True)["Contents"][0]
+    assert "Owner" not in plain and owned["Owner"]["ID"]
 
 
 def test_auth_errors(node: PeerThread, s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:

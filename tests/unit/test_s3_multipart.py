@@ -261,3 +261,33 @@ def test_copy_object_and_upload_part_copy(node: PeerThread, s3: Any) -> None:
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p1}, {"PartNumber": 2, "ETag": p2}]},
     )
     assert s3.get_object(Bucket="cpb", Key="assembled")["Body"].read() == big + data[10:110]
+
+
+def test_part_of_an_ended_upload_writes_nothing(node: PeerThread, s3: Any) -> None:
+    """The peer knows the upload (its fixed fields are kept), so a part's body starts at
+    once; the upload's state is still read before its first block: a part sent after an
+    abort or a completion is NoSuchUpload with no block referenced."""
+    s3.create_bucket(Bucket="mpended")
+    for end in ("abort", "complete"):
+        uid = s3.create_multipart_upload(Bucket="mpended", Key=end)["UploadId"]
+        first = s3.upload_part(Bucket="mpended", Key=end, UploadId=uid, PartNumber=1, Body=b"1")
+        site = node.peer._s3
+        assert site is not None and site.ctx.multipart.known.get(uid) is not None
+        if end == "abort":
+            s3.abort_multipart_upload(Bucket="mpended", Key=end, UploadId=uid)
+        else:
+            parts = [{"PartNumber": 1, "ETag": first["ETag"]}]
+            s3.complete_multipart_upload(
+                Bucket="mpended", Key=end, UploadId=uid, MultipartUpload={"Parts": parts}
+            )
+        late = os.urandom(300_000)
+        with pytest.raises(ClientError) as exc:
+            s3.upload_part(Bucket="mpended", Key=end, UploadId=uid, PartNumber=2, Body=late)
+        assert _code(exc) == "NoSuchUpload"
+        session = node.run(node.peer.uploads.header(uid))
+        record = node.run(
+            node.peer.objects.replicator.read_record(
+                BLOCK_REFS_TABLE, hashlib.sha256(late).digest() + session.version.encode()
+            )
+        )
+        assert record is None

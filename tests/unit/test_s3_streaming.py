@@ -24,6 +24,7 @@ import google_crc32c
 import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.compat import HAS_CRT
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
@@ -299,8 +300,14 @@ def test_presigned_get_and_put_with_urllib(s3: Any, monkeypatch: pytest.MonkeyPa
     status, body = _urlopen(urllib.request.Request(tampered))
     assert status == 403 and error_code(body) == "SignatureDoesNotMatch"
     # signed two hours ago for one hour: expired
-    then = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=2)
-    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: then)
+    signed_at = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+
+    def then(remove_tzinfo: bool = True) -> dt.datetime:
+        return signed_at.replace(tzinfo=None) if remove_tzinfo else signed_at
+
+    monkeypatch.setattr("botocore.auth.get_current_datetime", then)
+    if HAS_CRT:  # botocore then signs with the CRT's SigV4, on its own import of the clock
+        monkeypatch.setattr("botocore.crt.auth.get_current_datetime", then)
     old = s3.generate_presigned_url(
         "get_object", Params={"Bucket": "stream", "Key": "pre/signed"}, ExpiresIn=3600
     )

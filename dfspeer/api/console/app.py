@@ -10,6 +10,9 @@
 - ``GET /ui/dl?bucket=&key=&version=&expires=&sig=`` (public: the signature is the
   credential): the object version as an attachment; 403 ``access_denied`` for a bad or
   expired signature.
+- ``/ui/api/session`` (log in, who am I, log out: :mod:`dfspeer.api.console.session`);
+  ``/ui/api/share-link``, ``/ui/api/restore``, ``/ui/api/peers``
+  (:mod:`dfspeer.api.console.actions`).
 
 Cache headers: every asset is ``Cache-Control: no-cache``, revalidated through its ETag (a
 hash of its bytes), so a peer upgrade is seen at once (names carry no content hash: there is
@@ -26,23 +29,23 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from aiohttp import web
 
+from dfspeer.api.console import actions, session
+from dfspeer.api.console.actions import LINKS_KEY, PEER_STATUS_KEY, PeerStatus, link_url, names
 from dfspeer.api.console.links import DownloadLink, DownloadLinks
 from dfspeer.api.context import OBJECTS_KEY, ObjectBackend
 from dfspeer.api.public import object_headers, version_param
 from dfspeer.api.ranges import etag_matches
 from dfspeer.errors import DfsError, InvalidArgument
 from dfspeer.gossip import Keyring
-from dfspeer.objects.names import validate_bucket, validate_key
 
 log = logging.getLogger("dfspeer.api.console")
 
 CONSOLE_PREFIX = "/ui/"
 STATIC_DIR = Path(__file__).parent / "static"
-LINKS_KEY = web.AppKey("dfspeer.console.links", DownloadLinks)
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".css": "text/css; charset=utf-8",
@@ -111,15 +114,6 @@ async def static(request: web.Request) -> web.Response:
     return _asset(request, request.match_info["name"])
 
 
-def _names(request: web.Request) -> tuple[str, str]:
-    bucket, key = request.query.get("bucket", ""), request.query.get("key", "")
-    if not bucket or not key:
-        raise InvalidArgument("?bucket= and ?key= are required")
-    validate_bucket(bucket)
-    validate_key(key)
-    return bucket, key
-
-
 def _objects(request: web.Request) -> ObjectBackend:
     return request.config_dict[OBJECTS_KEY]
 
@@ -127,23 +121,10 @@ def _objects(request: web.Request) -> ObjectBackend:
 @routes.get("/api/download-link")
 async def download_link(request: web.Request) -> web.Response:
     """A signed, short-lived URL for the object version (see the module docstring)."""
-    bucket, key = _names(request)
+    bucket, key = names(request)
     info = await _objects(request).stat_object(bucket, key, version=version_param(request))
-    link, signature = request.app[LINKS_KEY].make(bucket, key, info.version)
-    query = urlencode(
-        {
-            "bucket": bucket,
-            "key": key,
-            "version": link.version,
-            "expires": link.expires,
-            "sig": signature,
-        },
-        quote_via=quote,
-    )
-    url = f"{CONSOLE_PREFIX}dl?{query}"
-    return web.json_response(
-        {"url": url, "expires": link.expires, "version": link.version}, headers=NO_STORE
-    )
+    doc = link_url(request, request.app[LINKS_KEY], bucket, key, info.version)
+    return web.json_response(doc, headers=NO_STORE)
 
 
 def _attachment(key: str) -> str:
@@ -158,7 +139,7 @@ def _attachment(key: str) -> str:
 @routes.get("/dl")
 async def download(request: web.Request) -> web.StreamResponse:
     """Stream the version a valid signed link names, as an attachment."""
-    bucket, key = _names(request)
+    bucket, key = names(request)
     version = request.query.get("version", "")
     expires_text, signature = request.query.get("expires", ""), request.query.get("sig", "")
     if not version or not expires_text.isdigit() or len(expires_text) > 12 or not signature:
@@ -198,14 +179,24 @@ async def download(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def console_app(keyring: Keyring, *, links: DownloadLinks | None = None) -> web.Application:
+def console_app(
+    keyring: Keyring,
+    *,
+    links: DownloadLinks | None = None,
+    peer_status: PeerStatus | None = None,
+) -> web.Application:
     """The console sub-app. ``keyring``: the cluster keys the download links are signed
-    under (``links`` replaces the signer, for tests). Its handlers find the object backend
-    in the parent app (``OBJECTS_KEY``)."""
+    under (``links`` replaces the signer, for tests); ``peer_status``: how to read another
+    peer's status (``/ui/api/peers``). Its handlers find the object backend in the parent
+    app (``OBJECTS_KEY``)."""
     app = web.Application()
     app[LINKS_KEY] = links if links is not None else DownloadLinks(keyring)
     app[ASSETS_KEY] = load_assets()
+    if peer_status is not None:
+        app[PEER_STATUS_KEY] = peer_status
     app.add_routes(routes)
+    app.add_routes(session.routes)
+    app.add_routes(actions.routes)
     return app
 
 
@@ -214,9 +205,16 @@ async def _to_console(request: web.Request) -> web.Response:
 
 
 def add_console(
-    app: web.Application, keyring: Keyring, *, links: DownloadLinks | None = None
+    app: web.Application,
+    keyring: Keyring,
+    *,
+    links: DownloadLinks | None = None,
+    peer_status: PeerStatus | None = None,
 ) -> None:
-    """Mount the console on ``app`` at ``/ui/`` (and redirect ``/ui`` there). The access
-    rules of its routes are in :data:`dfspeer.access.routes.ROUTE_RULES`."""
+    """Mount the console on ``app`` at ``/ui/`` (and redirect ``/ui`` there), with its
+    session cookie middleware (:func:`dfspeer.api.console.session.install_sessions`). The
+    access rules of its routes are in :data:`dfspeer.access.routes.ROUTE_RULES`."""
     app.router.add_get(CONSOLE_PREFIX.rstrip("/"), _to_console)
-    app.add_subapp(CONSOLE_PREFIX, console_app(keyring, links=links))
+    console = console_app(keyring, links=links, peer_status=peer_status)
+    session.install_sessions(app, console, keyring)
+    app.add_subapp(CONSOLE_PREFIX, console)

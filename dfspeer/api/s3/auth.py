@@ -223,8 +223,14 @@ class SigV4Verifier:
         """Check one request's signature; its :class:`Identity`. Raises the S3 errors of
         the module docstring, or AccessDenied for an unsigned request outside open mode."""
         query = query_pairs(raw_query)
-        if any(name == "X-Amz-Signature" for name, _ in query):
+        names = {name for name, _ in query}
+        if "X-Amz-Signature" in names:
             return await self._presigned(method, raw_path, query, headers)
+        if {"AWSAccessKeyId", "Signature"} <= names:  # a SigV2 presigned URL
+            raise invalid_request(
+                "The authorization mechanism you have provided is not supported. "
+                f"Please use {ALGORITHM}."
+            )
         value = headers.get("Authorization")
         if value is None:
             if not self.open_mode:

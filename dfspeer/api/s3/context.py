@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from dfspeer.access.limits import Limits
 from dfspeer.api.s3.auth import Identity, SigV4Verifier
 from dfspeer.config import PeerConfig
+from dfspeer.objects.multipart import MultipartService
 from dfspeer.objects.service import ObjectService
 from dfspeer.objects.sessions import UploadService
 
@@ -17,12 +19,20 @@ from dfspeer.objects.sessions import UploadService
 @dataclass(frozen=True)
 class S3Context:
     """The S3 API's collaborators: objects (and buckets), upload sessions (multipart), the
-    signature verifier and the peer's settings."""
+    signature verifier, the peer's settings and its rate limits / in-flight cap (the
+    native API's :class:`~dfspeer.access.limits.Limits`, shared: None when all are off);
+    ``multipart``: the site's multipart service (made here, one per site)."""
 
     config: PeerConfig
     objects: ObjectService
     uploads: UploadService
     verifier: SigV4Verifier
+    limits: Limits | None = None
+    multipart: MultipartService = field(init=False)
+
+    def __post_init__(self) -> None:
+        # one per site: it keeps the fixed fields of the upload sessions it has seen
+        object.__setattr__(self, "multipart", MultipartService(self.uploads))
 
 
 S3_KEY = web.AppKey("dfspeer_s3", S3Context)

@@ -75,6 +75,8 @@ _BY_CODE: Mapping[str, tuple[str, int]] = {
     "invalid_part_order": ("InvalidPartOrder", 400),
     "entity_too_small": ("EntityTooSmall", 400),
     "too_many_uploads": ("SlowDown", 503),
+    "slow_down": ("SlowDown", 503),  # a rate limit (dfspeer.access.limits)
+    "overloaded": ("SlowDown", 503),  # max_inflight_requests
     "unauthenticated": ("AccessDenied", 403),
     "access_denied": ("AccessDenied", 403),
     "not_ready": ("ServiceUnavailable", 503),
@@ -120,8 +122,10 @@ def render(
     out = dict(headers or {})
     out[REQUEST_ID_HEADER] = request_id
     if status == 503:
-        out.setdefault("Retry-After", "1")
+        out.setdefault("Retry-After", str(int(exc.retry_after_s or 1)))
     if request.method == "HEAD":
         return web.Response(status=status, headers=out)
+    if code == "SlowDown":
+        message = f"Please reduce your request rate. {message}"
     body = xml.error_document(code, message, request.path, request_id)
     return web.Response(status=status, body=body, content_type="application/xml", headers=out)

@@ -43,7 +43,7 @@ STORAGE_CLASS = "STANDARD"
 
 
 def service(s3: S3Request) -> MultipartService:
-    return MultipartService(s3.ctx.uploads)
+    return s3.ctx.multipart
 
 
 def _int_param(s3: S3Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -129,7 +129,7 @@ async def upload_part(s3: S3Request) -> web.StreamResponse:
     sha = signed_sha256(s3)
     stream = BodyStream(s3)
     etag = await store_part(s3, number, stream, stream, length, sha)
-    return web.Response(status=200, headers={"ETag": etag})
+    return web.Response(status=200, headers={"ETag": etag, **stream.checksum_headers()})
 
 
 async def list_parts(s3: S3Request) -> web.StreamResponse:

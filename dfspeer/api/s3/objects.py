@@ -96,7 +96,7 @@ async def put_object(s3: S3Request) -> web.StreamResponse:
         )
     except BadDigest:
         raise sha256_mismatch() from None
-    headers = {"ETag": s3_etag(info)}
+    headers = {"ETag": s3_etag(info), **stream.checksum_headers()}
     if bucket.keeps_versions:
         headers["x-amz-version-id"] = info.version
     return web.Response(status=200, headers=headers)
@@ -155,20 +155,24 @@ def check_conditions(s3: S3Request, info: ObjectInfo, etag: str) -> int | None:
 
 
 async def _read(s3: S3Request, head: bool) -> web.StreamResponse:
+    """GetObject / HeadObject from one read of the object's entry (HEAD: a stat; GET:
+    ``open_object``, whose reader streams that same version)."""
     objects = s3.ctx.objects
-    bucket_name = s3.bucket_name
     version = s3.query.get("versionId")
     if "partNumber" in s3.query:
         raise not_implemented("GetObject with partNumber")
+    reader: Any = None
     try:
-        info = await objects.stat_object(bucket_name, s3.key_name, version=version)
+        if head:
+            info = await objects.stat_object(s3.bucket_name, s3.key_name, version=version)
+        else:
+            info, reader = await objects.open_object(s3.bucket_name, s3.key_name, version=version)
     except (NoSuchKey, NoSuchVersion):
         await existing(s3, cached=True)
         raise
     bucket = await existing(s3, cached=True)
     headers = object_headers(info, versioned=bucket.versioning != "unversioned")
-    etag = headers["ETag"]
-    status = check_conditions(s3, info, etag)
+    status = check_conditions(s3, info, headers["ETag"])
     if status == 304:
         keep = {k: v for k, v in headers.items() if k in ("ETag", "Last-Modified")}
         return web.Response(status=304, headers=keep)
@@ -179,26 +183,21 @@ async def _read(s3: S3Request, head: bool) -> web.StreamResponse:
     start, end = span if span is not None else (0, info.size)
     if span is not None:
         headers["Content-Range"] = content_range(start, end, info.size)
-    code = 206 if span is not None else 200
-    if head:
-        answer = web.StreamResponse(status=code, headers=headers)
-        answer.content_length = end - start
+    answer = web.StreamResponse(status=206 if span is not None else 200, headers=headers)
+    answer.content_length = end - start
+    if reader is None:
         return answer
-    info, stream = await objects.get_object(
-        bucket_name, s3.key_name, start=start, end=end, version=info.version
-    )
-    streamed = web.StreamResponse(status=code, headers=headers)
-    streamed.content_length = end - start
+    stream = await reader(start, end)
     try:
-        await streamed.prepare(s3.http)
+        await answer.prepare(s3.http)
         async for piece in stream:
-            await streamed.write(piece)
+            await answer.write(piece)
     finally:
         closer: Any = getattr(stream, "aclose", None)
         if closer is not None:
             await closer()
-    await streamed.write_eof()
-    return streamed
+    await answer.write_eof()
+    return answer
 
 
 async def get_object(s3: S3Request) -> web.StreamResponse:

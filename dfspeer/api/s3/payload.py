@@ -2,22 +2,29 @@
 
 :class:`BodyStream` passes the body through to the objects layer: the raw bytes, or the
 decoded bytes of an ``aws-chunked`` body (:mod:`.chunked`). On the way it computes the
-MD5 (the S3 ETag) and every checksum the client declared, in a header
-(``x-amz-checksum-crc32`` / ``-crc32c`` / ``-sha1`` / ``-sha256``) or as a trailer
-(``x-amz-trailer``). At the body's end ``Content-MD5`` and the checksums are compared; a
-mismatch raises BadDigest, so the upload fails before its version (or part) is written.
-``crc64nvme`` is accepted unchecked (no well-kept library computes it here).
+MD5 (the S3 ETag) and the checksum the client declared, in a header
+(``x-amz-checksum-crc32`` / ``-crc32c`` / ``-crc64nvme`` / ``-sha1`` / ``-sha256``) or as
+a trailer (``x-amz-trailer``). At the body's end ``Content-MD5`` and the checksum are
+compared; a mismatch raises BadDigest, so the upload fails before its version (or part)
+is written. As S3: a declared value that is not the base64 of a digest of the
+algorithm's size, two checksum headers, or ``x-amz-sdk-checksum-algorithm`` without its
+header or trailer are InvalidRequest, before the body is read.
+
+Implementations: ``zlib`` (CRC32), ``google-crc32c`` (CRC32C), ``awscrt``'s checksums
+(CRC64/NVME, what botocore itself uses for it), ``hashlib`` (SHA-1, SHA-256).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import zlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 import google_crc32c
+from awscrt import checksums as crt_checksums
 
 from dfspeer.api.s3.body import READ_PIECE_BYTES, check_md5, content_md5, declared_length
 from dfspeer.api.s3.chunked import STREAMING_MODES, ChunkedBody
@@ -26,38 +33,78 @@ from dfspeer.api.s3.errors import S3Error, invalid_argument, invalid_request
 from dfspeer.objects.multipart import ETAG_META
 
 CHECKSUM_PREFIX = "x-amz-checksum-"
-CHECKED = ("crc32", "crc32c", "sha1", "sha256")
-ACCEPTED = (*CHECKED, "crc64nvme")
+SDK_ALGORITHM_HEADER = "x-amz-sdk-checksum-algorithm"
+
+
+class _Crc:
+    """A running CRC: ``step(data, crc) -> crc`` and its digest size in bytes."""
+
+    def __init__(self, step: Callable[[bytes, int], int], size: int) -> None:
+        self.step = step
+        self.size = size
+        self.value = 0
+
+    def update(self, piece: bytes) -> None:
+        self.value = self.step(piece, self.value)
+
+    def digest(self) -> bytes:
+        return self.value.to_bytes(self.size, "big")
+
+
+def _crc32(piece: bytes, crc: int) -> int:
+    return zlib.crc32(piece, crc)
+
+
+def _crc32c(piece: bytes, crc: int) -> int:
+    return int(google_crc32c.extend(crc, piece))
+
+
+def _crc64nvme(piece: bytes, crc: int) -> int:
+    return int(crt_checksums.crc64nvme(piece, crc))
+
+
+DIGEST_BYTES = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32}
+"""The checked algorithms (S3's names, lower-case) and their digest sizes, bytes."""
+ACCEPTED = tuple(DIGEST_BYTES)
+
+
+def new_checksum(algorithm: str) -> Any:
+    """A running checksum of ``algorithm`` (a name of :data:`DIGEST_BYTES`): ``update``,
+    ``digest``."""
+    if algorithm == "crc32":
+        return _Crc(_crc32, 4)
+    if algorithm == "crc32c":
+        return _Crc(_crc32c, 4)
+    if algorithm == "crc64nvme":
+        return _Crc(_crc64nvme, 8)
+    return hashlib.new(algorithm)
 
 
 class Checksums:
-    """Running checksums of the algorithms named (``crc32``, ``crc32c``, ``sha1``,
-    ``sha256``); :meth:`values` gives each as S3 shows it (base64 of the big-endian
-    digest)."""
+    """Running checksums of the algorithms named (names of :data:`DIGEST_BYTES`);
+    :meth:`values` gives each as S3 shows it (base64 of the big-endian digest)."""
 
     def __init__(self, algorithms: set[str]) -> None:
-        self.algorithms = algorithms & set(CHECKED)
-        self.crc32 = 0
-        self.crc32c = 0
-        self.hashes: dict[str, Any] = {
-            a: hashlib.new(a) for a in ("sha1", "sha256") if a in self.algorithms
-        }
+        self.algorithms = algorithms & set(DIGEST_BYTES)
+        self.running = {a: new_checksum(a) for a in sorted(self.algorithms)}
 
     def update(self, piece: bytes) -> None:
-        if "crc32" in self.algorithms:
-            self.crc32 = zlib.crc32(piece, self.crc32)
-        if "crc32c" in self.algorithms:
-            self.crc32c = google_crc32c.extend(self.crc32c, piece)
-        for h in self.hashes.values():
-            h.update(piece)
+        for checksum in self.running.values():
+            checksum.update(piece)
 
     def values(self) -> dict[str, str]:
-        out = {a: base64.b64encode(h.digest()).decode() for a, h in self.hashes.items()}
-        if "crc32" in self.algorithms:
-            out["crc32"] = base64.b64encode(self.crc32.to_bytes(4, "big")).decode()
-        if "crc32c" in self.algorithms:
-            out["crc32c"] = base64.b64encode(self.crc32c.to_bytes(4, "big")).decode()
-        return out
+        return {a: base64.b64encode(c.digest()).decode() for a, c in self.running.items()}
+
+
+def check_value(algorithm: str, value: str) -> None:
+    """Raise InvalidRequest unless ``value`` is the base64 of a digest of ``algorithm``'s
+    size (as S3 checks a declared checksum before reading the body)."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != DIGEST_BYTES[algorithm]:
+        raise invalid_request(f"Value for {CHECKSUM_PREFIX}{algorithm} header is invalid.")
 
 
 def _algorithm(name: str) -> str:
@@ -65,6 +112,35 @@ def _algorithm(name: str) -> str:
     if not name.startswith(CHECKSUM_PREFIX) or name[len(CHECKSUM_PREFIX) :] not in ACCEPTED:
         raise invalid_argument(f"unsupported checksum {name!r}")
     return name[len(CHECKSUM_PREFIX) :]
+
+
+def declared_checksums(s3: S3Request) -> tuple[dict[str, str], set[str]]:
+    """The checksum a request declares: ``({algorithm: value} of its header, {algorithm}
+    of its trailer)``. Raises InvalidRequest (two checksums, a malformed value,
+    ``x-amz-sdk-checksum-algorithm`` without its checksum, a trailer on a body that is not
+    aws-chunked), InvalidArgument (an unknown trailer)."""
+    headers = s3.http.headers
+    declared: dict[str, str] = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        alg = lowered[len(CHECKSUM_PREFIX) :]
+        if lowered.startswith(CHECKSUM_PREFIX) and alg in DIGEST_BYTES:  # not -algorithm
+            check_value(alg, value.strip())
+            declared[alg] = value.strip()
+    trailers = {_algorithm(n) for n in headers.get("x-amz-trailer", "").split(",") if n.strip()}
+    if trailers and not is_streaming(s3):
+        raise invalid_request("x-amz-trailer needs an aws-chunked body")
+    if len(set(declared) | trailers) > 1:
+        raise invalid_request(
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+        )
+    sdk = headers.get(SDK_ALGORITHM_HEADER, "").strip().lower()
+    if sdk and sdk not in declared and sdk not in trailers:
+        raise invalid_request(
+            f"{SDK_ALGORITHM_HEADER} specified, but no corresponding {CHECKSUM_PREFIX}* or "
+            "x-amz-trailer headers were found."
+        )
+    return declared, trailers
 
 
 def is_streaming(s3: S3Request) -> bool:
@@ -92,18 +168,7 @@ class BodyStream:
 
     def __init__(self, s3: S3Request) -> None:
         self.s3 = s3
-        headers = s3.http.headers
-        self.declared = {
-            h.lower()[len(CHECKSUM_PREFIX) :]: v.strip()
-            for h, v in headers.items()
-            if h.lower().startswith(CHECKSUM_PREFIX)
-            and h.lower()[len(CHECKSUM_PREFIX) :] in ACCEPTED  # not -algorithm, -type
-        }
-        self.trailer_names = {
-            _algorithm(n) for n in headers.get("x-amz-trailer", "").split(",") if n.strip()
-        }
-        if self.trailer_names and not is_streaming(s3):
-            raise invalid_request("x-amz-trailer needs an aws-chunked body")
+        self.declared, self.trailer_names = declared_checksums(s3)
         self.checksums = Checksums(set(self.declared) | self.trailer_names)
         self._md5 = hashlib.md5()
         self.size = 0
@@ -130,15 +195,21 @@ class BodyStream:
         if self.chunked is not None:
             for name, value in self.chunked.trailers.items():
                 if name.startswith(CHECKSUM_PREFIX):
-                    want[_algorithm(name)] = value
+                    alg = _algorithm(name)
+                    if alg not in self.trailer_names:
+                        raise invalid_request(f"the trailer {name} is not in x-amz-trailer")
+                    check_value(alg, value)
+                    want[alg] = value
             missing = self.trailer_names - set(want)
             if missing:
                 raise invalid_request(f"the trailer lacks x-amz-checksum-{min(missing)}")
         got = self.checksums.values()
         for alg, value in want.items():
-            if alg in got and got[alg] != value:
+            if got.get(alg) != value:
                 raise S3Error(
-                    "BadDigest", 400, f"The {alg.upper()} you specified did not match the body."
+                    "BadDigest",
+                    400,
+                    f"The {alg.upper()} you specified did not match the calculated checksum.",
                 )
 
     @property
@@ -148,6 +219,11 @@ class BodyStream:
 
     def etag_meta(self) -> dict[str, str]:
         return {ETAG_META: self._md5.hexdigest()}
+
+    def checksum_headers(self) -> dict[str, str]:
+        """``{x-amz-checksum-<alg>: value}`` of the checked checksum (S3 echoes it in the
+        answer), once the body has been read."""
+        return {CHECKSUM_PREFIX + a: v for a, v in self.checksums.values().items()}
 
 
 class Md5Pass:

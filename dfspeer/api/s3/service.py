@@ -12,8 +12,11 @@ Garage's ``api/s3/router.rs`` do); an operation this server does not have answer
 Middlewares, outermost first: request context (request id in logs), the S3 error renderer
 (every :class:`~dfspeer.errors.DfsError` and aiohttp error leaves as S3 XML with
 ``x-amz-request-id``, see :mod:`.errors`), the peer's shutdown gate. Authentication
-(:mod:`.auth`) and the per-bucket permission check (:mod:`.access`) run in
-:func:`dispatch` before any body is read.
+(:mod:`.auth`), the rate limits and in-flight cap (:mod:`dfspeer.access.limits`, the same
+:class:`~dfspeer.access.limits.Limits` as the native port's, so a principal has one budget
+and the peer one cap across both ports; a refusal is ``SlowDown`` 503 with
+``Retry-After``) and the per-bucket permission check (:mod:`.access`) run in
+:func:`dispatch`, in that order, before any body is read.
 """
 
 from __future__ import annotations
@@ -21,12 +24,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Mapping
 from urllib.parse import unquote
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from dfspeer.access.audit import AuditLog, Describe, Target
+from dfspeer.access.limits import Limits
+from dfspeer.access.middleware import PRINCIPAL_KEY
 from dfspeer.api.middleware import request_id
 from dfspeer.api.observability import request_context_middleware
 from dfspeer.api.s3 import buckets, listing, multipart, objects
@@ -196,6 +203,19 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     raw = request.raw_path
     raw_query = raw.split("?", 1)[1] if "?" in raw else ""
     identity: Identity = await ctx.verifier.verify(request.method, raw, raw_query, request.headers)
+    request[PRINCIPAL_KEY] = identity.principal  # for the audit log
+    if ctx.limits is None:
+        return await _run(request, ctx, raw, identity)
+    refused = ctx.limits.refusal(identity.principal.name, request.method, request.content_length)
+    if refused is not None:
+        raise refused
+    with ctx.limits.slot():
+        return await _run(request, ctx, raw, identity)
+
+
+async def _run(
+    request: web.Request, ctx: S3Context, raw: str, identity: Identity
+) -> web.StreamResponse:
     bucket, key = split_target(raw, request.host, ctx.config.s3_root_domain)
     query = {k: v for k, v in request.query.items()}
     handler = route(request.method, bucket, key, query)
@@ -204,12 +224,35 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     return await handler(s3)
 
 
-def build_s3_app(ctx: S3Context, *, gate: ShutdownGate | None = None) -> web.Application:
+def s3_target(root_domain: str) -> Describe:
+    """The audit log's description of an S3 request (:mod:`dfspeer.access.audit`): the
+    operation's action and name, its bucket and key."""
+
+    def describe(request: web.Request) -> Target:
+        try:
+            bucket, key = split_target(request.raw_path, request.host, root_domain)
+        except DfsError:
+            return Target("", "unknown")
+        try:
+            handler = route(request.method, bucket, key, dict(request.query))
+        except DfsError:
+            return Target("", "unknown", bucket, key)
+        return Target(action_of(handler).value, handler.__name__, bucket, key)
+
+    return describe
+
+
+def build_s3_app(
+    ctx: S3Context, *, gate: ShutdownGate | None = None, audit: AuditLog | None = None
+) -> web.Application:
     """The S3 application over ``ctx`` (see the module docstring). Bodies are streamed
-    (objects, parts) or read whole up to 2 MiB (XML documents)."""
+    (objects, parts) or read whole up to 2 MiB (XML documents). ``audit``: record every
+    mutating or refused request (outside the error renderer: it sees the status sent)."""
+    describe = s3_target(ctx.config.s3_root_domain)
     app = web.Application(
         middlewares=[
             request_context_middleware,
+            *([audit.middleware("s3", describe)] if audit is not None else []),
             s3_error_middleware,
             *([gate.middleware] if gate is not None else []),
         ],
@@ -217,6 +260,8 @@ def build_s3_app(ctx: S3Context, *, gate: ShutdownGate | None = None) -> web.App
     )
     app[S3_KEY] = ctx
     app.on_response_prepare.append(_stamp)
+    if audit is not None:
+        audit.install(app, "s3", describe)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
 
@@ -224,28 +269,39 @@ def build_s3_app(ctx: S3Context, *, gate: ShutdownGate | None = None) -> web.App
 class S3Site:
     """The S3 listener of one peer: ``start()`` binds ``host:s3_port`` (0 in the config
     means off: :meth:`start` is then not called by the peer), ``close()`` stops it.
-    ``port`` is the bound port once started."""
+    ``port`` is the bound port once started; ``audit``: the peer's audit log, if any."""
 
-    def __init__(self, ctx: S3Context, *, gate: ShutdownGate | None = None) -> None:
+    def __init__(
+        self, ctx: S3Context, *, gate: ShutdownGate | None = None, audit: AuditLog | None = None
+    ) -> None:
         self.ctx = ctx
         self.gate = gate
+        self.audit = audit
         self.port = 0
         self._runner: web.AppRunner | None = None
 
-    async def start(self, host: str, port: int, *, shutdown_timeout_s: float = 20.0) -> None:
-        """Bind and serve. Raises OSError when the port is taken."""
+    async def start(
+        self,
+        host: str,
+        port: int,
+        *,
+        shutdown_timeout_s: float = 20.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """Bind and serve (HTTPS with ``ssl_context``). Raises OSError when the port is
+        taken."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.create_server((host, port), family=family, backlog=1024)
         self.port = sock.getsockname()[1]
         self._runner = web.AppRunner(
-            build_s3_app(self.ctx, gate=self.gate),
+            build_s3_app(self.ctx, gate=self.gate, audit=self.audit),
             handle_signals=False,
             access_log=logging.getLogger("dfspeer.api.access"),
             shutdown_timeout=shutdown_timeout_s,
         )
         try:
             await self._runner.setup()
-            await web.SockSite(self._runner, sock).start()
+            await web.SockSite(self._runner, sock, ssl_context=ssl_context).start()
         except BaseException:
             sock.close()
             await self._runner.cleanup()
@@ -265,11 +321,14 @@ def s3_site(
     keyring: Keyring,
     *,
     gate: ShutdownGate | None = None,
+    limits: Limits | None = None,
+    audit: AuditLog | None = None,
 ) -> S3Site:
     """The S3 site of one peer: credentials from ``s3_credentials_file`` (if set, full
     access) then the ``keys`` table (the buckets' grants, as on the native API); open
     mode (unsigned requests accepted) only when ``insecure`` and no credentials file is
-    set."""
+    set. ``limits``: the native port's rate limits and in-flight cap, applied here too
+    (None: no limit is set). ``audit``: the peer's audit log (None: none)."""
     stores: list[CredentialStore] = []
     if config.s3_credentials_file is not None:
         stores.append(FileCredentials(config.s3_credentials_file))
@@ -280,4 +339,4 @@ def s3_site(
         config.s3_region,
         open_mode=config.insecure and config.s3_credentials_file is None,
     )
-    return S3Site(S3Context(config, objects, uploads, verifier), gate=gate)
+    return S3Site(S3Context(config, objects, uploads, verifier, limits), gate=gate, audit=audit)

@@ -1,25 +1,18 @@
-// The native /v1 API from the browser. The credential (an access key "ID.SECRET" or the
-// admin token) lives in sessionStorage only: it is sent as `Authorization: Bearer ...` on
-// every call and forgotten on logout or when the tab closes. There is no server session.
+// The native /v1 API from the browser. Logging in (POST /ui/api/session) leaves the
+// credential in a sealed HttpOnly SameSite=Strict cookie the page never sees; every call
+// carries that cookie, and a call that changes something also sends the session's CSRF
+// token (X-CSRF-Token), which the page reads from GET /ui/api/session.
 
-const CREDENTIAL = "dfspeer.credential";
+/** The session: {open, principal, admin, csrf, expires} once known. */
+export const session = { open: false, principal: "", admin: false, csrf: "", expires: 0 };
 
-export function credential() {
-  return sessionStorage.getItem(CREDENTIAL) || "";
-}
+const SAFE = new Set(["GET", "HEAD"]);
 
-export function setCredential(value) {
-  sessionStorage.setItem(CREDENTIAL, value);
-}
-
-export function clearCredential() {
-  sessionStorage.removeItem(CREDENTIAL);
-}
-
-/** The headers that authenticate a request (none on an open cluster). */
-export function authHeaders(extra = {}) {
-  const value = credential();
-  return value ? { ...extra, Authorization: `Bearer ${value}` } : { ...extra };
+/** The headers of a request: the CSRF token on anything that changes something. */
+export function authHeaders(method = "GET", extra = {}) {
+  const headers = { ...extra };
+  if (!SAFE.has(method) && session.csrf) headers["X-CSRF-Token"] = session.csrf;
+  return headers;
 }
 
 /** A failed API call: HTTP status plus the {"error": {code, message, request_id}} body. */
@@ -33,7 +26,41 @@ export class ApiError extends Error {
   }
 }
 
-/** Listeners called with the ApiError of every 401 (the credential is no longer good). */
+const WORDS = {
+  unauthenticated: "You are not logged in, or your session has ended.",
+  access_denied: "You are not allowed to do this.",
+  no_such_bucket: "This bucket does not exist (any more).",
+  no_such_key: "This object does not exist (any more).",
+  no_such_version: "This version does not exist (any more).",
+  no_such_access_key: "This access key does not exist (any more).",
+  bucket_not_empty: "The bucket is not empty: delete its objects, old versions and delete markers first.",
+  invalid_bucket_name: "Bucket names are 3 to 63 characters: lower-case letters, digits, dots and hyphens.",
+  invalid_key: "This object name is not valid (1 to 1024 bytes of text).",
+  insufficient_replicas: "Not enough peers answered to keep the data safe: try again shortly.",
+  data_unavailable: "The data could not be read from any peer right now.",
+  not_ready: "The peer is starting or stopping: try again shortly.",
+  overloaded: "The peer is busy: try again shortly.",
+  slow_down: "Too many requests: wait a moment.",
+  insufficient_storage: "The peers are out of disk space.",
+  entity_too_large: "The file is larger than this cluster accepts.",
+  upload_not_open: "This upload is finished, cancelled or expired.",
+  too_many_uploads: "This bucket has too many open uploads: finish or cancel some.",
+  network_error: "The connection to the peer failed.",
+  aborted: "Cancelled.",
+};
+
+/** An error in words for people: never raw JSON. */
+export function describe(exc) {
+  if (!(exc instanceof ApiError)) return exc && exc.message ? exc.message : String(exc);
+  const words = WORDS[exc.code];
+  const detail = exc.message && exc.message !== `HTTP ${exc.status}` ? exc.message : "";
+  if (words && detail && !words.includes(detail)) return `${words} (${detail})`;
+  if (words) return words;
+  if (detail) return detail.charAt(0).toUpperCase() + detail.slice(1);
+  return `The peer answered with status ${exc.status}.`;
+}
+
+/** Listeners called with the ApiError of every 401 (the session is no longer good). */
 export const unauthenticated = new Set();
 
 export async function errorOf(response) {
@@ -50,18 +77,26 @@ export async function errorOf(response) {
  * fetch() against the API: `json` is sent as a JSON body; a non-2xx answer throws ApiError
  * (and a 401 also tells the `unauthenticated` listeners). Returns the Response.
  */
-export async function call(method, path, { json, body, headers = {}, signal } = {}) {
-  const init = { method, headers: authHeaders(headers), signal, cache: "no-store" };
+export async function call(method, path, { json, body, headers = {}, signal, quiet } = {}) {
+  const init = {
+    method, headers: authHeaders(method, headers), signal, cache: "no-store", credentials: "same-origin",
+  };
   if (json !== undefined) {
     init.body = JSON.stringify(json);
     init.headers["Content-Type"] = "application/json";
   } else if (body !== undefined) {
     init.body = body;
   }
-  const response = await fetch(path, init);
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (exc) {
+    if (exc && exc.name === "AbortError") throw new ApiError(0, "aborted", "cancelled");
+    throw new ApiError(0, "network_error", "the connection failed");
+  }
   if (!response.ok) {
     const error = await errorOf(response);
-    if (response.status === 401) for (const listener of unauthenticated) listener(error);
+    if (response.status === 401 && !quiet) for (const listener of unauthenticated) listener(error);
     throw error;
   }
   return response;
@@ -71,6 +106,33 @@ export async function call(method, path, { json, body, headers = {}, signal } = 
 export async function callJson(method, path, options) {
   const response = await call(method, path, options);
   return response.status === 204 ? null : response.json();
+}
+
+/** Read the session (null when there is none). */
+export async function loadSession() {
+  try {
+    const doc = await callJson("GET", "/ui/api/session", { quiet: true });
+    Object.assign(session, doc);
+    return doc;
+  } catch (exc) {
+    if (exc instanceof ApiError && exc.status === 401) return null;
+    throw exc;
+  }
+}
+
+/** Log in with "ID.SECRET" or the admin token: throws ApiError (401 for a wrong one). */
+export async function logIn(credential) {
+  const doc = await callJson("POST", "/ui/api/session", { json: { credential }, quiet: true });
+  Object.assign(session, doc);
+  return doc;
+}
+
+export async function logOut() {
+  try {
+    await call("DELETE", "/ui/api/session", { quiet: true });
+  } finally {
+    Object.assign(session, { principal: "", admin: false, csrf: "", expires: 0 });
+  }
 }
 
 /** "/v1/objects/b/dir/a%20b.txt": every key segment percent-encoded, slashes kept. */
@@ -100,7 +162,7 @@ export function sendWithProgress(method, path, body, { headers = {}, onProgress,
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open(method, path);
-    for (const [name, value] of Object.entries(authHeaders(headers))) {
+    for (const [name, value] of Object.entries(authHeaders(method, headers))) {
       xhr.setRequestHeader(name, value);
     }
     xhr.upload.onprogress = (event) => onProgress && onProgress(event.loaded);
@@ -118,6 +180,7 @@ export function sendWithProgress(method, path, body, { headers = {}, onProgress,
       }
       const err = (doc && doc.error) || {};
       const error = new ApiError(xhr.status, err.code, err.message, err.request_id, err);
+      error.retryAfter = Number(xhr.getResponseHeader("Retry-After")) || 0;
       if (xhr.status === 401) for (const listener of unauthenticated) listener(error);
       reject(error);
     };

@@ -69,6 +69,7 @@ export function flash(message, kind = "error") {
   const box = document.getElementById("flash");
   box.textContent = message;
   box.className = `flash ${kind}`;
+  box.setAttribute("role", kind === "error" ? "alert" : "status");
   box.hidden = false;
   clearTimeout(flashTimer);
   flashTimer = setTimeout(() => { box.hidden = true; }, kind === "error" ? 10000 : 4000);
@@ -76,4 +77,58 @@ export function flash(message, kind = "error") {
 
 export function clearFlash() {
   document.getElementById("flash").hidden = true;
+}
+
+/** 95 -> "1 min 35 s", for time left. */
+export function formatDuration(seconds) {
+  if (!Number.isFinite(seconds) || seconds < 0) return "–";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+/**
+ * A message slot next to what it is about: set(text, kind) shows it ("error" | "info"),
+ * set("") hides it. Errors are announced by screen readers (role=alert).
+ */
+export function messageSlot(id) {
+  const node = h(`p.message${id ? `#${id}` : ""}`, { hidden: true, "aria-live": "polite" });
+  node.set = (text, kind = "error") => {
+    node.textContent = text || "";
+    node.className = `message ${kind === "error" ? "error" : "info"}`;
+    node.setAttribute("role", kind === "error" ? "alert" : "status");
+    node.hidden = !text;
+  };
+  return node;
+}
+
+/** Copy `text` to the clipboard (navigator.clipboard needs a secure context: else the
+ * old selection route). Resolves true when it worked. */
+export async function copyText(text, input) {
+  try {
+    if (navigator.clipboard && window.isSecureContext) {
+      // a browser may keep the promise pending while it asks for permission: wait 1 s
+      const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error("timeout")), 1000));
+      await Promise.race([navigator.clipboard.writeText(text), timeout]);
+      return true;
+    }
+  } catch {
+    // fall through
+  }
+  if (input) {
+    input.focus();
+    input.select();
+    try {
+      return document.execCommand("copy");
+    } catch {
+      return false;
+    }
+  }
+  return false;
+}
+
+/** A labelled form control: <label for=id>text</label> + control (visible label). */
+export function labelled(text, control, extra = {}) {
+  return h("label", { for: control.id, ...extra }, text, control);
 }

@@ -1,147 +1,312 @@
-// One "folder" of a bucket: a delimiter=/ listing under a prefix, with breadcrumbs, paging
-// (next_start_after), details (HEAD + ?versions), download (a signed 60 s link from
-// /ui/api/download-link), delete with confirmation, and the upload panel.
+// One "folder" of a bucket: a delimiter=/ listing under a prefix, with breadcrumbs, a
+// prefix search, sorting, paging (next_start_after; pages of up to 1000 entries, so 10,000+
+// keys are browsed page by page), "new folder", deleted keys (their delete markers), details
+// (HEAD + ?versions: size, SHA-256, content type, metadata, every version with download,
+// restore and delete), plain download links (the session cookie authenticates them; ranges
+// work), share links for owners and admins, and the upload panel.
 
-import { call, callJson, objectPath, query } from "./api.js";
-import { flash, formatBytes, formatTime, h, replace } from "./dom.js";
+import { ApiError, call, callJson, describe, objectPath, query, session } from "./api.js";
+import { copyText, formatBytes, formatTime, h, labelled, messageSlot, replace } from "./dom.js";
 import { createUploader } from "./upload.js";
 
-const PAGE_SIZE = 100;
+const SHARE_CHOICES = [["3600", "1 hour"], ["86400", "1 day"], ["604800", "7 days"]];
 
 function folderHash(bucket, prefix) {
   return `#/objects/${encodeURIComponent(bucket)}/${encodeURIComponent(prefix)}`;
 }
 
-/** Ask for a signed link and let the browser download it (no credential in the URL). */
-export async function download(bucket, key, version) {
-  try {
-    const doc = await callJson("GET", `/ui/api/download-link${query({ bucket, key, version })}`);
-    const link = h("a", { href: doc.url, download: key.split("/").pop() || "download" });
-    document.body.append(link);
-    link.click();
-    link.remove();
-  } catch (exc) {
-    flash(`Could not download ${key}: ${exc.message}`);
-  }
+/** A plain link that downloads the object (version) with the session cookie. */
+export function downloadLink(bucket, key, version, label = "Download", attrs = {}) {
+  const href = objectPath(bucket, key) + query({ version });
+  const { class: extra = "button small secondary", ...rest } = attrs;
+  return h("a", { href, download: key.split("/").pop() || "download", class: extra, ...rest }, label);
 }
+
+const COMPARE = {
+  name: (a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
+  size: (a, b) => a.size - b.size,
+  modified: (a, b) => a.modified - b.modified,
+};
 
 export function renderObjects(container, { bucket, prefix }) {
   let alive = true;
-  const pages = [""]; // start_after of each page seen so far
+  let pages = [""]; // start_after of each page seen so far
   let page = 0;
+  let entries = { folders: [], objects: [] };
+  const sort = { by: "name", dir: 1 };
+  let canShare = session.admin;
 
-  const crumbs = h("nav.crumbs#crumbs", {}, h("a", { href: "#/buckets" }, "Buckets"), " / ",
+  const crumbs = h("nav.crumbs#crumbs", { "aria-label": "Breadcrumbs" }, h("a", { href: "#/buckets" }, "Buckets"), " / ",
     h("a", { href: folderHash(bucket, "") }, bucket));
   let walked = "";
   for (const part of prefix.split("/").filter(Boolean)) {
     walked += `${part}/`;
     crumbs.append(" / ", h("a", { href: folderHash(bucket, walked) }, part));
   }
+  if (prefix) crumbs.lastChild.setAttribute("aria-current", "page");
+
+  const search = h("input#object-search", { type: "search", name: "search", autocomplete: "off", spellcheck: "false" });
+  const pageSize = h("select#page-size", { name: "page_size" },
+    ["100", "500", "1000"].map((n) => h("option", { value: n }, n)));
+  const showDeleted = h("input#show-deleted", { type: "checkbox", name: "show_deleted" });
+  const folderName = h("input#folder-name", { name: "folder", autocomplete: "off", required: true, pattern: "[^\\/]+" });
+  const folderNote = messageSlot("folder-message");
+  const folderForm = h("form.inline#folder-form", { "aria-label": "New folder" },
+    labelled("New folder", folderName), h("button.secondary#folder-create", { type: "submit" }, "Create folder"));
+  const sortButtons = {};
+  const header = (label, by, cls = "") => {
+    sortButtons[by] = h("button.sort", { type: "button", onclick: () => setSort(by) }, label);
+    return h(`th${cls}`, { scope: "col", dataset: { sort: by } }, sortButtons[by]);
+  };
   const tbody = h("tbody");
   const table = h("table.list#object-table", {},
-    h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th.num", {}, "Size"),
-      h("th", {}, "Modified"), h("th", {}, ""))), tbody);
-  const status = h("p.muted#object-status", {}, "Loading…");
-  const prev = h("button.secondary#page-prev", { type: "button", disabled: true }, "← Previous");
-  const next = h("button.secondary#page-next", { type: "button", disabled: true }, "Next →");
-  const details = h("aside.card.details#object-details", { hidden: true });
+    h("caption.visually-hidden", {}, `Objects of ${bucket}/${prefix}`),
+    h("thead", {}, h("tr", {}, header("Name", "name"), header("Size", "size", ".num"),
+      header("Modified", "modified"), h("th", { scope: "col" }, h("span.visually-hidden", {}, "Actions")))), tbody);
+  const status = h("p.muted#object-status", { role: "status" }, "Loading…");
+  const listNote = messageSlot("object-error");
+  const prev = h("button.secondary#page-prev", { type: "button", disabled: true }, "← Previous page");
+  const next = h("button.secondary#page-next", { type: "button", disabled: true }, "Next page →");
+  const pageLabel = h("span.muted#page-label", {}, "");
+  const details = h("aside.card.details#object-details", { hidden: true, "aria-label": "Object details", tabindex: "-1" });
   prev.addEventListener("click", () => { if (page > 0) { page -= 1; load(); } });
   next.addEventListener("click", () => { page += 1; load(); });
 
+  const restart = () => { pages = [""]; page = 0; load(); };
+  let searchTimer = 0;
+  search.addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(restart, 250); });
+  pageSize.addEventListener("change", restart);
+  showDeleted.addEventListener("change", restart);
+  folderForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = folderName.value.trim().replace(/\/+$/, "");
+    if (!name || name.includes("/")) {
+      folderNote.set("A folder name is one path segment, without “/”.");
+      return;
+    }
+    try { // a zero-byte "name/" object keeps the folder until files land in it
+      await call("PUT", objectPath(bucket, `${prefix}${name}/`), { body: new Blob([]) });
+      folderName.value = "";
+      location.hash = folderHash(bucket, `${prefix}${name}/`);
+    } catch (exc) {
+      folderNote.set(`Could not create the folder: ${describe(exc)}`);
+    }
+  });
+
   const uploader = createUploader({ bucket, prefix, onFileDone: () => load() });
   replace(container,
-    h("div.head", {}, h("h1", {}, bucket), crumbs),
+    h("div.head", {}, h("h1", {}, bucket), crumbs,
+      h("a.button.secondary.small", { href: `#/bucket/${encodeURIComponent(bucket)}` }, "Bucket settings")),
     uploader.element,
+    h("div.toolbar", { role: "group", "aria-label": "Listing options" },
+      labelled(`Search names in ${prefix || "/"}`, search, { class: "grow" }),
+      labelled("Per page", pageSize),
+      h("label.check", { for: "show-deleted" }, showDeleted, " show deleted"),
+      folderForm),
+    folderNote,
     h("div.split", {},
-      h("section.listing", {}, status, table, h("div.pager", {}, prev, next)),
+      h("section.listing", { "aria-label": "Listing" }, status, listNote, table,
+        h("div.pager", {}, pageLabel, prev, next)),
       details));
 
-  async function remove(key) {
-    if (!confirm(`Delete ${key}?`)) return;
+  function setSort(by) {
+    sort.dir = sort.by === by ? -sort.dir : 1;
+    sort.by = by;
+    show();
+  }
+
+  async function remove(key, version) {
+    const what = version ? `version ${version} of ${key} for good` : key;
+    if (!confirm(`Delete ${what}?`)) return false;
     try {
-      await call("DELETE", objectPath(bucket, key));
-      flash(`${key} deleted.`, "info");
-      details.hidden = true;
+      await call("DELETE", objectPath(bucket, key) + query({ version }));
+      status.textContent = `${version ? "Version deleted" : `${key} deleted`}.`;
+      if (!version) details.hidden = true;
       load();
+      return true;
     } catch (exc) {
-      flash(`Could not delete ${key}: ${exc.message}`);
+      listNote.set(`Could not delete ${key}: ${describe(exc)}`);
+      return false;
     }
+  }
+
+  function sharePanel(key, version) {
+    const expiry = h("select#share-expiry", { name: "expires_in" }, SHARE_CHOICES.map(([v, t]) => h("option", { value: v }, t)));
+    const url = h("input#share-url", { readonly: true, "aria-label": "Share link", hidden: true });
+    const copy = h("button.secondary#share-copy", { type: "button", hidden: true }, "Copy");
+    const note = messageSlot("share-message");
+    const make = h("button#share-create", { type: "button" }, "Create link");
+    make.addEventListener("click", async () => {
+      note.set("");
+      try {
+        const doc = await callJson("GET", `/ui/api/share-link${query({ bucket, key, version, expires_in: expiry.value })}`);
+        url.value = doc.url;
+        url.hidden = false;
+        copy.hidden = false;
+        note.set(`Anyone with this link can download this version until ${formatTime(doc.expires)}.`, "info");
+        url.focus();
+        url.select();
+      } catch (exc) {
+        note.set(`Could not make a share link: ${describe(exc)}`);
+      }
+    });
+    copy.addEventListener("click", async () => {
+      note.set(await copyText(url.value, url) ? "Link copied." : "Select the link and copy it.", "info");
+    });
+    return h("section.share#share-panel", { "aria-labelledby": "share-title" },
+      h("h3#share-title", {}, "Share link"), h("div.inline", {}, labelled("Valid for", expiry), make), url, copy, note);
+  }
+
+  async function restore(key, version, note) {
+    try {
+      await callJson("POST", `/ui/api/restore${query({ bucket, key, version })}`);
+      status.textContent = `Version restored: it is the current version of ${key} now.`;
+      load();
+      showDetails(key);
+    } catch (exc) {
+      note.set(`Could not restore: ${describe(exc)}`);
+    }
+  }
+
+  function versionRow(key, v, note) {
+    return h("tr.version", { dataset: { version: v.version, marker: v.delete_marker ? "1" : "" } },
+      h("td", {}, h("code", { title: v.version }, v.version.slice(-12)),
+        v.is_latest ? h("span.badge", {}, "current") : null,
+        v.delete_marker ? h("span.badge.marker", {}, "delete marker") : null),
+      h("td", {}, v.delete_marker ? "–" : formatBytes(v.size)),
+      h("td", {}, formatTime(v.modified)),
+      h("td.actions", {},
+        v.delete_marker ? null : downloadLink(bucket, key, v.version, "Download", { "aria-label": `Download version ${v.version}` }),
+        v.delete_marker || v.is_latest ? null : h("button.small.secondary.version-restore", {
+          type: "button", "aria-label": `Restore version ${v.version}`, onclick: () => restore(key, v.version, note),
+        }, "Restore"),
+        h("button.small.danger.version-delete", {
+          type: "button", "aria-label": `Delete version ${v.version}`,
+          onclick: async () => { if (await remove(key, v.version)) showDetails(key); },
+        }, "Delete")));
   }
 
   async function showDetails(key) {
     details.hidden = false;
     replace(details, h("p.muted", {}, `Loading ${key}…`));
     try {
-      const head = await call("HEAD", objectPath(bucket, key));
+      let head = null;
+      try {
+        head = await call("HEAD", objectPath(bucket, key));
+      } catch (exc) {
+        if (!(exc instanceof ApiError) || exc.status !== 404) throw exc;
+      }
+      const versions = (await callJson("GET", `${objectPath(bucket, key)}?versions`)).versions;
       const meta = [];
-      head.headers.forEach((value, name) => {
-        if (name.toLowerCase().startsWith("x-meta-")) meta.push([name.slice(7), value]);
-      });
-      const versions = (await callJson("GET", objectPath(bucket, key) + "?versions")).versions;
+      if (head) {
+        head.headers.forEach((value, name) => {
+          if (name.toLowerCase().startsWith("x-meta-")) meta.push([name.slice(7), value]);
+        });
+      }
+      const note = messageSlot("detail-message");
       const field = (label, value, id) => [h("dt", {}, label), h("dd", id ? { id } : {}, value)];
+      const size = head ? head.headers.get("content-length") : null;
       replace(details,
-        h("h2", {}, key.split("/").pop()),
-        h("dl", {},
+        h("h2#detail-title", {}, key.split("/").pop() || key),
+        head ? h("dl", {},
           field("Key", key),
-          field("Size", `${formatBytes(Number(head.headers.get("content-length")))} (${head.headers.get("content-length")} bytes)`, "detail-size"),
+          field("Size", `${formatBytes(Number(size))} (${size} bytes)`, "detail-size"),
           field("SHA-256", h("code", {}, (head.headers.get("etag") || "").replaceAll('"', "")), "detail-sha256"),
-          field("Content type", head.headers.get("content-type") || "–"),
+          field("Content type", head.headers.get("content-type") || "–", "detail-content-type"),
           field("Modified", head.headers.get("last-modified") || "–"),
           field("Version", h("code", {}, head.headers.get("x-object-version") || "–")),
           field("Metadata", meta.length
             ? h("ul.meta", {}, meta.map(([n, v]) => h("li", {}, h("code", {}, n), ": ", v)))
-            : "none")),
-        h("div.buttons", {},
-          h("button#detail-download", { type: "button", onclick: () => download(bucket, key) }, "Download"),
-          h("button.danger#detail-delete", { type: "button", onclick: () => remove(key) }, "Delete")),
+            : "none", "detail-metadata"))
+          : h("p#detail-deleted", {}, "This key is deleted: its current version is a delete marker. Restore an older version below."),
+        head ? h("div.buttons", {},
+          downloadLink(bucket, key, undefined, "Download", { id: "detail-download", class: "button" }),
+          h("button.danger#detail-delete", { type: "button", onclick: () => remove(key) }, "Delete")) : null,
+        head && canShare ? sharePanel(key) : null,
+        note,
         h("h3", {}, `Versions (${versions.length})`),
-        h("table.list.versions", {}, h("tbody", {}, versions.map((v) => h("tr", {},
-          h("td", {}, h("code", { title: v.version }, v.version.slice(-12)),
-            v.is_latest ? h("span.badge", {}, "latest") : null),
-          h("td", {}, v.delete_marker ? "delete marker" : formatBytes(v.size)),
-          h("td", {}, formatTime(v.modified)),
-          h("td", {}, v.delete_marker ? "" : h("button.small.secondary", { type: "button", onclick: () => download(bucket, key, v.version) }, "Get")))))));
+        h("table.list.versions#version-table", {}, h("caption.visually-hidden", {}, `Versions of ${key}`),
+          h("thead", {}, h("tr", {}, ["Version", "Size", "Modified"].map((t) => h("th", { scope: "col" }, t)),
+            h("th", { scope: "col" }, h("span.visually-hidden", {}, "Actions")))),
+          h("tbody", {}, versions.map((v) => versionRow(key, v, note)))));
+      details.focus({ preventScroll: true });
     } catch (exc) {
-      replace(details, h("p.error", {}, `Could not read ${key}: ${exc.message}`));
+      replace(details, h("p.error", { role: "alert" }, `Could not read ${key}: ${describe(exc)}`));
     }
   }
 
   function objectRow(obj) {
     const name = obj.key.slice(prefix.length);
-    return h("tr.object", { dataset: { key: obj.key } },
-      h("td", {}, h("a.object-link", { href: "#", onclick: (e) => { e.preventDefault(); showDetails(obj.key); } }, name)),
-      h("td.num", { title: `${obj.size} bytes` }, formatBytes(obj.size)),
+    const open = (e) => { e.preventDefault(); showDetails(obj.key); };
+    return h(`tr.object${obj.deleted ? ".deleted" : ""}`, { dataset: { key: obj.key } },
+      h("th", { scope: "row" }, h("a.object-link", { href: "#", onclick: open, "aria-controls": "object-details" }, name),
+        obj.deleted ? h("span.badge.marker", {}, "deleted") : null),
+      h("td.num", { title: obj.deleted ? "" : `${obj.size} bytes` }, obj.deleted ? "–" : formatBytes(obj.size)),
       h("td", {}, formatTime(obj.modified)),
-      h("td.actions", {},
-        h("button.small.secondary.download", { type: "button", onclick: () => download(bucket, obj.key) }, "Download"),
-        h("button.small.danger.delete", { type: "button", onclick: () => remove(obj.key) }, "Delete")));
+      h("td.actions", {}, obj.deleted ? h("button.small.secondary", { type: "button", onclick: open }, "Versions") : [
+        downloadLink(bucket, obj.key, undefined, "Download", { class: "button small secondary download", "aria-label": `Download ${name}` }),
+        h("button.small.danger.delete", { type: "button", "aria-label": `Delete ${name}`, onclick: () => remove(obj.key) }, "Delete")]));
   }
 
   function folderRow(sub) {
     return h("tr.folder", { dataset: { prefix: sub } },
-      h("td", { colspan: 4 }, h("a.folder-link", { href: folderHash(bucket, sub) }, "📁 ", sub.slice(prefix.length))));
+      h("th", { scope: "row", colspan: 4 }, h("a.folder-link", { href: folderHash(bucket, sub) },
+        h("span.folder-icon", { "aria-hidden": "true" }), sub.slice(prefix.length), h("span.visually-hidden", {}, " (folder)"))));
+  }
+
+  function show() {
+    for (const [by, button] of Object.entries(sortButtons)) {
+      const th = button.parentElement;
+      if (by === sort.by) th.setAttribute("aria-sort", sort.dir > 0 ? "ascending" : "descending");
+      else th.removeAttribute("aria-sort");
+      button.textContent = `${button.textContent.replace(/ [▲▼]$/, "")}${by === sort.by ? (sort.dir > 0 ? " ▲" : " ▼") : ""}`;
+    }
+    const objects = [...entries.objects].sort((a, b) => sort.dir * COMPARE[sort.by](a, b));
+    const folders = [...entries.folders].sort((a, b) => (sort.by === "name" ? sort.dir : 1) * (a < b ? -1 : a > b ? 1 : 0));
+    replace(tbody, folders.map(folderRow), objects.map(objectRow));
+  }
+
+  async function deletedKeys(where) {
+    const params = new URLSearchParams({ prefix: where, limit: "1000" });
+    const doc = await callJson("GET", `/v1/objects/${encodeURIComponent(bucket)}?versions&${params}`);
+    return doc.versions.filter((v) => v.is_latest && v.delete_marker && !v.key.slice(prefix.length).includes("/"))
+      .map((v) => ({ key: v.key, size: 0, modified: v.modified, deleted: true }));
   }
 
   async function load() {
     status.textContent = "Loading…";
+    listNote.set("");
+    const where = prefix + search.value;
     try {
       const doc = await callJson("GET", `/v1/objects/${encodeURIComponent(bucket)}${query({
-        prefix, delimiter: "/", limit: PAGE_SIZE, start_after: pages[page],
+        prefix: where, delimiter: "/", limit: pageSize.value, start_after: pages[page],
       })}`);
       if (!alive) return;
-      replace(tbody, doc.common_prefixes.map(folderRow), doc.objects.map(objectRow));
+      const deleted = showDeleted.checked && page === 0 ? await deletedKeys(where) : [];
+      entries = {
+        folders: doc.common_prefixes,
+        objects: [...doc.objects.filter((o) => o.key !== prefix), ...deleted],
+      };
+      show();
       if (doc.is_truncated && doc.next_start_after) pages[page + 1] = doc.next_start_after;
       prev.disabled = page === 0;
       next.disabled = !doc.is_truncated;
-      const count = doc.objects.length + doc.common_prefixes.length;
+      pageLabel.textContent = `Page ${page + 1}`;
+      const count = entries.objects.length + entries.folders.length;
       status.textContent = count
-        ? `Page ${page + 1}: ${doc.common_prefixes.length} folder(s), ${doc.objects.length} object(s)`
-        : (page === 0 ? "Empty: drop files below or pick some to upload." : "No more entries.");
+        ? `Page ${page + 1}: ${entries.folders.length} folder(s), ${entries.objects.length} object(s)${search.value ? ` starting with “${search.value}”` : ""}`
+        : (search.value ? `Nothing here starts with “${search.value}”.`
+          : page === 0 ? "Empty: drop files below or pick some to upload." : "No more entries.");
     } catch (exc) {
-      status.textContent = `Could not list ${bucket}: ${exc.message}`;
+      status.textContent = "";
+      listNote.set(`Could not list ${bucket}: ${describe(exc)}`);
     }
   }
 
+  if (!session.admin) {
+    call("GET", `/v1/buckets/${encodeURIComponent(bucket)}/permissions`, { quiet: true })
+      .then(() => { canShare = true; }).catch(() => { canShare = false; });
+  }
   load();
   return () => { alive = false; uploader.detach(); };
 }

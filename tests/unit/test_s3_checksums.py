@@ -1,0 +1,196 @@
+"""Payload modes and checksums of S3 request bodies against a real in-process Peer.
+
+Every checksum S3 has (``crc32``, ``crc32c``, ``crc64nvme``, ``sha1``, ``sha256``) is
+computed and compared, in a header and in an aws-chunked trailer, for PutObject and
+UploadPart; a wrong value is ``BadDigest`` with nothing written, a malformed declaration
+``InvalidRequest`` before the body is read, as S3 answers. boto3 (with the CRT, as
+``botocore[crt]`` computes CRC32C and CRC64NVME) uploads with each algorithm in both of
+its modes. A header-signed ``UNSIGNED-PAYLOAD`` body is stored as sent; a SigV2 URL is
+refused."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import zlib
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlparse
+
+import google_crc32c
+import pytest
+from awscrt import checksums as crt_checksums
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+from dfspeer.api.s3.auth import UNSIGNED_PAYLOAD
+from dfspeer.api.s3.payload import Checksums
+from tests.unit.s3_harness import AK, SK, PeerThread, error_code, send, signed
+from tests.unit.test_s3_streaming import SIGNED_TRAILER, UNSIGNED_TRAILER, framed_put
+
+MiB = 1024 * 1024
+ALGORITHMS = ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
+
+
+def digest(alg: str, data: bytes) -> str:
+    """S3's form of ``alg`` over ``data``: base64 of the big-endian digest (reference
+    implementations, not the server's)."""
+    if alg == "crc32":
+        raw = zlib.crc32(data).to_bytes(4, "big")
+    elif alg == "crc32c":
+        raw = google_crc32c.value(data).to_bytes(4, "big")
+    elif alg == "crc64nvme":
+        raw = crt_checksums.crc64nvme(data).to_bytes(8, "big")
+    else:
+        raw = hashlib.new(alg, data).digest()
+    return base64.b64encode(raw).decode()
+
+
+def test_crc64nvme_check_value() -> None:
+    """The CRC-64/NVME catalogue check value: CRC of ASCII "123456789"."""
+    sums = Checksums({"crc64nvme"})
+    for piece in (b"1234", b"56789"):  # running, across pieces
+        sums.update(piece)
+    raw = base64.b64decode(sums.values()["crc64nvme"])
+    assert raw.hex() == "ae8b14860a799888"
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PeerThread]:
+    base = tmp_path_factory.mktemp("s3sums")
+    creds = base / "s3.credentials"
+    creds.write_text(f"{AK}:{SK}\n")
+    running = PeerThread(base / "p", s3_credentials_file=creds, chunk_size_bytes=1 * MiB)
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def s3(node: PeerThread) -> Any:
+    client = node.client()
+    client.create_bucket(Bucket="sums")
+    return client
+
+
+def _missing(s3: Any, key: str) -> bool:
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket="sums", Key=key)
+    return bool(exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404)
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS)
+def test_header_checksum_is_checked(node: PeerThread, s3: Any, alg: str) -> None:
+    data = os.urandom(300_000)
+    url = f"{node.s3_url}/sums/header-{alg}"
+    good = {f"x-amz-checksum-{alg}": digest(alg, data)}
+    status, headers, body = send(signed("PUT", url, body=data, headers=good))
+    assert status == 200, body
+    assert headers[f"x-amz-checksum-{alg}"] == digest(alg, data)
+    assert s3.get_object(Bucket="sums", Key=f"header-{alg}")["Body"].read() == data
+    bad_url = f"{node.s3_url}/sums/bad-header-{alg}"
+    wrong = {f"x-amz-checksum-{alg}": digest(alg, data + b"!")}
+    status, _, body = send(signed("PUT", bad_url, body=data, headers=wrong))
+    assert status == 400 and error_code(body) == "BadDigest"
+    assert _missing(s3, f"bad-header-{alg}")
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS)
+def test_trailer_checksum_is_checked(node: PeerThread, s3: Any, alg: str) -> None:
+    data = os.urandom(MiB + 99)
+    trailer = (f"x-amz-checksum-{alg}", digest(alg, data))
+    status, body = framed_put(
+        f"{node.s3_url}/sums/trailer-{alg}", data, UNSIGNED_TRAILER, trailer=trailer
+    )
+    assert status == 200, body
+    assert s3.get_object(Bucket="sums", Key=f"trailer-{alg}")["Body"].read() == data
+    wrong = (trailer[0], digest(alg, b"other bytes"))
+    for mode in (UNSIGNED_TRAILER, SIGNED_TRAILER):
+        url = f"{node.s3_url}/sums/bad-trailer-{alg}"
+        status, body = framed_put(url, data, mode, trailer=wrong)
+        assert status == 400 and error_code(body) == "BadDigest", body
+    assert _missing(s3, f"bad-trailer-{alg}")
+
+
+def test_upload_part_checksum_is_checked(node: PeerThread, s3: Any) -> None:
+    uid = s3.create_multipart_upload(Bucket="sums", Key="mp")["UploadId"]
+    data = os.urandom(200_000)
+    url = f"{node.s3_url}/sums/mp?partNumber=1&uploadId={uid}"
+    wrong = {"x-amz-checksum-crc64nvme": digest("crc64nvme", b"not the part")}
+    status, _, body = send(signed("PUT", url, body=data, headers=wrong))
+    assert status == 400 and error_code(body) == "BadDigest"
+    assert s3.list_parts(Bucket="sums", Key="mp", UploadId=uid).get("Parts", []) == []
+    trailer = ("x-amz-checksum-crc64nvme", digest("crc64nvme", b"nor this"))
+    assert framed_put(url, data, UNSIGNED_TRAILER, trailer=trailer)[0] == 400
+    good = {"x-amz-checksum-crc64nvme": digest("crc64nvme", data)}
+    status, _, body = send(signed("PUT", url, body=data, headers=good))
+    assert status == 200, body
+    parts = s3.list_parts(Bucket="sums", Key="mp", UploadId=uid)["Parts"]
+    assert [p["Size"] for p in parts] == [len(data)]
+
+
+def test_malformed_declarations_are_invalid_request(node: PeerThread, s3: Any) -> None:
+    data = b"some bytes"
+    url = f"{node.s3_url}/sums/malformed"
+    cases = [
+        {"x-amz-checksum-crc64nvme": "not base64!"},
+        {"x-amz-checksum-crc32": digest("crc64nvme", data)},  # 8 bytes for a 4-byte CRC
+        {
+            "x-amz-checksum-crc32": digest("crc32", data),
+            "x-amz-checksum-sha1": digest("sha1", data),
+        },
+        {"x-amz-sdk-checksum-algorithm": "CRC64NVME"},
+        {"x-amz-trailer": "x-amz-checksum-crc32"},  # a trailer needs aws-chunked
+    ]
+    for headers in cases:
+        status, _, body = send(signed("PUT", url, body=data, headers=headers))
+        assert status == 400 and error_code(body) == "InvalidRequest", (headers, body)
+    status, _, body = send(signed("PUT", url, body=data, headers={"Content-MD5": "AAAA"}))
+    assert status == 400 and error_code(body) == "InvalidDigest"
+    other_md5 = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    status, _, body = send(signed("PUT", url, body=data, headers={"Content-MD5": other_md5}))
+    assert status == 400 and error_code(body) == "BadDigest"
+    status, _, body = send(signed("PUT", url, body=data), body=b"other body")
+    assert status == 400 and error_code(body) == "XAmzContentSHA256Mismatch"
+    assert _missing(s3, "malformed")
+
+
+@pytest.mark.parametrize("https", [False, True], ids=["header", "trailer"])
+def test_boto3_sends_every_algorithm(s3: Any, monkeypatch: pytest.MonkeyPatch, https: bool) -> None:
+    """boto3 with the CRT: over HTTP a checksum header, over HTTPS (made to believe the
+    plain-HTTP endpoint is HTTPS) an aws-chunked body with a checksum trailer."""
+    if https:
+        import botocore.httpchecksum as hc
+
+        monkeypatch.setattr(
+            hc, "urlparse", lambda url: urlparse(url.replace("http://", "https://", 1))
+        )
+    data = os.urandom(2 * MiB + 3)
+    for alg in ALGORITHMS:
+        key = f"boto-{https}-{alg}"
+        s3.put_object(Bucket="sums", Key=key, Body=data, ChecksumAlgorithm=alg.upper())
+        got = s3.get_object(Bucket="sums", Key=key)
+        assert got["Body"].read() == data
+        assert got["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+
+
+def test_unsigned_payload_and_sigv2_urls(node: PeerThread, s3: Any) -> None:
+    """A header-signed request with ``x-amz-content-sha256: UNSIGNED-PAYLOAD`` stores
+    the body as sent; a SigV2 presigned URL is refused with S3's InvalidRequest."""
+    s3.create_bucket(Bucket="unsigned")
+
+    class Unsigned(S3SigV4Auth):  # type: ignore[misc]
+        def payload(self, request: AWSRequest) -> str:
+            return UNSIGNED_PAYLOAD
+
+    url = f"{node.s3_url}/unsigned/body"
+    request = AWSRequest(method="PUT", url=url, data=b"unsigned bytes")
+    Unsigned(Credentials(AK, SK), "s3", "us-east-1").add_auth(request)
+    assert request.headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
+    assert send(request)[0] == 200
+    assert s3.get_object(Bucket="unsigned", Key="body")["Body"].read() == b"unsigned bytes"
+    v2 = f"{url}?AWSAccessKeyId={AK}&Expires=4102444800&Signature=abc%3D"
+    status, _, body = send(AWSRequest(method="GET", url=v2))
+    assert status == 400 and error_code(body) == "InvalidRequest"
