@@ -21,10 +21,17 @@ and of the per-round ratios dfspeer / Swift:
   keep-alive connection (median / p99), then 16 client threads, each on its own keep-alive
   connection, PUT 64 unique 4 KiB objects each, then GET them back (verified): ops/s and
   p99 latency per kind.
+* ``load`` (one code path for both systems, :func:`load_test.load`): an upload service's
+  load test -- 64 client threads on keep-alive connections, 80 % GET / 20 % PUT of objects
+  log-uniform over 4 KiB .. 8 MiB (seeded), for 60 s after a warm-up of 256 objects; GETs
+  read warm-up objects and the run's own PUTs, every body verified. Per operation p50 /
+  p99 latency, ops/s, MB/s, and the failed requests (each one is listed).
 
 Usage::
 
-    python benchmarks/vs_swift.py                 # 3 rounds (about 6-8 minutes)
+    python benchmarks/vs_swift.py                 # 3 rounds, every phase (about 15 minutes)
+    python benchmarks/vs_swift.py --phases core,extra   # without the load test (6-8 minutes)
+    python benchmarks/vs_swift.py --phases load --rounds 2 --load-seconds 10  # a short check
     python benchmarks/vs_swift.py --rounds 5 --json out.json
     python benchmarks/vs_swift.py --no-swift      # dfspeer's side only
 
@@ -49,11 +56,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from load_test import load  # benchmarks/ is on sys.path when this file is run
 
 from dfspeer.localcluster import LocalCluster
 
@@ -79,7 +88,16 @@ AIMS: dict[str, tuple[str, Callable[[float], bool] | None]] = {
     "small_put_p99_ms": ("<= 0.5x", lambda r: r <= 0.5),
     "small_get_ops": (">= 4x", lambda r: r >= 4.0),
     "small_get_p99_ms": ("<= 0.5x", lambda r: r <= 0.5),
+    **{
+        f"load_{kind}_{m}": ("", None)
+        for kind in ("get", "put", "all")
+        for m in ("p50_ms", "p99_ms", "ops", "MBps")
+    },
 }
+PHASES = ("core", "extra", "load")
+SWIFT_SERVERS = ["proxy", "memcached"] + [
+    f"{t}{i}" for t in ("object", "container", "account") for i in (1, 2, 3)
+]
 
 
 # ---------------------------------------------------------------------- one system
@@ -339,19 +357,35 @@ def cleanup(target: Target) -> None:
     target.created.clear()
 
 
-def flat(core_out: Mapping[str, Any], extra_out: Mapping[str, Any]) -> dict[str, float]:
-    """The compared figures of one round of one system."""
+def flat(out: Mapping[str, Any]) -> dict[str, float]:
+    """The compared figures of one round of one system (of the phases it ran)."""
+    row: dict[str, float] = {}
+    if "core" in out:
+        row.update(flat_core(out["core"]))
+    if "extra" in out:
+        extra_out = out["extra"]
+        row["head_median_ms"] = float(extra_out["head_ms"]["median"])
+        row["head_p99_ms"] = float(extra_out["head_ms"]["p99"])
+        for kind in ("put", "get"):
+            row[f"small_{kind}_ops"] = float(extra_out[f"small_{kind}"]["ops_per_s"])
+            row[f"small_{kind}_p99_ms"] = float(extra_out[f"small_{kind}"]["p99_ms"])
+    if "load" in out:  # load_test.summarize's keys: "GET", "PUT", "all"
+        for kind, fig in ((k.lower(), out["load"][k]) for k in ("GET", "PUT", "all")):
+            row[f"load_{kind}_ops"] = float(fig["ops_per_s"])
+            row[f"load_{kind}_MBps"] = float(fig["MBps"])
+            for m in ("p50_ms", "p99_ms"):
+                if fig[m] is not None:
+                    row[f"load_{kind}_{m}"] = float(fig[m])
+    return row
+
+
+def flat_core(core_out: Mapping[str, Any]) -> dict[str, float]:
     row: dict[str, float] = {}
     for name, _ in SIZES:
         row[f"put_MBps_{name}"] = float(core_out["put_MBps_median"][name])
         row[f"get_MBps_{name}"] = float(core_out["get_MBps_median"][name])
     row["range_1MiB_median_ms"] = float(core_out["range_get_1MiB_ms"]["median"])
     row["range_1MiB_p99_ms"] = float(core_out["range_get_1MiB_ms"]["p99"])
-    row["head_median_ms"] = float(extra_out["head_ms"]["median"])
-    row["head_p99_ms"] = float(extra_out["head_ms"]["p99"])
-    for kind in ("put", "get"):
-        row[f"small_{kind}_ops"] = float(extra_out[f"small_{kind}"]["ops_per_s"])
-        row[f"small_{kind}_p99_ms"] = float(extra_out[f"small_{kind}"]["p99_ms"])
     return row
 
 
@@ -404,10 +438,14 @@ def ensure_swift(anchor: Path, setup: bool) -> None:
         raise SwiftUnavailable("setup.sh succeeded but the proxy gives no token")
 
 
-def swift_target() -> Target:
-    auth = swift_auth()
+def swift_target(wait_s: float = 120.0) -> Target:
+    """A new container and a token. Waits up to ``wait_s`` for auth: after a burst of
+    memcached timeouts the proxy error-limits memcached for 60 s, and tempauth fails."""
+    deadline = time.monotonic() + wait_s
+    while (auth := swift_auth()) is None and time.monotonic() < deadline:
+        time.sleep(2.0)
     if auth is None:
-        raise SwiftUnavailable("the Swift proxy stopped answering")
+        raise SwiftUnavailable(f"the Swift proxy gave no token for {wait_s:.0f} s")
     account, token = auth
     target = Target(
         "swift",
@@ -471,84 +509,202 @@ def dfspeer_target(cluster: LocalCluster) -> Target:
     )
 
 
+def swift_pids() -> list[int]:
+    """The anchor's server PIDs (from ``$SWIFT_ANCHOR_DIR/run``), for CPU accounting."""
+    run_dir = Path(os.environ.get("SWIFT_ANCHOR_DIR", "/tmp/swift-anchor")) / "run"
+    pids = []
+    for name in SWIFT_SERVERS:
+        with suppress(OSError, ValueError):
+            pids.append(int((run_dir / f"{name}.pid").read_text()))
+    return pids
+
+
 # ---------------------------------------------------------------------- summary
 def median_rows(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    keys = dict.fromkeys(k for r in rows for k in r)
+    return {k: statistics.median(r[k] for r in rows if k in r) for k in keys}
+
+
+def load_failed(row: Mapping[str, Any]) -> int:
+    """Failed load-test requests of one round, both systems."""
+    return sum(row[s]["load"]["failed"] for s in ("dfspeer", "swift") if "load" in row.get(s, {}))
+
+
+def compared(row: Mapping[str, Any], system: str) -> dict[str, float]:
+    """A round's figures of ``system``. The load test's are of the requests that succeeded;
+    a round with failures is counted in ``load_rounds_with_failures`` and flagged."""
+    return dict(row[system]["flat"])
+
+
+def ratios(
+    rounds: list[dict[str, Any]], other: Callable[[dict[str, Any]], dict[str, float]]
+) -> dict[str, float]:
+    """Per metric, the median over rounds of dfspeer / ``other(round)`` (where non-zero)."""
+    per: dict[str, list[float]] = {}
+    for r in rounds:
+        o = other(r)
+        for k, v in compared(r, "dfspeer").items():
+            if o.get(k):
+                per.setdefault(k, []).append(v / o[k])
+    return {k: statistics.median(v) for k, v in per.items()}
 
 
 def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    d_rows = [r["dfspeer"]["flat"] for r in rounds]
-    s_rows = [r["swift"]["flat"] for r in rounds if "swift" in r]
+    d_rows = [compared(r, "dfspeer") for r in rounds]
+    s_rows = [compared(r, "swift") for r in rounds if "swift" in r]
     summary: dict[str, Any] = {"dfspeer_median": median_rows(d_rows)}
+    summary["load_failed_requests"] = {
+        system: sum(r[system]["load"]["failed"] for r in rounds if "load" in r.get(system, {}))
+        for system in ("dfspeer", "swift")
+    }
+    summary["load_rounds"] = sum(1 for r in rounds if "load" in r["dfspeer"])
+    summary["load_rounds_with_failures"] = sum(
+        1 for r in rounds if "load" in r["dfspeer"] and load_failed(r)
+    )
     if s_rows:
         summary["swift_median"] = median_rows(s_rows)
-        summary["ratio_median"] = {
-            k: statistics.median(
-                r["dfspeer"]["flat"][k] / r["swift"]["flat"][k]
-                for r in rounds
-                if "swift" in r and r["swift"]["flat"][k]
-            )
-            for k in d_rows[0]
-        }
+        summary["ratio_median"] = ratios(
+            [r for r in rounds if "swift" in r], lambda r: compared(r, "swift")
+        )
     ported = [r for r in rounds if "swift_port" in r]
     if ported:  # the same core figures of Swift measured by the port (cross-check)
-        summary["swift_port_median"] = median_rows(
-            [flat(r["swift_port"], r["swift"]["extra"]) for r in ported]
-        )
-        summary["ratio_vs_port_median"] = {
-            k: statistics.median(
-                r["dfspeer"]["flat"][k] / flat(r["swift_port"], r["swift"]["extra"])[k]
-                for r in ported
-            )
-            for k in d_rows[0]
-        }
+        summary["swift_port_median"] = median_rows([flat_core(r["swift_port"]) for r in ported])
+        summary["ratio_vs_port_median"] = ratios(ported, lambda r: flat_core(r["swift_port"]))
     return summary
 
 
 def print_summary(summary: Mapping[str, Any], rounds: int) -> None:
     d = summary["dfspeer_median"]
-    s = summary.get("swift_median")
-    ratio = summary.get("ratio_median")
-    p, pr = summary.get("swift_port_median"), summary.get("ratio_vs_port_median")
+    s = summary.get("swift_median") or {}
+    ratio = summary.get("ratio_median") or {}
+    p, pr = summary.get("swift_port_median") or {}, summary.get("ratio_vs_port_median") or {}
     print(f"\nmedians over {rounds} round(s); ratio = median of per-round dfspeer / Swift")
-    print("(swift: its bench.py; 'port': Swift measured by this file's port of bench.py)")
-    extra = f" {'port':>9} {'r/port':>7}" if p and pr else ""
+    if "put_MBps_64MiB" in d:
+        print("(swift: its bench.py; 'port': Swift measured by this file's port of bench.py)")
+    extra = f" {'port':>9} {'r/port':>7}" if p else ""
     print(f"{'metric':24} {'dfspeer':>10} {'swift':>10} {'ratio':>8}{extra}  aim")
     for k, (aim_text, ok) in AIMS.items():
-        sv = f"{s[k]:10.2f}" if s else f"{'-':>10}"
-        rv = f"{ratio[k]:8.2f}" if ratio else f"{'-':>8}"
-        if p and pr:
-            rv += f" {p[k]:9.2f} {pr[k]:7.2f}"
+        if k not in d:
+            continue
+        sv = f"{s[k]:10.2f}" if k in s else f"{'-':>10}"
+        rv = f"{ratio[k]:8.2f}" if k in ratio else f"{'-':>8}"
+        if p:
+            rv += f" {p[k]:9.2f} {pr[k]:7.2f}" if k in p else f" {'':9} {'':7}"
         verdict = ""
         if k == "head_median_ms":
             verdict = "met" if d[k] <= 1.0 else "NOT met"
-        elif ok is not None and ratio:
+        elif ok is not None and k in ratio:
             verdict = "met" if ok(ratio[k]) else "NOT met"
         print(f"{k:24} {d[k]:10.2f} {sv} {rv}  {aim_text} {verdict}".rstrip())
+    if summary["load_rounds"]:
+        bad = summary["load_rounds_with_failures"]
+        print(
+            f"load test: failed requests (all rounds) {summary['load_failed_requests']}"
+            + (
+                f", in {bad} of {rounds} rounds: the load_* figures are of the requests that "
+                "succeeded, and do not compare where many failed"
+                if bad
+                else ""
+            )
+        )
 
 
 # ---------------------------------------------------------------------- main
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    anchor = Path(args.anchor).resolve()
-    swift_reason: str | None = None
-    if args.no_swift:
-        swift_reason = "--no-swift"
+def run_system(
+    system: str,
+    args: argparse.Namespace,
+    files: Mapping[str, SourceFile],
+    cluster: LocalCluster,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The selected phases against one system: (its figures, Swift by the port or None)."""
+    out: dict[str, Any] = {"loadavg_1min_before": round(os.getloadavg()[0], 2)}
+    port_out = None
+    if system == "swift":
+        if "core" in args.phases:
+            out["core"] = swift_bench(Path(args.anchor).resolve())
+        target, pids = swift_target(), swift_pids()
+        if "core" in args.phases and args.port_on_swift:
+            port_out = core(target, files, args.seed)
     else:
-        try:
-            ensure_swift(anchor, not args.no_swift_setup)
-        except SwiftUnavailable as exc:
-            swift_reason = str(exc)
-            print(f"Swift side skipped: {swift_reason}", flush=True)
+        target = dfspeer_target(cluster)
+        pids = [p.process.pid for p in cluster.peers if p.process is not None]
+        if "core" in args.phases:
+            out["core"] = core(target, files, args.seed)
+    if "extra" in args.phases:
+        out["extra"] = extra(target)
+    cleanup(target)
+    if "load" in args.phases:
+        out["load"] = load(
+            target,
+            seconds=args.load_seconds,
+            clients=args.load_clients,
+            write_fraction=args.load_write_fraction,
+            warmup=args.load_warmup,
+            seed=args.seed,
+            server_pids=pids,
+        )
+    out["flat"] = flat(out)
+    out["ok"] = all(
+        out[ph].get("all_requests_ok_and_verified", True) for ph in ("core", "extra") if ph in out
+    ) and ("load" not in out or out["load"]["failed"] == 0)
+    return out, port_out
+
+
+def print_round(
+    i: int, system: str, out: Mapping[str, Any], port: Mapping[str, Any] | None
+) -> None:
+    f = out["flat"]
+    print(
+        f"round {i + 1} {system:7} (load average {out['loadavg_1min_before']}): "
+        + ", ".join(f"{k} {v:g}" for k, v in f.items() if not k.startswith("load_"))
+        + ("" if out["ok"] else "  [SOME REQUESTS FAILED]"),
+        flush=True,
+    )
+    if "load" in out:
+        lo = out["load"]
+        print(
+            f"          load test: {lo['all']['count']} ops in {lo['seconds']} s, "
+            + ", ".join(f"{k[5:]} {v:g}" for k, v in f.items() if k.startswith("load_"))
+            + f", failed {lo['failed']}, connections {lo['connections']}, "
+            f"client CPU {lo['client_cpu_cores']}, servers' CPU {lo['server_cpu_cores']} cores",
+            flush=True,
+        )
+        for msg in lo["failures"]:
+            print(f"          failed: {msg}", flush=True)
+    if port is not None:
+        print(
+            f"          swift via the port: put {port['put_MBps_median']}, get "
+            f"{port['get_MBps_median']}, range {port['range_get_1MiB_ms']}",
+            flush=True,
+        )
+
+
+def swift_skip_reason(args: argparse.Namespace) -> str | None:
+    if args.no_swift:
+        return "--no-swift"
+    try:
+        ensure_swift(Path(args.anchor).resolve(), not args.no_swift_setup)
+    except SwiftUnavailable as exc:
+        print(f"Swift side skipped: {exc}", flush=True)
+        return str(exc)
+    return None
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    swift_reason = swift_skip_reason(args)
     work = Path(tempfile.mkdtemp(prefix="dfspeer-vs-swift-", dir=args.base_dir))
     settings = dict(item.split("=", 1) for item in args.set)
     results: dict[str, Any] = {
         "rounds": [],
+        "phases": args.phases,
         "swift_skipped": swift_reason,
         "settings": settings,
         "loadavg_start": os.getloadavg(),
     }
     try:
-        files = {name: make_file(str(work), size) for name, size in SIZES}
+        files = {}
+        if "core" in args.phases:
+            files = {name: make_file(str(work), size) for name, size in SIZES}
         with dfspeer_cluster(work, settings) as cluster:
             for i in range(args.rounds):
                 order = ["swift", "dfspeer"] if i % 2 == 0 else ["dfspeer", "swift"]
@@ -556,44 +712,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     order = ["dfspeer"]
                 row: dict[str, Any] = {}
                 for system in order:
-                    load = os.getloadavg()[0]
-                    if system == "swift":
-                        core_out = swift_bench(anchor)
-                        target = swift_target()
-                        if args.port_on_swift:
-                            row["swift_port"] = core(target, files, args.seed)
-                    else:
-                        target = dfspeer_target(cluster)
-                        core_out = core(target, files, args.seed)
-                    extra_out = extra(target)
-                    cleanup(target)
-                    row[system] = {
-                        "core": core_out,
-                        "extra": extra_out,
-                        "flat": flat(core_out, extra_out),
-                        "loadavg_1min_before": round(load, 2),
-                    }
-                    f = row[system]["flat"]
-                    okay = (
-                        core_out.get("all_requests_ok_and_verified")
-                        and extra_out["all_requests_ok_and_verified"]
-                    )
-                    print(
-                        f"round {i + 1} {system:7}: "
-                        + ", ".join(f"{k} {v:g}" for k, v in f.items())
-                        + ("" if okay else "  [SOME REQUESTS FAILED]"),
-                        flush=True,
-                    )
-                    if "swift_port" in row and system == "swift":
-                        pf = row["swift_port"]
-                        print(
-                            f"          swift via the port: put {pf['put_MBps_median']}, get "
-                            f"{pf['get_MBps_median']}, range {pf['range_get_1MiB_ms']}",
-                            flush=True,
-                        )
+                    try:
+                        row[system], port_out = run_system(system, args, files, cluster)
+                    except SwiftUnavailable as exc:  # this round has no Swift figures
+                        row["swift_error"] = str(exc)
+                        print(f"round {i + 1} swift: not measured: {exc}", flush=True)
+                        continue
+                    if port_out is not None:
+                        row["swift_port"] = port_out
+                    print_round(i, system, row[system], port_out)
                 results["rounds"].append(row)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    results["loadavg_end"] = os.getloadavg()
     results["summary"] = summarize(results["rounds"])
     print_summary(results["summary"], args.rounds)
     if swift_reason is not None:
@@ -601,9 +732,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def parse_phases(text: str) -> list[str]:
+    phases = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = set(phases) - set(PHASES)
+    if unknown or not phases:
+        raise argparse.ArgumentTypeError(f"phases are a comma list of {', '.join(PHASES)}")
+    return phases
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--phases", type=parse_phases, default=list(PHASES), help="comma list: core,extra,load"
+    )
+    parser.add_argument("--load-seconds", type=float, default=60.0, help="load test length")
+    parser.add_argument("--load-clients", type=int, default=64)
+    parser.add_argument("--load-warmup", type=int, default=256, help="objects written first")
+    parser.add_argument("--load-write-fraction", type=float, default=0.2)
     parser.add_argument("--anchor", default=str(DEFAULT_ANCHOR), help="Swift anchor directory")
     parser.add_argument("--no-swift", action="store_true", help="dfspeer's side only")
     parser.add_argument("--no-swift-setup", action="store_true", help="never run setup.sh")

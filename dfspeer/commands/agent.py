@@ -16,6 +16,7 @@ from dfspeer import tracing
 from dfspeer.commands.common import UsageError
 from dfspeer.config import PeerConfig
 from dfspeer.logsetup import configure_logging
+from dfspeer.memory import return_large_blocks_to_the_kernel
 
 # flag -> PeerConfig field; every value goes through PeerConfig.from_sources as a string so
 # the flag, its DFSPEER_* variable and its TOML key share one parser and one error message.
@@ -162,6 +163,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     configure_logging(config.log_level, config.log_format, stream=sys.stderr)
     tracing.configure()  # on only with opentelemetry installed and OTEL_* asking for export
+    return_large_blocks_to_the_kernel()  # chunk buffers do not pile up in the heap
     try:
         asyncio.run(_run_peer(config))
     except OSError as exc:

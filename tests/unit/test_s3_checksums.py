@@ -194,3 +194,21 @@ def test_unsigned_payload_and_sigv2_urls(node: PeerThread, s3: Any) -> None:
     v2 = f"{url}?AWSAccessKeyId={AK}&Expires=4102444800&Signature=abc%3D"
     status, _, body = send(AWSRequest(method="GET", url=v2))
     assert status == 400 and error_code(body) == "InvalidRequest"
+
+
+def test_xml_bodies_are_checked_too(node: PeerThread, s3: Any) -> None:
+    """DeleteObjects (what botocore sends a checksum with by default): a wrong declared
+    checksum is BadDigest and deletes nothing; boto3's own request goes through."""
+    s3.put_object(Bucket="sums", Key="keep", Body=b"x")
+    doc = b"<Delete><Object><Key>keep</Key></Object></Delete>"
+    url = f"{node.s3_url}/sums?delete"
+    wrong = {"x-amz-checksum-crc64nvme": digest("crc64nvme", doc + b" ")}
+    status, _, body = send(signed("POST", url, body=doc, headers=wrong))
+    assert status == 400 and error_code(body) == "BadDigest"
+    assert s3.get_object(Bucket="sums", Key="keep")["Body"].read() == b"x"
+    right = {"x-amz-checksum-crc64nvme": digest("crc64nvme", doc)}
+    assert send(signed("POST", url, body=doc, headers=right))[0] == 200
+    s3.put_object(Bucket="sums", Key="again", Body=b"y")
+    done = s3.delete_objects(Bucket="sums", Delete={"Objects": [{"Key": "again"}]})
+    assert [d["Key"] for d in done["Deleted"]] == ["again"]
+    assert _missing(s3, "keep") and _missing(s3, "again")

@@ -12,9 +12,9 @@ from aiohttp import web
 
 from dfspeer.access.permissions import visible
 from dfspeer.api.s3 import xml
-from dfspeer.api.s3.body import read_small
 from dfspeer.api.s3.context import S3Request
 from dfspeer.api.s3.errors import S3Error, malformed_xml
+from dfspeer.api.s3.payload import read_small
 from dfspeer.errors import NoSuchBucket
 from dfspeer.model.buckets import Bucket
 from dfspeer.objects.names import validate_bucket

@@ -27,12 +27,12 @@ from urllib.parse import quote
 from aiohttp import web
 
 from dfspeer.api.s3 import xml
-from dfspeer.api.s3.body import read_small, sha256_mismatch, signed_sha256
+from dfspeer.api.s3.body import sha256_mismatch, signed_sha256
 from dfspeer.api.s3.buckets import existing, owner, xml_response
 from dfspeer.api.s3.context import S3Request
 from dfspeer.api.s3.errors import S3Error, invalid_argument, malformed_xml
 from dfspeer.api.s3.objects import DEFAULT_CONTENT_TYPE, s3_etag, user_meta
-from dfspeer.api.s3.payload import BodyStream, Md5Pass, body_length
+from dfspeer.api.s3.payload import BodyStream, Md5Pass, body_length, read_small
 from dfspeer.errors import BadDigest
 from dfspeer.model.hlc_time import version_unix_s
 from dfspeer.objects.multipart import MAX_PART_NUMBER, MultipartService

@@ -22,11 +22,11 @@ from aiohttp import web
 
 from dfspeer.api.ranges import content_range, parse_range
 from dfspeer.api.s3 import xml
-from dfspeer.api.s3.body import read_small, sha256_mismatch, signed_sha256
+from dfspeer.api.s3.body import sha256_mismatch, signed_sha256
 from dfspeer.api.s3.buckets import existing, xml_response
 from dfspeer.api.s3.context import S3Request
 from dfspeer.api.s3.errors import S3Error, invalid_argument, malformed_xml, not_implemented, s3_code
-from dfspeer.api.s3.payload import BodyStream, body_length
+from dfspeer.api.s3.payload import BodyStream, body_length, read_small
 from dfspeer.errors import BadDigest, DfsError, NoSuchKey, NoSuchVersion
 from dfspeer.objects.info import ObjectInfo, public_meta
 from dfspeer.objects.multipart import ETAG_META

@@ -24,10 +24,18 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 import google_crc32c
+from aiohttp import web
 from awscrt import checksums as crt_checksums
 
-from dfspeer.api.s3.body import READ_PIECE_BYTES, check_md5, content_md5, declared_length
-from dfspeer.api.s3.chunked import STREAMING_MODES, ChunkedBody
+from dfspeer.api.s3.body import (
+    READ_PIECE_BYTES,
+    check_md5,
+    content_md5,
+    declared_length,
+    sha256_mismatch,
+    signed_sha256,
+)
+from dfspeer.api.s3.chunked import STREAMING_MODES, BytesSource, ChunkedBody
 from dfspeer.api.s3.context import S3Request
 from dfspeer.api.s3.errors import S3Error, invalid_argument, invalid_request
 from dfspeer.objects.multipart import ETAG_META
@@ -163,10 +171,15 @@ def body_length(s3: S3Request) -> int | None:
     return int(value)
 
 
-class BodyStream:
-    """The request body, decoded and checked (module docstring); :attr:`md5` once read."""
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
-    def __init__(self, s3: S3Request) -> None:
+
+class BodyStream:
+    """The request body, decoded and checked (module docstring); :attr:`md5` once read.
+    ``raw``: the body already read whole (else it streams from the request)."""
+
+    def __init__(self, s3: S3Request, raw: bytes | None = None) -> None:
         self.s3 = s3
         self.declared, self.trailer_names = declared_checksums(s3)
         self.checksums = Checksums(set(self.declared) | self.trailer_names)
@@ -176,10 +189,13 @@ class BodyStream:
         self.source: AsyncIterable[bytes]
         self.chunked: ChunkedBody | None = None
         if is_streaming(s3):
-            self.chunked = ChunkedBody(s3.http.content, s3.identity.payload, s3.identity)
+            content = s3.http.content if raw is None else BytesSource(raw)
+            self.chunked = ChunkedBody(content, s3.identity.payload, s3.identity)
             self.source = self.chunked
         else:
-            self.source = s3.http.content.iter_chunked(READ_PIECE_BYTES)
+            self.source = (
+                s3.http.content.iter_chunked(READ_PIECE_BYTES) if raw is None else _once(raw)
+            )
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._pieces()
@@ -224,6 +240,21 @@ class BodyStream:
         """``{x-amz-checksum-<alg>: value}`` of the checked checksum (S3 echoes it in the
         answer), once the body has been read."""
         return {CHECKSUM_PREFIX + a: v for a, v in self.checksums.values().items()}
+
+
+async def read_small(s3: S3Request) -> bytes:
+    """The whole (XML) body, decoded and checked as an object body is (``Content-MD5``,
+    ``x-amz-checksum-*``), and against the signed hash. Raises XAmzContentSHA256Mismatch,
+    BadDigest, InvalidRequest, EntityTooLarge (over the app's 2 MiB)."""
+    try:
+        raw = await s3.http.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise S3Error("EntityTooLarge", 400, "the XML body is too large") from None
+    want = signed_sha256(s3)
+    body = b"".join([piece async for piece in BodyStream(s3, raw)])
+    if want is not None and hashlib.sha256(body).hexdigest() != want:
+        raise sha256_mismatch()
+    return body
 
 
 class Md5Pass:
