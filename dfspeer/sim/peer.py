@@ -1,0 +1,239 @@
+"""One simulated storage peer: the agent's parts, built with simulated collaborators.
+
+:class:`SimPeer` composes the same parts as :class:`dfspeer.peer.Peer` -- block store,
+cluster view, replicator, object service, anti-entropy and rebalance
+(:class:`~dfspeer.cluster.repair.RepairService`), hinted handoff, read repair and tombstone
+purge (:class:`~dfspeer.cluster.maintenance.Maintenance`), and the object lifecycle with
+the block manager -- but gives them the virtual wall clock of :mod:`.clock`, the in-memory
+RPC of :mod:`.network` and the simulated durability boundary of :mod:`.disk`. It serves no
+HTTP, runs no gossip agent (membership is the harness's seeded view) and no access control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import shutil
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dfspeer.blockstore import BlockStore
+from dfspeer.cluster.blockmanager import BlockManager
+from dfspeer.cluster.drain import Drainer
+from dfspeer.cluster.handoff import HintStore
+from dfspeer.cluster.maintenance import Maintenance
+from dfspeer.cluster.repair import RepairService
+from dfspeer.cluster.replication import Replicator
+from dfspeer.cluster.table import TableRegistry
+from dfspeer.cluster.view import ClusterView
+from dfspeer.config import PeerConfig
+from dfspeer.gossip import MemberState
+from dfspeer.model import LOCAL_TABLES
+from dfspeer.model.lifecycle import ObjectLifecycle
+from dfspeer.objects import ObjectService
+from dfspeer.ring import Partitioner
+from dfspeer.sim.clock import PeerTasks, WallClocks, peer_context
+from dfspeer.sim.disk import SimDisk
+from dfspeer.sim.membership import Membership
+from dfspeer.sim.network import SimNetwork, SimRpc
+
+_T = TypeVar("_T")
+
+
+class _Parts:
+    """The running parts of one incarnation of a peer (rebuilt on every restart)."""
+
+    def __init__(
+        self,
+        peer_id: str,
+        config: PeerConfig,
+        store: BlockStore,
+        rpc: SimRpc,
+        tables: TableRegistry,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.view = ClusterView(
+            peer_id,
+            partition_bits=config.partition_bits,
+            replication_factor=config.replication_factor,
+            dead_member_evict_s=config.dead_member_evict_s,
+            clock=clock,
+        )
+        self.replicator = Replicator(config, self.view, store, rpc, tables=tables)
+        self.objects = ObjectService(config, self.view, store, self.replicator, clock=clock)
+        self.maintenance = Maintenance(config, self.view, store, rpc, self.replicator, clock=clock)
+        self.repair: RepairService | None = None
+        self.drainer: Drainer | None = None
+        blocks = BlockManager(store, grace_s=config.block_gc_grace_s, clock=clock)
+        self.lifecycle = ObjectLifecycle(
+            config, self.view, store, self.replicator, blocks, clock=clock
+        )
+
+
+class SimPeer:
+    """A peer of the simulation (module docstring). Not started until :meth:`start`; a
+    crash (:meth:`crash`) keeps its data directory, :meth:`wipe` empties it."""
+
+    def __init__(
+        self,
+        peer_id: str,
+        config: PeerConfig,
+        *,
+        data_dir: Path,
+        tables: TableRegistry,
+        network: SimNetwork,
+        clocks: WallClocks,
+        tasks: PeerTasks,
+        disk: SimDisk,
+        membership: Membership,
+    ) -> None:
+        self.peer_id = peer_id
+        self.config = config
+        self.data_dir = data_dir
+        self.tables = tables
+        self.network = network
+        self.clock = clocks.clock_of(peer_id)
+        self.task_registry = tasks
+        self.disk = disk
+        self.membership = membership
+        membership.subscribe(self.refresh)
+        self.left = False
+        """Drained and gone for good."""
+        self.context: contextvars.Context = peer_context(peer_id)
+        self.up = False
+        self.parts: _Parts | None = None
+        self.address = network.address_of(peer_id)
+        network.endpoints[self.address] = self
+
+    # ------------------------------------------------------------------ parts
+    def _need(self) -> _Parts:
+        if self.parts is None:
+            raise RuntimeError(f"peer {self.peer_id} is not running")
+        return self.parts
+
+    @property
+    def store(self) -> BlockStore:
+        return self._need().store
+
+    @property
+    def hints(self) -> HintStore:
+        return self._need().maintenance.hints
+
+    @property
+    def view(self) -> ClusterView:
+        return self._need().view
+
+    @property
+    def objects(self) -> ObjectService:
+        return self._need().objects
+
+    @property
+    def repair(self) -> RepairService:
+        repair = self._need().repair
+        assert repair is not None
+        return repair
+
+    @property
+    def maintenance(self) -> Maintenance:
+        return self._need().maintenance
+
+    @property
+    def lifecycle(self) -> ObjectLifecycle:
+        return self._need().lifecycle
+
+    def run(self, coro: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        """Run ``coro`` as a task of this peer (a crash cancels it)."""
+        return asyncio.get_running_loop().create_task(coro, context=self.context.copy())
+
+    # ------------------------------------------------------------------ life
+    async def start(self) -> None:
+        """Open the store and start every background part (in this peer's context)."""
+        await self.run(self._start())
+
+    async def _start(self) -> None:
+        partitioner = Partitioner(self.config.partition_bits)
+        store = BlockStore(
+            self.data_dir,
+            map_size_bytes=self.config.map_size_bytes,
+            durable=False,  # the durability boundary is the simulated disk's
+            partition_of=partitioner.partition,
+            table_hooks=self.tables.hooks(),
+            table_partitioners=self.tables.partitioners(partitioner.partition),
+            local_tables=LOCAL_TABLES,
+            writer_factory=self.disk.writer,
+        )
+        rpc = SimRpc(self.network, self.peer_id, timeout_s=self.config.request_timeout_s)
+        parts = _Parts(self.peer_id, self.config, store, rpc, self.tables, self.clock)
+        parts.view.update(self.membership.members())
+        parts.repair = RepairService(
+            self.config,
+            parts.view,
+            store,
+            rpc,
+            tables=self.tables,
+            refresh=self.refresh,
+            diff_in_thread=False,  # no threads under the virtual-time loop
+        )
+        parts.drainer = Drainer(
+            parts.repair,
+            publish_weight=lambda w: self.membership.set_weight(self.peer_id, w),
+            leave=self._leave,
+        )
+        self.parts = parts
+        self.up = True
+        await parts.repair.start()
+        await parts.maintenance.start()
+        self.run(parts.lifecycle.run())
+
+    def refresh(self) -> bool:
+        """Rebuild the view from the membership; True if the ring changed."""
+        if self.parts is None:
+            return False
+        return self.parts.view.update(self.membership.members())
+
+    async def _leave(self) -> None:
+        self.membership.set_state(self.peer_id, MemberState.LEFT)
+        self.left = True
+
+    @property
+    def drainer(self) -> Drainer:
+        drainer = self._need().drainer
+        assert drainer is not None
+        return drainer
+
+    async def crash(self) -> None:
+        """Stop at once: queued (unacknowledged) writes are lost, every task of the peer
+        is cancelled, the committed data stays on disk."""
+        self.up = False
+        self.disk.crash()
+        await self.task_registry.cancel(self.peer_id)
+        if self.parts is not None:
+            with contextlib.suppress(Exception):
+                await self.parts.store.close()
+        self.parts = None
+
+    async def stop(self) -> None:
+        """A clean stop: background parts end, queued writes are committed, store closed."""
+        parts = self.parts
+        if parts is None:
+            return
+        self.up = False
+        if parts.drainer is not None:
+            await parts.drainer.close()
+        await parts.objects.close()
+        await parts.maintenance.stop()
+        await parts.replicator.close()
+        if parts.repair is not None:
+            await parts.repair.close()
+        await self.task_registry.cancel(self.peer_id)
+        await parts.store.close()
+        self.parts = None
+
+    def wipe(self) -> None:
+        """Delete the data directory (the peer must be down)."""
+        if self.up:
+            raise RuntimeError("wipe a peer only while it is down")
+        shutil.rmtree(self.data_dir, ignore_errors=True)

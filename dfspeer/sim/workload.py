@@ -1,0 +1,236 @@
+"""The simulated clients: puts, overwrites, deletes, versioned deletes and ranged reads
+through random peers, with a per-key history of what was acknowledged.
+
+Operations on one key are serialized (one client at a time), operations on different keys
+run concurrently. Every put writes unique bytes (its op number is inside), so a read tells
+which put it saw. :meth:`History.allowed` is the set of states a key may end in: the state
+after its last acknowledged mutation, or after any later unacknowledged one (a write that
+failed may still have landed somewhere and won), or -- after a versioned delete of the
+current version -- an older put of the key (deleting a version by id uncovers the one
+before it, as in S3, when its background abort had not landed). A ranged read must return
+a slice of some put of its key and, with ``fresh_reads`` (R + W > N and no stand-ins, so
+every read quorum meets every write quorum), a slice of one of the allowed states of that
+moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from dfspeer.errors import DfsError, NoSuchKey, NoSuchVersion
+from dfspeer.sim.peer import SimPeer
+
+BUCKET = "sim"
+CHECK_AFTER_WRITE = 0.5
+"""Probability that an acknowledged write is followed at once by a whole read of its key
+through a random peer (a "check": with R + W > N it must see the write)."""
+ABSENT = b"<absent>"
+"""The state of a key with no live version."""
+
+
+@dataclass
+class Op:
+    """One client operation and its outcome (``ok``: acknowledged)."""
+
+    index: int
+    kind: str  # put | delete | vdelete | read | check (a whole read right after a write)
+    key: str
+    peer: str
+    data: bytes = b""
+    target_version: str = ""
+    version: str = ""
+    ok: bool = False
+    error: str = ""
+
+
+@dataclass
+class History:
+    """Every op, by key, in issue order."""
+
+    by_key: dict[str, list[Op]] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+
+    def add(self, op: Op) -> None:
+        self.by_key.setdefault(op.key, []).append(op)
+
+    def last_acked_put(self, key: str) -> Op | None:
+        for op in reversed(self.by_key.get(key, [])):
+            if op.ok and op.kind in ("put", "delete", "vdelete"):
+                return op if op.kind == "put" else None
+        return None
+
+    def allowed(self, key: str) -> set[bytes]:
+        """The states ``key`` may be in once the cluster has healed (module docstring)."""
+        ops = [o for o in self.by_key.get(key, []) if o.kind not in ("read", "check")]
+        last = max((i for i, o in enumerate(ops) if o.ok), default=-1)
+        states = {ABSENT} if last < 0 else {_state(ops[last])}
+        if last >= 0 and ops[last].kind == "vdelete":
+            states |= {o.data for o in ops[:last] if o.kind == "put"}
+        for o in ops[last + 1 :]:
+            states.add(_state(o))
+            if o.kind == "vdelete":
+                states |= {p.data for p in ops if p.kind == "put"}
+        return states
+
+    def ever_written(self, key: str) -> set[bytes]:
+        return {o.data for o in self.by_key.get(key, []) if o.kind == "put"}
+
+
+def label(state: bytes) -> str:
+    """``absent`` or the op that wrote ``state`` (``op-12``)."""
+    return "absent" if state == ABSENT else state.split(b":", 1)[0].decode("ascii", "replace")
+
+
+def _describe(got: bytes, written: set[bytes], start: int, end: int) -> str:
+    if got == ABSENT:
+        return "absent"
+    source = next((label(w) for w in sorted(written) if w[start:end] == got), "?")
+    return f"{len(got)} bytes of {source}"
+
+
+def _state(op: Op) -> bytes:
+    return op.data if op.kind == "put" else ABSENT
+
+
+def payload(index: int, rng: random.Random, chunk_bytes: int) -> bytes:
+    """Unique bytes for op ``index``: inline-sized or 1..3 chunks, seeded."""
+    size = rng.choice((rng.randint(1, 4000), rng.randint(chunk_bytes // 2, 3 * chunk_bytes)))
+    head = f"op-{index}:".encode()
+    return (head + rng.randbytes(max(0, size - len(head))))[:size] if size > len(head) else head
+
+
+async def read_all(peer: SimPeer, key: str, start: int = 0, end: int | None = None) -> bytes:
+    """The bytes ``[start, end)`` of ``key`` through ``peer``; ABSENT for no such key."""
+    try:
+        _, stream = await peer.objects.get_object(BUCKET, key, start=start, end=end)
+    except NoSuchKey:
+        return ABSENT
+    return b"".join([part async for part in stream])
+
+
+class Workload:
+    """``ops`` operations by ``clients`` concurrent clients over ``keys`` keys."""
+
+    def __init__(
+        self,
+        rng: random.Random,
+        peers: Callable[[], Sequence[SimPeer]],
+        log: Callable[[str], None],
+        *,
+        ops: int,
+        keys: int,
+        clients: int = 4,
+        chunk_bytes: int = 64 * 1024,
+        think_s: float = 0.25,
+        fresh_reads: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.rng = rng
+        self.peers = peers
+        self.log = log
+        self.ops = ops
+        self.keys = [f"k{i}" for i in range(keys)]
+        self.clients = clients
+        self.chunk_bytes = chunk_bytes
+        self.think_s = think_s
+        self.fresh_reads = fresh_reads
+        """Whether a read must see the last acknowledged write now (R + W > N, and the
+        ring never had more than N members, so no stand-ins and no moved partitions)."""
+        self.history = History()
+        self._locks = {k: asyncio.Lock() for k in self.keys}
+        self._next = 0
+        self._checks = 0
+        self.acked = 0
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._client() for _ in range(self.clients)))
+
+    async def _client(self) -> None:
+        while self._next < self.ops:
+            index = self._next
+            self._next += 1
+            await asyncio.sleep(self.rng.expovariate(1 / self.think_s))
+            key = self.rng.choice(self.keys)
+            async with self._locks[key]:
+                await self._one(index, key)
+
+    def _choose(self, index: int, key: str, peer: SimPeer) -> Op:
+        roll = self.rng.random()
+        target = self.history.last_acked_put(key)
+        if roll < 0.55:
+            return Op(index, "put", key, peer.peer_id, payload(index, self.rng, self.chunk_bytes))
+        if roll < 0.7:
+            return Op(index, "delete", key, peer.peer_id)
+        if roll < 0.8 and target is not None:
+            return Op(index, "vdelete", key, peer.peer_id, target_version=target.version)
+        return Op(index, "read", key, peer.peer_id)
+
+    async def _one(self, index: int, key: str) -> None:
+        live = [p for p in self.peers() if p.up]
+        if not live:
+            return
+        peer = self.rng.choice(live)
+        op = self._choose(index, key, peer)
+        await self._issue(peer, op)
+        if op.ok and op.kind != "read" and self.rng.random() < CHECK_AFTER_WRITE:
+            live = [p for p in self.peers() if p.up]
+            if live:
+                other = self.rng.choice(live)
+                self._checks += 1
+                await self._issue(other, Op(self.ops + self._checks, "check", key, other.peer_id))
+
+    async def _issue(self, peer: SimPeer, op: Op) -> None:
+        index, key = op.index, op.key
+        self.history.add(op)
+        task = peer.run(self._apply(peer, op))
+        await asyncio.wait([task])
+        if task.cancelled():
+            op.ok, op.error = False, "coordinator crashed"
+        elif (exc := task.exception()) is not None:
+            op.ok = False
+            op.error = f"{type(exc).__name__}: {exc}"[:120]
+            if not isinstance(exc, DfsError):
+                self.history.violations.append(f"op {index} raised {op.error}")
+        self.acked += op.ok and op.kind not in ("read", "check")
+        outcome = "ok" if op.ok else f"failed ({op.error})"
+        self.log(f"op {index} {op.kind} {key} via {op.peer} {op.version} -> {outcome}")
+
+    async def _apply(self, peer: SimPeer, op: Op) -> None:
+        objects = peer.objects
+        if op.kind == "put":
+            info = await objects.put_object(BUCKET, op.key, op.data)
+            op.version = info.version
+        elif op.kind == "delete":
+            op.version = await objects.delete_object(BUCKET, op.key) or ""
+        elif op.kind == "vdelete":
+            try:
+                await objects.delete_object(BUCKET, op.key, version=op.target_version)
+            except NoSuchVersion:
+                op.error = "no such version (already gone)"
+            op.version = op.target_version
+        else:
+            await self._read(peer, op)
+        op.ok = True
+
+    async def _read(self, peer: SimPeer, op: Op) -> None:
+        start, end = 0, 1 << 40  # a check reads the whole object
+        if op.kind == "read":
+            start = self.rng.randint(0, 2 * self.chunk_bytes)
+            end = start + self.rng.randint(1, 2 * self.chunk_bytes)
+        got = await read_all(peer, op.key, start, end)
+        span = "whole" if op.kind == "check" else f"[{start}, {end})"
+        where = f"op {op.index}: {op.kind} {span} of {op.key} via {peer.peer_id}"
+        written = self.history.ever_written(op.key)
+        if got != ABSENT and not any(data[start:end] == got for data in written):
+            self.history.violations.append(f"{where} returned bytes that no put wrote")
+            return
+        if not self.fresh_reads():
+            return
+        allowed = self.history.allowed(op.key)
+        if not any(got == (s if s == ABSENT else s[start:end]) for s in allowed):
+            self.history.violations.append(
+                f"{where} returned {_describe(got, written, start, end)}: not the last "
+                f"acknowledged write (allowed {sorted(label(a) for a in allowed)})"
+            )
