@@ -10,9 +10,9 @@ alternate between the clusters (secured first on even rounds, insecure first on 
 so both see the same machine weather; the figure of each is the median over ``--rounds``.
 The cost is ``(insecure - secured) / insecure`` in %.
 
-``--auth-cache-ttl S`` runs the secured cluster with ``auth_cache_ttl_s = S`` (key and
-bucket reads reused for S seconds, :mod:`dfspeer.access.cache`; default 0 here, set
-explicitly since the peers' own default is 1: two quorum reads per request).
+The secured cluster runs with the peers' default ``auth_cache_ttl_s`` (1 s: key and bucket
+reads reused for a second, :mod:`dfspeer.access.cache`); ``--auth-cache-ttl S`` sets it, and
+``--auth-cache-ttl 0`` measures the uncached path (two quorum reads per request).
 ``--profile FILE`` records peer 1 of the secured cluster with py-spy (``pip install
 py-spy``) during an extra secured GET window (collapsed stacks, ``-f raw``) and prints the
 functions with the largest inclusive share.
@@ -20,7 +20,7 @@ functions with the largest inclusive share.
 Usage::
 
     python benchmarks/auth_bench.py --seconds 5 --rounds 3
-    python benchmarks/auth_bench.py --seconds 5 --rounds 3 --auth-cache-ttl 1
+    python benchmarks/auth_bench.py --seconds 5 --rounds 3 --auth-cache-ttl 0
     python benchmarks/auth_bench.py --json auth.json --profile secured-get.txt
 """
 
@@ -62,11 +62,13 @@ class Target:
         return self.cluster.urls
 
 
-def start(base: Path, *, secured: bool, host_base: int, cache_ttl_s: float) -> LocalCluster:
+def start(
+    base: Path, *, secured: bool, host_base: int, cache_ttl_s: float | None
+) -> LocalCluster:
     settings: dict[str, object] = {"log_level": "warning", "map_size_bytes": 1 << 30}
     if not secured:
         settings["insecure"] = True
-    else:  # always given: 0 must turn off the cache the peers run by default
+    elif cache_ttl_s is not None:  # None: the peers' default
         settings["auth_cache_ttl_s"] = cache_ttl_s
     cluster = LocalCluster(
         base,
@@ -242,9 +244,9 @@ def main() -> None:
     parser.add_argument(
         "--auth-cache-ttl",
         type=float,
-        default=0.0,
-        help="the secured cluster's auth_cache_ttl_s (default 0: every request reads its key "
-        "and bucket with quorum)",
+        default=None,
+        help="the secured cluster's auth_cache_ttl_s (default: the peers' own, 1 s; 0: every "
+        "request reads its key and bucket with quorum)",
     )
     parser.add_argument("--profile", default=None, help="py-spy output (collapsed stacks)")
     parser.add_argument("--base-dir", default=None)
