@@ -119,6 +119,7 @@ class PeerConfig:
     gossip_interval_s: float = 0.2
     gossip_fanout: int = 3
     retransmit_mult: int = 4
+    alive_retransmit_mult: int = 8  # ALIVE news (updates, refutations) goes out this x log(N) times
     suspicion_mult: int = 4
     suspicion_max_timeout_mult: int = 6
     awareness_max_multiplier: int = 8

@@ -134,3 +134,15 @@ def test_constructing_an_invalid_config_raises_config_error_naming_the_field(
 
 def test_an_int_is_a_fine_float() -> None:
     assert PeerConfig(weight=2, request_timeout_s=5).request_timeout_s == 5
+
+
+def test_every_gossip_setting_reaches_the_swim_config() -> None:
+    """Each SwimConfig field PeerConfig names (alive_retransmit_mult among them) is passed
+    on; an out-of-range one is refused with its name."""
+    from dfspeer.peer_setup import swim_config
+
+    swim = swim_config(PeerConfig(alive_retransmit_mult=5, retransmit_mult=3))
+    assert (swim.alive_retransmit_mult, swim.retransmit_mult) == (5, 3)
+    assert swim_config(PeerConfig()).alive_retransmit_mult == 8
+    with pytest.raises(ConfigError, match="alive_retransmit_mult"):
+        swim_config(PeerConfig(alive_retransmit_mult=0))
