@@ -137,6 +137,7 @@ class PeerConfig:
     rate_limit_requests_per_s: float = 0.0  # per principal (access key, admin, open)
     rate_limit_bytes_per_s: int = 0  # per principal, upload bodies by Content-Length
     max_inflight_requests: int = 0  # requests being handled at once, all principals
+    max_upload_memory_bytes: int = GiB  # what the uploads being handled may hold (0: no cap)
     # operations
     log_level: str = "info"
     log_format: str = "text"  # "text" for a terminal, "json": one JSON object per line
@@ -258,6 +259,7 @@ class PeerConfig:
             "rate_limit_requests_per_s",
             "rate_limit_bytes_per_s",
             "max_inflight_requests",
+            "max_upload_memory_bytes",
         ):
             need(getattr(self, name) >= 0, name, "must be >= 0 (0 = off)")
         need(

@@ -13,8 +13,16 @@ principal) and outside the shutdown gate:
   wait until the debt is paid off: over time it gets its byte rate, never more.
 - **global**: at most ``max_inflight_requests`` requests handled at once; beyond it 503
   ``overloaded`` with ``Retry-After: 1``.
+- **upload memory**: an upload (a ``PUT`` or ``POST`` with a body) holds at most
+  ``per_upload_bytes`` in memory while it is cut, hashed and replicated (the chunker's window
+  plus the chunks in flight: ``(upload_pipeline_depth + 2) x`` the largest chunk, or a
+  resumable session's largest chunk, read whole, if that is more), or its
+  ``Content-Length`` when that is less; the uploads being handled may reserve at most
+  ``max_upload_memory_bytes`` together (default 1 GiB) — beyond it 503 ``overloaded``
+  with ``Retry-After: 1``. One upload is always admitted, so a cap below one upload's
+  reservation slows uploads down to one at a time instead of refusing them all.
 
-0 turns a limit off (the default of all three). Public routes (no principal: ``/health``,
+0 turns a limit off (the default of the first three). Public routes (no principal: ``/health``,
 ``/ready``, ``/metrics``...) and ``/internal/`` are never limited. Uploads without a
 ``Content-Length`` (chunked) are not counted in bytes.
 
@@ -143,23 +151,52 @@ class RateLimiter:
 
 
 class Limits:
-    """The aiohttp middleware of both guards (module docstring)."""
+    """The aiohttp middleware of the guards (module docstring). ``max_upload_bytes``: the
+    upload memory cap (0: off); ``per_upload_bytes``: what one upload may hold."""
 
-    def __init__(self, limiter: RateLimiter, max_inflight: int = 0) -> None:
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        max_inflight: int = 0,
+        *,
+        max_upload_bytes: int = 0,
+        per_upload_bytes: int = 0,
+    ) -> None:
         self.limiter = limiter
         self.max_inflight = max_inflight
         self.inflight = 0
+        self.max_upload_bytes = max_upload_bytes
+        self.per_upload_bytes = per_upload_bytes
+        self.upload_bytes = 0
+        """Bytes reserved by the uploads being handled."""
 
     @classmethod
     def from_config(cls, config: PeerConfig, *, clock: Clock = time.monotonic) -> Limits:
         limiter = RateLimiter(
             config.rate_limit_requests_per_s, config.rate_limit_bytes_per_s, clock=clock
         )
-        return cls(limiter, config.max_inflight_requests)
+        per_upload = max(
+            (config.upload_pipeline_depth + 2) * config.largest_chunk_bytes,
+            config.upload_max_chunk_bytes,  # a resumable session's chunk is read whole
+        )
+        return cls(
+            limiter,
+            config.max_inflight_requests,
+            max_upload_bytes=config.max_upload_memory_bytes,
+            per_upload_bytes=per_upload,
+        )
 
     @property
     def enabled(self) -> bool:
-        return self.limiter.enabled or self.max_inflight > 0
+        return self.limiter.enabled or self.max_inflight > 0 or self.max_upload_bytes > 0
+
+    def reservation(self, method: str, content_length: int | None) -> int:
+        """Bytes of upload memory one request reserves (0: not an upload, or no cap)."""
+        if self.max_upload_bytes <= 0 or method not in _UPLOAD_METHODS or content_length == 0:
+            return 0
+        if content_length is None:
+            return self.per_upload_bytes
+        return min(content_length, self.per_upload_bytes)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -170,7 +207,7 @@ class Limits:
         refused = self.refusal(principal.name, request.method, request.content_length)
         if refused is not None:
             return _refuse(request, refused)
-        with self.slot():
+        with self.slot(self.reservation(request.method, request.content_length)):
             return await handler(request)
 
     def refusal(self, principal: str, method: str, content_length: int | None) -> DfsError | None:
@@ -183,6 +220,14 @@ class Limits:
             busy = Overloaded(f"the peer already handles {self.max_inflight} requests; retry")
             busy.retry_after_s = retry_after_s(1.0)
             return busy
+        need = self.reservation(method, content_length)
+        if need and self.upload_bytes and self.upload_bytes + need > self.max_upload_bytes:
+            full = Overloaded(
+                f"the uploads in progress hold {self.upload_bytes} of the peer's "
+                f"{self.max_upload_bytes}-byte upload memory; retry"
+            )
+            full.retry_after_s = retry_after_s(1.0)
+            return full
         nbytes = (content_length or 0) if method in _UPLOAD_METHODS else 0
         wait = self.limiter.admit(principal, nbytes)
         if wait > 0.0:
@@ -192,13 +237,16 @@ class Limits:
         return None
 
     @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        """Count one admitted request in flight while the block runs."""
+    def slot(self, upload_bytes: int = 0) -> Iterator[None]:
+        """Count one admitted request in flight, holding ``upload_bytes`` of upload memory
+        (its :meth:`reservation`), while the block runs."""
         self.inflight += 1
+        self.upload_bytes += upload_bytes
         try:
             yield
         finally:
             self.inflight -= 1
+            self.upload_bytes -= upload_bytes
 
 
 LIMITS_KEY = web.AppKey("dfspeer.limits", Limits)

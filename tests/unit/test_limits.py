@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from dfspeer.access.limits import RateLimiter, TokenBucket, retry_after_s
+from dfspeer.access.limits import Limits, RateLimiter, TokenBucket, retry_after_s
 from dfspeer.client import Client, error_from_response
 from dfspeer.config import ConfigError
 from dfspeer.errors import NoSuchBucket, NoSuchKey, Overloaded, SlowDown
@@ -203,3 +203,53 @@ async def test_inflight_cap_answers_overloaded(tmp_path: Path, http: aiohttp.Cli
         assert status == 201
         async with http.get(f"{peer.api_url}/v1/buckets") as resp:
             assert resp.status == 200  # the slot is free again
+
+
+def test_upload_memory_reservations() -> None:
+    """An upload reserves min(Content-Length, what one upload may hold); uploads beyond the
+    cap are refused with Overloaded, but one is always admitted."""
+    limits = Limits(RateLimiter(0, 0), max_upload_bytes=100, per_upload_bytes=60)
+    assert limits.enabled
+    assert limits.reservation("GET", None) == 0
+    assert limits.reservation("PUT", 10) == 10
+    assert (limits.reservation("PUT", None), limits.reservation("POST", 1000)) == (60, 60)
+    assert limits.refusal("k", "PUT", 1000) is None
+    with limits.slot(limits.reservation("PUT", 1000)):
+        assert limits.upload_bytes == 60
+        assert limits.refusal("k", "PUT", 40) is None  # 60 + 40 fits
+        refused = limits.refusal("k", "PUT", 41)
+        assert isinstance(refused, Overloaded) and refused.retry_after_s == 1
+        assert limits.refusal("k", "GET", None) is None  # reads reserve nothing
+    assert limits.upload_bytes == 0
+    alone = Limits(RateLimiter(0, 0), max_upload_bytes=10, per_upload_bytes=60)
+    assert alone.refusal("k", "PUT", 1000) is None  # over the cap, but the only upload
+    assert Limits(RateLimiter(0, 0), per_upload_bytes=60).reservation("PUT", 5) == 0  # off
+
+
+async def test_upload_memory_cap_answers_overloaded_before_the_body(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    config = config_for(tmp_path / "p", max_upload_memory_bytes=1024)
+    async with Peer(config) as peer:
+        await peer.wait_ready(10)
+        release = asyncio.Event()
+        sent: list[int] = []
+        slow = asyncio.create_task(  # a chunked upload reserves a whole upload's memory
+            _stalled_put(http, f"{peer.api_url}/v1/objects/bkt/slow", release, sent)
+        )
+        for _ in range(100):  # until the slow upload is being handled
+            await asyncio.sleep(0.02)
+            async with http.put(f"{peer.api_url}/v1/objects/bkt/other", data=b"z" * 2048) as r:
+                if r.status == 503:
+                    assert (await r.json())["error"]["code"] == "overloaded"
+                    assert r.headers["Retry-After"] == "1"
+                    break
+        else:
+            pytest.fail("never refused")
+        async with http.get(f"{peer.api_url}/v1/buckets") as resp:
+            assert resp.status == 200  # reads are not held back
+        release.set()
+        status, _, _ = await asyncio.wait_for(slow, 5)
+        assert status == 201
+        async with http.put(f"{peer.api_url}/v1/objects/bkt/other", data=b"z" * 2048) as r:
+            assert r.status == 201  # the memory is free again

@@ -209,7 +209,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     refused = ctx.limits.refusal(identity.principal.name, request.method, request.content_length)
     if refused is not None:
         raise refused
-    with ctx.limits.slot():
+    with ctx.limits.slot(ctx.limits.reservation(request.method, request.content_length)):
         return await _run(request, ctx, raw, identity)
 
 
