@@ -1,8 +1,9 @@
 """Fixed-size chunking of a byte stream.
 
 Cuts an async stream of pieces of any sizes into chunks of exactly ``chunk_size`` bytes
-(the last one shorter, never empty). Memory: one chunk plus one piece. Copies each byte
-once into the buffer and once out (``bytes(memoryview)``).
+(the last one shorter, never empty). Memory: about two chunks plus one piece. Copies each
+byte once into the buffer and once out (``bytes(memoryview)``), and moves it inside the
+buffer at most once more (:func:`iter_cut_chunks`).
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ async def iter_chunks(
     if chunk_size <= 0:
         raise ValueError("chunk_size must be > 0")
     async for chunk in iter_cut_chunks(
-        body, chunk_size, lambda _buf, limit: min(chunk_size, limit), max_bytes=max_bytes
+        body, chunk_size, lambda window: min(chunk_size, len(window)), max_bytes=max_bytes
     ):
         yield chunk
 
 
-Cut = Callable[[bytearray, int], int]
-"""``cut(buf, limit)``: length in bytes (1..limit) of the first chunk of ``buf[:limit]``."""
+Cut = Callable[[memoryview], int]
+"""``cut(window)``: length in bytes (1..len(window)) of the first chunk of ``window``. The
+view is valid only during the call (the caller's buffer moves afterwards)."""
 
 
 async def iter_cut_chunks(
@@ -37,10 +39,18 @@ async def iter_cut_chunks(
 ) -> AsyncIterator[bytes]:
     """Yield the chunks ``cut`` makes of ``body``: it is asked for the first chunk of the
     next ``window`` bytes whenever that many are buffered, then, once the body ended, of
-    what is left until nothing is (so memory stays about ``window`` + one read). Raises
+    what is left until nothing is (memory: at most about twice ``window`` plus one read,
+    see below). Raises
     :class:`EntityTooLarge` as soon as more than ``max_bytes`` arrived, and
-    :class:`IncompleteBody` if the stream breaks (connection reset / EOF error)."""
+    :class:`IncompleteBody` if the stream breaks (connection reset / EOF error).
+
+    Copies: each byte once into the buffer and once out into its chunk. Chunks are taken
+    from the front by moving an offset; what is left is moved to the front in place only
+    once the part already taken is at least as large (so that move is paid once per byte
+    at most). ``del buf[:n]`` instead would make CPython copy the rest of the buffer into a
+    new allocation at the next append -- once per chunk, several MiB each time."""
     buf = bytearray()
+    start = 0  # buf[:start] is taken
     total = 0
     try:
         async for piece in body:
@@ -50,17 +60,33 @@ async def iter_cut_chunks(
             if max_bytes is not None and total > max_bytes:
                 raise EntityTooLarge(f"object is larger than the {max_bytes}-byte limit")
             buf += piece
-            while len(buf) >= window:
-                yield _take(buf, cut(buf, window))
+            while len(buf) - start >= window:
+                chunk = _take(buf, start, window, cut)
+                start += len(chunk)
+                yield chunk
+            if start and start >= len(buf) - start:
+                start = _compact(buf, start)
     except (ConnectionError, EOFError) as exc:
         raise IncompleteBody(f"the request body broke off after {total} bytes: {exc}") from exc
-    while buf:
-        yield _take(buf, cut(buf, len(buf)))
+    while start < len(buf):
+        chunk = _take(buf, start, len(buf) - start, cut)
+        start += len(chunk)
+        yield chunk
 
 
-def _take(buf: bytearray, n: int) -> bytes:
-    """Remove and return the first ``n`` bytes of ``buf``."""
-    with memoryview(buf) as view:
-        chunk = bytes(view[:n])
-    del buf[:n]
-    return chunk
+def _take(buf: bytearray, start: int, limit: int, cut: Cut) -> bytes:
+    """The first chunk ``cut`` makes of ``buf[start:start + limit]``, copied out."""
+    with memoryview(buf) as whole, whole[start : start + limit] as window:
+        n = cut(window)
+        if not 0 < n <= limit:
+            raise ValueError(f"a cut of {n} bytes is outside 1..{limit}")
+        return bytes(window[:n])
+
+
+def _compact(buf: bytearray, start: int) -> int:
+    """Move what is left of ``buf`` (after ``start``) to its front, in place; return 0."""
+    left = len(buf) - start
+    with memoryview(buf) as whole:
+        whole[:left] = whole[start:]
+    del buf[left:]
+    return 0

@@ -17,7 +17,7 @@ from dfspeer.errors import (
     InsufficientReplicas,
     InvalidArgument,
 )
-from dfspeer.objects.chunker import iter_chunks
+from dfspeer.objects.chunker import iter_chunks, iter_cut_chunks
 from dfspeer.objects.upload import store_body
 
 
@@ -37,6 +37,47 @@ def test_chunks_are_exact(parts: list[bytes], size: int) -> None:
     assert b"".join(chunks) == b"".join(parts)
     assert all(len(c) == size for c in chunks[:-1])
     assert all(0 < len(c) <= size for c in chunks)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.binary(min_size=1, max_size=40), max_size=30),
+    st.integers(1, 17),
+    st.lists(st.integers(1, 17), min_size=1, max_size=8),
+)
+def test_any_cut_sees_its_window_and_the_bytes_come_out_in_order(
+    parts: list[bytes], window: int, cuts: list[int]
+) -> None:
+    """Whatever lengths the cut function picks, each call sees exactly the next bytes of
+    the stream (``window`` of them while more follow), and the chunks concatenate to the
+    body, though the buffer is taken from by an offset and compacted in place."""
+    data = b"".join(parts)
+    seen: list[bytes] = []
+
+    def cut(view: memoryview) -> int:
+        seen.append(bytes(view))
+        return min(cuts[len(seen) % len(cuts)], len(view))
+
+    async def run() -> list[bytes]:
+        return [c async for c in iter_cut_chunks(pieces_of(parts), window, cut)]
+
+    chunks = asyncio.run(run())
+    assert b"".join(chunks) == data
+    offset = 0
+    for view, chunk in zip(seen, chunks, strict=True):
+        assert view == data[offset : offset + len(view)]
+        assert len(view) == window or offset + len(view) == len(data)
+        assert chunk == view[: len(chunk)]
+        offset += len(chunk)
+
+
+def test_a_cut_outside_its_window_is_refused() -> None:
+    async def run() -> None:
+        async for _ in iter_cut_chunks(pieces_of([b"abcdef"]), 4, lambda view: len(view) + 1):
+            pass
+
+    with pytest.raises(ValueError, match="outside"):
+        asyncio.run(run())
 
 
 async def test_too_large_is_refused_early() -> None:
