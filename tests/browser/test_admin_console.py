@@ -258,14 +258,31 @@ def test_thousands_of_keys_paging_search_sort_and_new_folder(
     driver.find_element(By.ID, "page-prev").click()
     wait(driver, lambda d: d.find_element(By.ID, "page-label").text == "Page 2")
 
-    # sort the page by size, largest first (keyboard: Enter on the column button)
+    # sort by size, largest first (keyboard: Enter on the column button): the whole folder
+    # is loaded and sorted, not just the page shown
     size = driver.find_element(By.CSS_SELECTOR, "th[data-sort=size] button")
     size.click()
+    wait(driver, lambda d: "smallest first" in d.find_element(By.ID, "sort-note").text)
     size.send_keys("\n")
+    note = wait(driver, lambda d: d.find_element(By.ID, "sort-note"))
+    wait(driver, lambda d: "largest first" in note.text)
+    assert "whole folder (2,100 entries)" in note.text
     header = driver.find_element(By.CSS_SELECTOR, "th[data-sort=size]")
     assert header.get_attribute("aria-sort") == "descending"
-    first = driver.find_element(By.CSS_SELECTOR, "tr.object").get_attribute("data-key")
-    assert int(first[2:]) % 97 == 96  # one of the largest (97 bytes)
+    by_size: list[str] = []
+    for page in (1, 2, 3):
+        wait(driver, lambda d, p=page: d.find_element(By.ID, "page-label").text == f"Page {p} of 3")
+        by_size += [
+            r.get_attribute("data-key") for r in driver.find_elements(By.CSS_SELECTOR, "tr.object")
+        ]
+        if page < 3:
+            driver.find_element(By.ID, "page-next").click()
+    assert not driver.find_element(By.ID, "page-next").is_enabled()
+    # largest first over all 2,100 keys; equal sizes keep the key order
+    assert by_size == sorted(
+        (f"k-{i:05d}" for i in range(MANY_KEYS)), key=lambda k: -(int(k[2:]) % 97)
+    )
+    check_accessibility(driver, "whole-folder sort")
 
     # search a prefix: only the ten keys k-0200x
     driver.find_element(By.ID, "object-search").send_keys("k-0200")
@@ -286,3 +303,45 @@ def test_thousands_of_keys_paging_search_sort_and_new_folder(
     wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "tr.folder[data-prefix='reports/']"))
     assert not driver.find_elements(By.CSS_SELECTOR, "tr.object")
     assert api(cluster, "GET", f"/v1/objects/{MANY}/k-00000")[1] == b"x"
+
+
+# In the page: every folder listing of MANY answers its first 1000 keys, "truncated", so the
+# folder looks endless and the whole-folder sort must stop at its cap.
+ENDLESS_FOLDER = """
+const bucket = arguments[0];
+const real = window.fetch;
+window.fetch = (input, init) => {
+  const url = new URL(String(input), location.href);
+  if (url.pathname !== "/v1/objects/" + bucket || url.searchParams.get("delimiter") !== "/") {
+    return real(input, init);
+  }
+  url.searchParams.delete("start_after");
+  url.searchParams.set("limit", "1000");
+  return real(url.pathname + url.search, init).then(async (response) => {
+    const doc = await response.json();
+    doc.is_truncated = true;
+    doc.next_start_after = doc.objects[doc.objects.length - 1].key;
+    window.endlessPages = (window.endlessPages || 0) + 1;
+    return new Response(JSON.stringify(doc), {headers: {"Content-Type": "application/json"}});
+  });
+};
+"""
+
+
+def test_a_whole_folder_sort_stops_at_its_cap_and_says_so(
+    cluster: LocalCluster, driver: WebDriver
+) -> None:
+    base = cluster.peer(1).url
+    driver.get(base + f"/ui/#/objects/{MANY}/")
+    driver.refresh()
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "tr.object"))
+    driver.execute_script(ENDLESS_FOLDER, MANY)
+    driver.find_element(By.CSS_SELECTOR, "th[data-sort=modified] button").click()
+    note = wait(driver, lambda d: d.find_element(By.ID, "sort-note"))
+    wait(driver, lambda d: "only" in note.text, timeout_s=60)
+    assert "first 10,000 entries only" in note.text and "this folder has more" in note.text
+    assert driver.execute_script("return window.endlessPages") == 10  # pages of 1000, then stop
+    assert driver.find_element(By.ID, "page-label").text == "Page 1 of 100"  # 100 a page
+    check_accessibility(driver, "capped sort")
+    driver.refresh()  # the real fetch again
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "tr.object"))

@@ -14,7 +14,9 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import threading
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -270,6 +272,169 @@ def test_cancel_aborts_the_session(
     uploads = api_json(cluster, "GET", f"/v1/uploads?bucket={BUCKET}")["uploads"]
     assert not [u for u in uploads if u["key"] == "cancel.bin"]  # aborted on the server
     assert api(cluster, "GET", f"/v1/objects/{BUCKET}/cancel.bin")[0] == 404
+
+
+# In the page: the PUTs of chunk 1 fail three times before they reach the server (a dropped
+# connection, a 500, a dropped connection), then go through; when each attempt started.
+FLAKY_CHUNK = """
+window.chunkOneAttempts = [];
+const open = XMLHttpRequest.prototype.open;
+const send = XMLHttpRequest.prototype.send;
+const failures = ["network", 500, "network"];
+XMLHttpRequest.prototype.open = function (method, url, ...rest) {
+  this.chunkOne = method === "PUT" && /\\/chunks\\/1$/.test(url);
+  return open.call(this, method, url, ...rest);
+};
+XMLHttpRequest.prototype.send = function (body) {
+  if (!this.chunkOne) return send.call(this, body);
+  window.chunkOneAttempts.push(performance.now());
+  const failure = failures.shift();
+  if (failure === undefined) return send.call(this, body);
+  setTimeout(() => {
+    if (failure === "network") {
+      this.onerror(new ProgressEvent("error"));
+      return;
+    }
+    const text = JSON.stringify({error: {code: "internal", message: "refused by the test"}});
+    Object.defineProperty(this, "status", {value: failure});
+    Object.defineProperty(this, "responseText", {value: text});
+    this.onload(new ProgressEvent("load"));
+  }, 0);
+};
+"""
+
+
+def _set_upload_options(driver: WebDriver, content_type: str, pairs: list[tuple[str, str]]) -> None:
+    options = driver.find_element(By.ID, "upload-options")
+    if not options.get_attribute("open"):
+        driver.find_element(By.ID, "upload-options-summary").click()
+    field = driver.find_element(By.ID, "upload-content-type")
+    field.clear()
+    field.send_keys(content_type)
+    for button in driver.find_elements(By.CSS_SELECTOR, "#meta-pairs button.meta-remove"):
+        button.click()
+    for name, value in pairs:
+        driver.find_element(By.ID, "meta-add").click()
+        row = driver.find_elements(By.CSS_SELECTOR, "#meta-pairs li.meta-pair")[-1]
+        row.find_element(By.CSS_SELECTOR, "input.meta-name").send_keys(name)
+        row.find_element(By.CSS_SELECTOR, "input.meta-value").send_keys(value)
+
+
+def _head(cluster: LocalCluster, key: str) -> dict[str, str]:
+    request = urllib.request.Request(
+        cluster.peer(2).url + f"/v1/objects/{BUCKET}/{key}", method="HEAD", headers=cluster.headers
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return {k.lower(): v for k, v in response.headers.items()}
+
+
+def test_upload_with_content_type_and_metadata(
+    cluster: LocalCluster, driver: WebDriver, tmp_path: Path, console_shots: Path
+) -> None:
+    base = cluster.peer(1).url
+    driver.get(base + f"/ui/#/objects/{BUCKET}/")
+    driver.refresh()
+    wait(driver, lambda d: d.find_element(By.ID, "file-input"))
+    small = tmp_path / "meta.txt"
+    small.write_bytes(b"with metadata\n")
+    # a name the server would refuse: said in words, nothing is sent
+    _set_upload_options(driver, "text/x-console-test", [("project", "apollo"), ("bad name", "x")])
+    driver.find_element(By.ID, "file-input").send_keys(str(small))
+    message = wait(driver, lambda d: d.find_element(By.ID, "upload-options-message"))
+    wait(driver, lambda d: message.is_displayed())
+    assert "Nothing was uploaded" in message.text and "“bad name” is not valid" in message.text
+    assert message.get_attribute("role") == "alert"
+    assert driver.switch_to.active_element.get_attribute("value") == "bad name"  # focus on it
+    assert not driver.find_elements(By.CSS_SELECTOR, ".upload-row[data-key='meta.txt']")
+    assert api(cluster, "HEAD", f"/v1/objects/{BUCKET}/meta.txt")[0] == 404
+    check_accessibility(driver, "upload options with an error")
+    # a repeated name and a value that is not ASCII are refused too
+    _set_upload_options(driver, "", [("a", "1"), ("A", "2")])
+    driver.find_element(By.ID, "file-input").send_keys(str(small))
+    wait(driver, lambda d: "given twice" in message.text)
+    _set_upload_options(driver, "", [("city", "Zürich")])
+    driver.find_element(By.ID, "file-input").send_keys(str(small))
+    wait(driver, lambda d: "printable ASCII" in message.text)
+
+    # valid: one PUT with Content-Type and X-Meta-* headers (names lower-cased, values trimmed)
+    _set_upload_options(
+        driver, "text/x-console-test", [("Project", "  apollo  "), ("x-meta-Owner", "ops team")]
+    )
+    summary = driver.find_element(By.ID, "upload-options-summary").text
+    assert "text/x-console-test" in summary and "2 metadata entries" in summary
+    driver.find_element(By.ID, "file-input").send_keys(str(small))
+    wait(
+        driver,
+        lambda d: d.find_elements(
+            By.CSS_SELECTOR, ".upload-row[data-key='meta.txt'][data-state=done]"
+        ),
+    )
+    assert not message.is_displayed()
+    head = _head(cluster, "meta.txt")
+    assert head["content-type"] == "text/x-console-test"
+    assert head["x-meta-project"] == "apollo" and head["x-meta-owner"] == "ops team"
+    # the details panel shows them
+    row = wait(
+        driver, lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-key='meta.txt'] a.object-link")
+    )
+    row.click()
+    wait(
+        driver, lambda d: d.find_element(By.ID, "detail-content-type").text == "text/x-console-test"
+    )
+    metadata = driver.find_element(By.ID, "detail-metadata").text
+    assert "project: apollo" in metadata and "owner: ops team" in metadata
+    check_accessibility(driver, "upload options")
+    driver.execute_script("window.scrollTo(0, 0)")
+    screenshot(driver, console_shots, "upload-options")
+
+
+def test_a_session_upload_retries_with_backoff_and_shows_time_left(
+    cluster: LocalCluster, driver: WebDriver, files: dict[str, Path], tmp_path: Path
+) -> None:
+    """Chunk 1 fails three times in the page (a dropped connection, a 500, a dropped
+    connection): it is sent again after growing waits (400 ms x 2^n, jitter 0.5..1.5), the
+    upload completes whole, and the time left is shown while it runs. The content type and
+    metadata go through the session (POST /v1/uploads) to the object."""
+    base = cluster.peer(1).url
+    driver.get(base + f"/ui/#/objects/{BUCKET}/")
+    driver.refresh()  # fresh counters
+    wait(driver, lambda d: d.find_element(By.ID, "file-input"))
+    target = tmp_path / "retry.bin"
+    target.write_bytes(files["big"].read_bytes())
+    _set_upload_options(driver, "application/x-retry-test", [("Origin", "console")])
+    driver.execute_script(FLAKY_CHUNK)
+    throttle_uploads(driver, 10_000_000)
+    driver.find_element(By.ID, "file-input").send_keys(str(target))
+    speeds: list[str] = []
+
+    def done(d: WebDriver) -> bool:
+        speeds.append(d.find_element(By.ID, "upload-speed").text)
+        return bool(
+            d.find_elements(By.CSS_SELECTOR, ".upload-row[data-key='retry.bin'][data-state=done]")
+        )
+
+    wait(driver, done, timeout_s=120)
+    throttle_uploads(driver, None)
+    # the time left while it ran: "N s left" or "N min N s left"
+    assert any(re.search(r"\d+ (s|min \d+ s) left", text) for text in speeds), speeds
+    assert "done" in speeds[-1] or "done" in driver.find_element(By.ID, "upload-speed").text
+    stats = driver.execute_script("return window.dfspeerUploadStats")
+    retries = [(r["index"], r["attempt"], r["status"]) for r in stats["retries"]]
+    assert retries == [(1, 1, 0), (1, 2, 500), (1, 3, 0)]
+    waits = [r["waitMs"] for r in stats["retries"]]
+    for n, ms in enumerate(waits):  # 400 ms x 2^n with jitter 0.5 .. 1.5
+        assert 400 * 2**n * 0.5 <= ms < 400 * 2**n * 1.5, waits
+    attempts = driver.execute_script("return window.chunkOneAttempts")
+    assert len(attempts) == 4  # three refused, the fourth stored
+    for n, ms in enumerate(waits):  # each retry waited (at least) its backoff
+        assert attempts[n + 1] - attempts[n] >= ms - 5, (attempts, waits)
+    assert stats["chunksSent"] == 11
+    status, body = api(cluster, "GET", f"/v1/objects/{BUCKET}/retry.bin", index=3)
+    assert status == 200
+    assert hashlib.sha256(body).hexdigest() == hashlib.sha256(target.read_bytes()).hexdigest()
+    head = _head(cluster, "retry.bin")
+    assert head["content-type"] == "application/x-retry-test"
+    assert head["x-meta-origin"] == "console"
 
 
 def test_delete_with_confirmation(cluster: LocalCluster, driver: WebDriver) -> None:

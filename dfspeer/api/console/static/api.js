@@ -45,6 +45,13 @@ const WORDS = {
   entity_too_large: "The file is larger than this cluster accepts.",
   upload_not_open: "This upload is finished, cancelled or expired.",
   too_many_uploads: "This bucket has too many open uploads: finish or cancel some.",
+  invalid_argument: "The peer refused a value of this request.",
+  invalid_chunk_size: "A chunk had the wrong size for this upload.",
+  bad_digest: "The data arrived damaged (its SHA-256 does not match): try again.",
+  incomplete_body: "The upload was cut off before its end: try again.",
+  incomplete_upload: "Some chunks of this upload are still missing.",
+  no_such_upload: "This upload session does not exist (any more).",
+  idempotency_conflict: "This upload was started before with other settings.",
   network_error: "The connection to the peer failed.",
   aborted: "Cancelled.",
 };

@@ -1,6 +1,7 @@
 // One "folder" of a bucket: a delimiter=/ listing under a prefix, with breadcrumbs, a
 // prefix search, sorting, paging (next_start_after; pages of up to 1000 entries, so 10,000+
-// keys are browsed page by page), "new folder", deleted keys (their delete markers), details
+// keys are browsed page by page; sorting by size or modified, or by name backwards, loads
+// the whole folder, up to SORT_CAP entries, and sorts and pages it here), "new folder", deleted keys (their delete markers), details
 // (HEAD + ?versions: size, SHA-256, content type, metadata, every version with download,
 // restore and delete), plain download links (the session cookie authenticates them; ranges
 // work), share links for owners and admins, and the upload panel.
@@ -9,6 +10,13 @@ import { ApiError, call, callJson, describe, objectPath, query, session } from "
 import { copyText, formatBytes, formatTime, h, labelled, messageSlot, replace } from "./dom.js";
 import { createUploader } from "./upload.js";
 
+/** Most entries of one folder loaded to sort it as a whole (pages of 1000). */
+export const SORT_CAP = 10000;
+const SORT_WORDS = {
+  name: ["by name, A to Z", "by name, Z to A"],
+  size: ["by size, smallest first", "by size, largest first"],
+  modified: ["by modified, oldest first", "by modified, newest first"],
+};
 const SHARE_CHOICES = [["3600", "1 hour"], ["86400", "1 day"], ["604800", "7 days"]];
 
 function folderHash(bucket, prefix) {
@@ -33,6 +41,8 @@ export function renderObjects(container, { bucket, prefix }) {
   let pages = [""]; // start_after of each page seen so far
   let page = 0;
   let entries = { folders: [], objects: [] };
+  let whole = null; // the whole folder while sorted other than by name A to Z: {folders, objects, capped}
+  let loads = 0; // the latest load() wins
   const sort = { by: "name", dir: 1 };
   let canShare = session.admin;
 
@@ -68,11 +78,18 @@ export function renderObjects(container, { bucket, prefix }) {
   const prev = h("button.secondary#page-prev", { type: "button", disabled: true }, "← Previous page");
   const next = h("button.secondary#page-next", { type: "button", disabled: true }, "Next page →");
   const pageLabel = h("span.muted#page-label", {}, "");
+  const sortNote = h("p.muted#sort-note", { role: "status", hidden: true });
   const details = h("aside.card.details#object-details", { hidden: true, "aria-label": "Object details", tabindex: "-1" });
-  prev.addEventListener("click", () => { if (page > 0) { page -= 1; load(); } });
-  next.addEventListener("click", () => { page += 1; load(); });
+  const wholeMode = () => sort.by !== "name" || sort.dir < 0;
+  const turn = (step) => {
+    page += step;
+    if (whole && wholeMode()) showWhole();
+    else load();
+  };
+  prev.addEventListener("click", () => { if (page > 0) turn(-1); });
+  next.addEventListener("click", () => turn(1));
 
-  const restart = () => { pages = [""]; page = 0; load(); };
+  const restart = () => { pages = [""]; page = 0; whole = null; load(); };
   let searchTimer = 0;
   search.addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(restart, 250); });
   pageSize.addEventListener("change", restart);
@@ -105,14 +122,23 @@ export function renderObjects(container, { bucket, prefix }) {
       folderForm),
     folderNote,
     h("div.split", {},
-      h("section.listing", { "aria-label": "Listing" }, status, listNote, table,
+      h("section.listing", { "aria-label": "Listing" }, status, sortNote, listNote, table,
         h("div.pager", {}, pageLabel, prev, next)),
       details));
 
   function setSort(by) {
     sort.dir = sort.by === by ? -sort.dir : 1;
     sort.by = by;
-    show();
+    page = 0;
+    if (!wholeMode()) { // back to the server's order, page by page
+      whole = null;
+      pages = [""];
+      load();
+    } else if (whole) {
+      showWhole();
+    } else {
+      load();
+    }
   }
 
   async function remove(key, version) {
@@ -254,6 +280,12 @@ export function renderObjects(container, { bucket, prefix }) {
         h("span.folder-icon", { "aria-hidden": "true" }), sub.slice(prefix.length), h("span.visually-hidden", {}, " (folder)"))));
   }
 
+  function sortedRows(list) {
+    const objects = [...list.objects].sort((a, b) => sort.dir * COMPARE[sort.by](a, b));
+    const folders = [...list.folders].sort((a, b) => (sort.by === "name" ? sort.dir : 1) * (a < b ? -1 : a > b ? 1 : 0));
+    return { folders, objects };
+  }
+
   function show() {
     for (const [by, button] of Object.entries(sortButtons)) {
       const th = button.parentElement;
@@ -261,9 +293,65 @@ export function renderObjects(container, { bucket, prefix }) {
       else th.removeAttribute("aria-sort");
       button.textContent = `${button.textContent.replace(/ [▲▼]$/, "")}${by === sort.by ? (sort.dir > 0 ? " ▲" : " ▼") : ""}`;
     }
-    const objects = [...entries.objects].sort((a, b) => sort.dir * COMPARE[sort.by](a, b));
-    const folders = [...entries.folders].sort((a, b) => (sort.by === "name" ? sort.dir : 1) * (a < b ? -1 : a > b ? 1 : 0));
+    const { folders, objects } = sortedRows(entries);
     replace(tbody, folders.map(folderRow), objects.map(objectRow));
+  }
+
+  /** One page of the whole folder, sorted here. */
+  function showWhole() {
+    const { folders, objects } = sortedRows(whole);
+    const all = [...folders.map((f) => ({ folder: f })), ...objects];
+    const per = Number(pageSize.value);
+    const count = Math.max(Math.ceil(all.length / per), 1);
+    page = Math.min(Math.max(page, 0), count - 1);
+    const shown = all.slice(page * per, (page + 1) * per);
+    entries = { folders: shown.filter((e) => e.folder).map((e) => e.folder), objects: shown.filter((e) => !e.folder) };
+    show();
+    prev.disabled = page === 0;
+    next.disabled = page >= count - 1;
+    pageLabel.textContent = `Page ${page + 1} of ${count}`;
+    const words = SORT_WORDS[sort.by][sort.dir > 0 ? 0 : 1];
+    const from = all.length ? page * per + 1 : 0;
+    const range = `${from.toLocaleString("en")}–${(page * per + shown.length).toLocaleString("en")}`;
+    status.textContent = all.length
+      ? `Entries ${range} of ${all.length.toLocaleString("en")}${search.value ? ` starting with “${search.value}”` : ""}: ` +
+        `${entries.folders.length} folder(s), ${entries.objects.length} object(s)`
+      : (search.value ? `Nothing here starts with “${search.value}”.` : "Empty: drop files below or pick some to upload.");
+    sortNote.hidden = false;
+    sortNote.className = whole.capped ? "message info" : "muted";
+    sortNote.textContent = whole.capped
+      ? `Sorted ${words}, over the first ${SORT_CAP.toLocaleString("en")} entries only: this folder has more. ` +
+        "Narrow it with the search box, or sort by name to page through all of it."
+      : `Sorted ${words}, over the whole folder (${all.length.toLocaleString("en")} entries).`;
+  }
+
+  /** Every entry of the folder (up to SORT_CAP), page after page of 1000. */
+  async function loadWhole(where, ticket) {
+    const found = { folders: [], objects: [], capped: false };
+    let after = "";
+    for (;;) {
+      const doc = await callJson("GET", `/v1/objects/${encodeURIComponent(bucket)}${query({
+        prefix: where, delimiter: "/", limit: 1000, start_after: after,
+      })}`);
+      if (ticket !== loads) return null;
+      found.folders.push(...doc.common_prefixes);
+      found.objects.push(...doc.objects.filter((o) => o.key !== prefix));
+      const total = found.folders.length + found.objects.length;
+      if (!doc.is_truncated || !doc.next_start_after) break;
+      if (total >= SORT_CAP) {
+        found.capped = true;
+        break;
+      }
+      after = doc.next_start_after;
+      status.textContent = `Loading the whole folder to sort it: ${total.toLocaleString("en")} entries so far…`;
+    }
+    const extra = found.folders.length + found.objects.length - SORT_CAP;
+    if (extra > 0) { // keep the first SORT_CAP in key order
+      found.capped = true;
+      found.objects.splice(found.objects.length - Math.min(extra, found.objects.length));
+    }
+    if (showDeleted.checked) found.objects.push(...await deletedKeys(where));
+    return found;
   }
 
   async function deletedKeys(where) {
@@ -276,12 +364,22 @@ export function renderObjects(container, { bucket, prefix }) {
   async function load() {
     status.textContent = "Loading…";
     listNote.set("");
+    loads += 1;
+    const ticket = loads;
     const where = prefix + search.value;
     try {
+      if (wholeMode()) {
+        const found = await loadWhole(where, ticket);
+        if (!alive || !found || ticket !== loads) return;
+        whole = found;
+        showWhole();
+        return;
+      }
+      sortNote.hidden = true;
       const doc = await callJson("GET", `/v1/objects/${encodeURIComponent(bucket)}${query({
         prefix: where, delimiter: "/", limit: pageSize.value, start_after: pages[page],
       })}`);
-      if (!alive) return;
+      if (!alive || ticket !== loads) return;
       const deleted = showDeleted.checked && page === 0 ? await deletedKeys(where) : [];
       entries = {
         folders: doc.common_prefixes,

@@ -1,6 +1,10 @@
 // Uploads: file and folder pickers and drag-and-drop (folders keep their relative paths),
 // several files at once, a progress bar per file and for the batch with MB/s and time left,
-// cancel (aborts the session on the server) and pause / resume per file.
+// cancel (aborts the session on the server) and pause / resume per file. An options panel
+// sets the content type (empty: each file's own File.type, else application/octet-stream)
+// and user metadata pairs, checked here with the server's rules before anything is sent:
+// one-shot PUTs carry them as Content-Type and X-Meta-<name> headers, sessions as the
+// "content_type" and "metadata" fields of POST /v1/uploads.
 //
 // A file up to 8 MiB is one PUT /v1/objects; a larger one goes through an upload session
 // (POST /v1/uploads, PUT 4 MiB chunks with 4 in flight, each retried with exponential
@@ -11,7 +15,7 @@
 // button each.
 
 import { ApiError, callJson, describe, objectPath, sendWithProgress } from "./api.js";
-import { formatBytes, formatDuration, formatTime, h, messageSlot, replace } from "./dom.js";
+import { formatBytes, formatDuration, formatTime, h, labelled, messageSlot, replace } from "./dom.js";
 
 export const SESSION_THRESHOLD = 8 * 1024 * 1024;
 const CHUNK_SIZE = 4 * 1024 * 1024;
@@ -20,6 +24,47 @@ const FILES_IN_FLIGHT = 2;
 const CHUNK_TRIES = 6;
 const BACKOFF_MS = 400;
 const RESUME_PREFIX = "dfspeer.upload:";
+const DEFAULT_TYPE = "application/octet-stream";
+// the server's rules (dfspeer.api.public.user_meta and the Content-Type check of PUT)
+const META_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+export const MAX_META_BYTES = 2048;
+export const MAX_CONTENT_TYPE_CHARS = 256;
+
+/**
+ * Check the upload options as the server would: {contentType, meta} or {error, field}
+ * (`field`: the index of the metadata pair at fault, or "type"). Names are lower-cased
+ * (the server stores them so); values are trimmed.
+ */
+export function checkOptions(contentType, pairs) {
+  const type = contentType.trim();
+  if (type && (type.length > MAX_CONTENT_TYPE_CHARS || !PRINTABLE_ASCII.test(type))) {
+    return { error: `The content type must be 1 to ${MAX_CONTENT_TYPE_CHARS} printable ASCII characters.`, field: "type" };
+  }
+  const meta = {};
+  let bytes = 0;
+  for (const [i, [rawName, rawValue]] of pairs.entries()) {
+    const name = rawName.trim().toLowerCase().replace(/^x-meta-/, "");
+    const value = rawValue.trim();
+    if (!name && !value) continue; // an empty row is ignored
+    if (!META_NAME.test(name)) {
+      return {
+        error: `Metadata name “${rawName.trim()}” is not valid: use letters, digits and ! # $ % & ' * + - . ^ _ \` | ~ (no spaces, no colon).`,
+        field: i,
+      };
+    }
+    if (Object.hasOwn(meta, name)) return { error: `Metadata name “${name}” is given twice.`, field: i };
+    if (!PRINTABLE_ASCII.test(value)) {
+      return { error: `The value of “${name}” must be printable ASCII (no accents, no line breaks).`, field: i };
+    }
+    meta[name] = value;
+    bytes += new TextEncoder().encode(name + value).length;
+  }
+  if (bytes > MAX_META_BYTES) {
+    return { error: `The metadata is ${bytes} bytes: at most ${MAX_META_BYTES} bytes of names and values are allowed.`, field: pairs.length - 1 };
+  }
+  return { contentType: type, meta };
+}
 
 function resumeKey(bucket, key, file) {
   return RESUME_PREFIX + JSON.stringify([bucket, key, file.name, file.size, file.lastModified]);
@@ -49,7 +94,8 @@ function forgetSession(id) {
 }
 
 /** Counters for tests and the curious: chunks sent, chunks skipped on resume. */
-export const stats = { chunksSent: 0, chunksResumed: 0, sessionsResumed: 0, peakChunksInFlight: 0 };
+// `retries`: one {index, attempt, waitMs, status} per chunk retry, in order.
+export const stats = { chunksSent: 0, chunksResumed: 0, sessionsResumed: 0, peakChunksInFlight: 0, retries: [] };
 window.dfspeerUploadStats = stats;
 
 class Stopped extends Error {
@@ -76,6 +122,63 @@ async function filesOf(entry, path = "") {
   return nested.flat();
 }
 
+/** The options of the next uploads: content type and user metadata pairs. */
+function optionsPanel() {
+  const type = h("input#upload-content-type", {
+    name: "content_type", autocomplete: "off", spellcheck: "false", maxlength: String(MAX_CONTENT_TYPE_CHARS),
+    placeholder: "each file's own type", "aria-describedby": "upload-type-hint",
+  });
+  const list = h("ul.meta-pairs#meta-pairs", { "aria-label": "User metadata" });
+  const note = messageSlot("upload-options-message");
+  const summary = h("summary#upload-options-summary", {}, "");
+  let serial = 0;
+  const pairs = () => [...list.children].map((li) => [li.nameInput.value, li.valueInput.value]);
+  function describeChoice() {
+    const n = pairs().filter(([a, b]) => a.trim() || b.trim()).length;
+    summary.textContent = `Content type and metadata: ${type.value.trim() || "each file's own type"}, ` +
+      `${n ? `${n} metadata entr${n === 1 ? "y" : "ies"}` : "no metadata"}`;
+  }
+  function addPair(name = "", value = "") {
+    serial += 1;
+    const nameInput = h(`input.meta-name#meta-name-${serial}`, { autocomplete: "off", spellcheck: "false", value: name });
+    const valueInput = h(`input.meta-value#meta-value-${serial}`, { autocomplete: "off", value });
+    const li = h("li.meta-pair", {}, labelled("Name", nameInput), labelled("Value", valueInput),
+      h("button.small.secondary.meta-remove", { type: "button", "aria-label": `Remove metadata entry ${serial}`, onclick: () => {
+        li.remove();
+        describeChoice();
+        add.focus();
+      } }, "Remove"));
+    li.nameInput = nameInput;
+    li.valueInput = valueInput;
+    list.append(li);
+    describeChoice();
+    return nameInput;
+  }
+  const add = h("button.small.secondary#meta-add", { type: "button", onclick: () => addPair().focus() }, "Add metadata");
+  const element = h("details.upload-options#upload-options", {}, summary,
+    h("div.options-body", {},
+      labelled("Content type", type),
+      h("p.muted.hint#upload-type-hint", {}, `Empty: each file's type as the browser knows it, else ${DEFAULT_TYPE}.`),
+      h("fieldset", {}, h("legend", {}, "User metadata (stored as X-Meta-<name>; names are lower-cased)"), list, add),
+      note));
+  element.addEventListener("input", () => { describeChoice(); note.set(""); });
+  describeChoice();
+  return {
+    element,
+    addPair,
+    /** {contentType, meta}, or null after saying what is wrong (and focusing it). */
+    read() {
+      const checked = checkOptions(type.value, pairs());
+      if (!checked.error) return checked;
+      element.open = true;
+      note.set(`Nothing was uploaded: ${checked.error}`);
+      const target = checked.field === "type" ? type : list.children[checked.field] && list.children[checked.field].nameInput;
+      if (target) target.focus();
+      return null;
+    },
+  };
+}
+
 export function createUploader({ bucket, prefix, onFileDone }) {
   const input = h("input#file-input.picker", { type: "file", multiple: true });
   const folderInput = h("input#folder-input.picker", { type: "file", multiple: true, webkitdirectory: true });
@@ -88,7 +191,8 @@ export function createUploader({ bucket, prefix, onFileDone }) {
     h("label.button", { for: "file-input" }, "choose files", input), " ",
     h("label.button.secondary", { for: "folder-input" }, "choose a folder", folderInput),
     h("span.muted", {}, ` → ${bucket}/${prefix}`));
-  const element = h("section.card.upload", { "aria-label": "Upload" }, zone, pending,
+  const options = optionsPanel();
+  const element = h("section.card.upload", { "aria-label": "Upload" }, zone, options.element, pending,
     h("div.upload-head", { hidden: true }, overall, speed), rows);
   const queue = [];
   let running = 0;
@@ -140,6 +244,9 @@ export function createUploader({ bucket, prefix, onFileDone }) {
   }
 
   function add(items) {
+    if (!items.length) return;
+    const chosen = options.read();
+    if (!chosen) return;
     if (!batch || batch.done === batch.files) {
       batch = { started: performance.now(), sent: 0, total: 0, files: 0, done: 0 };
     }
@@ -153,7 +260,10 @@ export function createUploader({ bucket, prefix, onFileDone }) {
       const row = h("li.upload-row", { dataset: { key, state: "waiting" } },
         h("span.name", { title: key }, key), h("span.size", {}, formatBytes(file.size)), bar, note,
         h("span.row-actions", {}, pause, cancel));
-      const job = { file, key, bar, note, row, pause, cancel, xhrs: new Set(), stop: null, sessionId: "", batch };
+      const job = {
+        file, key, bar, note, row, pause, cancel, xhrs: new Set(), stop: null, sessionId: "", batch,
+        contentType: chosen.contentType || file.type || DEFAULT_TYPE, meta: chosen.meta,
+      };
       row.job = job;
       pause.addEventListener("click", () => (job.stop === "paused" ? resume(job) : halt(job, "paused")));
       cancel.addEventListener("click", () => halt(job, "cancelled"));
@@ -238,7 +348,10 @@ export function createUploader({ bucket, prefix, onFileDone }) {
       let result;
       if (file.size <= SESSION_THRESHOLD) {
         result = await sendWithProgress("PUT", objectPath(bucket, key), file, {
-          headers: { "Content-Type": file.type || "application/octet-stream" },
+          headers: {
+            "Content-Type": job.contentType,
+            ...Object.fromEntries(Object.entries(job.meta).map(([n, v]) => [`X-Meta-${n}`, v])),
+          },
           xhrs: job.xhrs,
           onProgress: (loaded) => { progress(loaded, loaded - last); last = loaded; },
         });
@@ -278,7 +391,9 @@ export function createUploader({ bucket, prefix, onFileDone }) {
       try {
         const session = await callJson("GET", `/v1/uploads/${encodeURIComponent(remembered)}`);
         const { missing } = await callJson("GET", `/v1/uploads/${encodeURIComponent(remembered)}/missing-chunks`);
-        if (session.state === "initiated" || session.state === "in_progress") {
+        const same = session.content_type === job.contentType &&
+          JSON.stringify(Object.entries(session.metadata || {}).sort()) === JSON.stringify(Object.entries(job.meta).sort());
+        if (same && (session.state === "initiated" || session.state === "in_progress")) {
           stats.sessionsResumed += 1;
           return { session, missing, resumed: true };
         }
@@ -287,7 +402,9 @@ export function createUploader({ bucket, prefix, onFileDone }) {
       }
       localStorage.removeItem(resumeKey(bucket, key, file));
     }
-    const init = { bucket, key, size: file.size, content_type: file.type || "application/octet-stream" };
+    // another content type or other metadata than the remembered session's: a new session
+    // (the old one stays listed under "Unfinished uploads")
+    const init = { bucket, key, size: file.size, content_type: job.contentType, metadata: job.meta };
     let session;
     try {
       session = await callJson("POST", "/v1/uploads", { json: { ...init, chunk_size: CHUNK_SIZE } });
@@ -344,6 +461,7 @@ export function createUploader({ bucket, prefix, onFileDone }) {
           if (!retriable || attempt >= CHUNK_TRIES || exc.code === "aborted" || job.stop) throw exc;
           // exponential backoff with jitter, or the peer's Retry-After
           const wait = exc.retryAfter ? exc.retryAfter * 1000 : BACKOFF_MS * 2 ** (attempt - 1) * (0.5 + Math.random());
+          stats.retries.push({ index, attempt, waitMs: wait, status: exc.status });
           note.textContent = `chunk ${index}: ${describe(exc)} · retry ${attempt} in ${formatDuration(wait / 1000)}`;
           await new Promise((resolve) => setTimeout(resolve, wait));
         }
