@@ -251,8 +251,10 @@ async def put_object(request: web.Request) -> web.Response:
 @routes.delete(OBJECT_PATH)
 async def delete_object(request: web.Request) -> web.Response:
     """Plain: write a delete marker; 204 whether or not the object existed, with
-    ``X-Object-Version`` = the marker's id when one was written. ``?version=V``: remove
-    version V for good; 204 with ``X-Object-Version: V``, 404 ``no_such_version``."""
+    ``X-Object-Version`` = the marker's id in a versioned bucket or when it hid a live
+    version (an unversioned key with nothing visible gets its marker without the header).
+    ``?version=V``: remove version V for good; 204 with ``X-Object-Version: V``, 404
+    ``no_such_version``."""
     bucket, key = _names(request)
     version = version_param(request)
     written = await request.app[OBJECTS_KEY].delete_object(bucket, key, version=version)

@@ -9,12 +9,23 @@ released and (with a zero grace) collected in the same pass:
    upload). The pass writes each as a deleted ``block_refs`` entry with quorum W to the
    block's replicas, then drops it from the queue (kept for the next pass on failure).
    Every replica of the object does this; the writes are idempotent.
+   A release is acted on only once its version's abort cannot be undone: the version is
+   aborted on at least W of its key's replicas (an abort that failed its quorum is
+   retracted from the replicas that took it, and the version comes back ``complete``), or
+   no replica of the key holds it live any more. A release whose version is live again
+   on some replica and aborted on none is withdrawn; anything else waits for a later pass.
 2. **Expire** — a version left ``uploading`` for ``upload_expiry_s`` (its coordinator
    died) is aborted, and so is a superseded null version whose coordinator did not abort
-   it (:meth:`ObjectEntry.superseded`), by the first replica of its key.
+   it (:meth:`ObjectEntry.superseded`), by the first replica of its key — superseded by a
+   version known acknowledged only: ``complete`` on at least W of the key's replicas and
+   older than ``upload_expiry_s`` (:func:`~dfspeer.model.replica_states.acknowledged_null`;
+   a put that failed its quorum can leave its complete version on one replica, or on W
+   whose answers were lost, and its coordinator then aborts it: what it seems to
+   supersede may be the last acknowledged write).
 3. **Sweep** — a live reference older than ``upload_expiry_s`` that was never confirmed is
    checked against its object, by the first replica of its block: a complete version with
-   data confirms it; an aborted or missing one deletes it. This catches references whose
+   data confirms it; an aborted or missing one deletes it, once settled as for a release
+   (aborted on W replicas, or live on none). This catches references whose
    release was never queued (an upload whose coordinator died, a version aborted on a
    replica that never saw its chunk list).
 4. **Collect** — :meth:`dfspeer.cluster.blockmanager.BlockManager.collect_once` deletes
@@ -44,7 +55,16 @@ from dfspeer.model.objects import (
     UPLOADING,
     ObjectEntry,
     ObjectsSchema,
+    ObjectVersion,
     table_key,
+)
+from dfspeer.model.replica_states import (
+    RELEASE,
+    WITHDRAW,
+    ReplicaEntries,
+    acknowledged_null,
+    read_replica_entries,
+    release_verdict,
 )
 
 log = logging.getLogger(__name__)
@@ -53,6 +73,20 @@ PAGE = 512
 """Entries read per page by a pass."""
 RELEASE_CONCURRENCY = 32
 """Reference releases in flight at once."""
+
+
+def _release_of(key: bytes, value: Any) -> tuple[bytes, str]:
+    """(objects key, version id) of the queued release ``key`` -> ``value``."""
+    bucket, name = str(value.get("bucket", "")), str(value.get("key", ""))
+    return table_key(bucket, name), key[32:].decode(errors="replace")
+
+
+def _expired_uploads(entry: ObjectEntry, horizon: float) -> list[ObjectVersion]:
+    """Versions of ``entry`` left uploading since before ``horizon`` (unix s), except those
+    of resumable upload sessions (they expire with their session)."""
+    return [
+        v for v in entry.versions if v.state == UPLOADING and v.created < horizon and not v.upload
+    ]
 
 
 def _pages(items: Iterator[tuple[bytes, Any]], size: int) -> Iterator[list[tuple[bytes, Any]]]:
@@ -70,8 +104,9 @@ class ObjectLifecycle:
     """Release, expire, sweep and collect for one peer (module docstring). ``clock``: unix
     seconds. ``extra_passes``: coroutines run with the expiry (each returns how many things
     it expired), e.g. the expiry of idle upload sessions. Counters:
-    ``references_released``, ``versions_aborted`` (expired uploads and superseded null
-    versions), ``refs_confirmed``, ``refs_swept``, ``pass_failures``."""
+    ``references_released``, ``releases_withdrawn`` (their abort was retracted),
+    ``versions_aborted`` (expired uploads and superseded null versions), ``refs_confirmed``,
+    ``refs_swept``, ``pass_failures``."""
 
     def __init__(
         self,
@@ -123,8 +158,10 @@ class ObjectLifecycle:
 
     # ------------------------------------------------------------------ release
     async def release_once(self) -> int:
-        """Write every queued release as a deleted reference (quorum W, ``RELEASE_CONCURRENCY``
-        at once); returns how many."""
+        """Write every queued release whose version's abort is settled as a deleted
+        reference (quorum W, ``RELEASE_CONCURRENCY`` at once), drop those whose abort was
+        undone, keep the rest for a later pass (module docstring); returns how many were
+        written."""
         released = 0
         slots = asyncio.Semaphore(RELEASE_CONCURRENCY)
 
@@ -149,9 +186,34 @@ class ObjectLifecycle:
                 return 1
 
         for page in _pages(self.releases.iter_items(page=PAGE), PAGE):
-            released += sum(await asyncio.gather(*(release(k, v) for k, v in page)))
+            verdicts = await self._release_verdicts(page, slots)
+            go = [(k, v) for k, v in page if verdicts[_release_of(k, v)] == RELEASE]
+            undone = [k for k, v in page if verdicts[_release_of(k, v)] == WITHDRAW]
+            released += sum(await asyncio.gather(*(release(k, v) for k, v in go)))
+            for key in undone:
+                await self.releases.delete(key)
+            self.counters["releases_withdrawn"] += len(undone)
         self.counters["references_released"] += released
         return released
+
+    async def _release_verdicts(
+        self, page: list[tuple[bytes, Any]], slots: asyncio.Semaphore
+    ) -> dict[tuple[bytes, str], str]:
+        """(objects key, version id) -> :func:`release_verdict` for every version with a
+        release in ``page``; one read of the replicas per objects key."""
+        wanted = {_release_of(k, v) for k, v in page}
+        found: dict[bytes, ReplicaEntries] = {}
+
+        async def read(key: bytes) -> None:
+            async with slots:
+                found[key] = await self._replica_entries(key)
+
+        await asyncio.gather(*(read(key) for key in {key for key, _ in wanted}))
+        w = self.replicator.write_quorum
+        return {(key, vid): release_verdict(found[key], vid, w) for key, vid in wanted}
+
+    async def _replica_entries(self, key: bytes) -> ReplicaEntries:
+        return await read_replica_entries(self.view, self.store, self.replicator.rpc, key)
 
     # ------------------------------------------------------------------ expire
     def _first_replica(self, placed_by: bytes) -> bool:
@@ -159,37 +221,46 @@ class ObjectLifecycle:
         return bool(replicas) and replicas[0] == self.view.self_id
 
     async def expire_once(self) -> int:
-        """Abort versions left uploading longer than ``upload_expiry_s`` (for the keys this
-        peer is the first replica of); returns how many."""
+        """Abort versions left uploading longer than ``upload_expiry_s`` and null versions
+        superseded by an acknowledged one (for the keys this peer is the first replica
+        of); returns how many."""
         horizon = self.clock() - self.upload_expiry_s
         expired = 0
         for key, record in self.store.table(OBJECTS_TABLE).iter_items(page=PAGE):
-            stale = self._stale_uploads(record, horizon)
-            if stale is None or not self._first_replica(key):
+            try:
+                entry = self.objects_schema.decode(record)
+            except ValueError:
                 continue
+            stale = _expired_uploads(entry, horizon)
+            if not (stale or entry.superseded()) or not self._first_replica(key):
+                continue
+            if entry.superseded():
+                stale += await self._superseded(key, entry, horizon)
+            if not stale:
+                continue
+            aborted = ObjectEntry(entry.bucket, entry.key, tuple(v.aborted() for v in stale))
             try:
                 await self.replicator.write_record(
-                    OBJECTS_TABLE, key, self.objects_schema.encode(stale)
+                    OBJECTS_TABLE, key, self.objects_schema.encode(aborted)
                 )
-                expired += len(stale.versions)
-                self.counters["versions_aborted"] += len(stale.versions)
+                expired += len(stale)
+                self.counters["versions_aborted"] += len(stale)
             except DfsError as exc:
-                log.debug("expiry of uploads of %s deferred: %s", key.hex()[:16], exc)
+                log.debug("expiry of versions of %s deferred: %s", key.hex()[:16], exc)
         return expired
 
-    def _stale_uploads(self, record: Any, horizon: float) -> ObjectEntry | None:
-        try:
-            entry = self.objects_schema.decode(record)
-        except ValueError:
-            return None
-        old = [
-            v
-            for v in entry.versions
-            if v.state == UPLOADING and v.created < horizon and not v.upload  # sessions expire
-        ]
-        old += entry.superseded()
-        aborted = tuple(v.aborted() for v in old)
-        return ObjectEntry(entry.bucket, entry.key, aborted) if aborted else None
+    async def _superseded(
+        self, key: bytes, entry: ObjectEntry, horizon: float
+    ) -> list[ObjectVersion]:
+        """The null versions of ``entry``, not aborted, older than the newest null version
+        known acknowledged (:func:`acknowledged_null`: complete on at least W of the key's
+        replicas now, and written before ``horizon``)."""
+        local = ReplicaEntries(1, (entry,))
+        if not any(v.id < acknowledged_null(local, 1, horizon) for v in entry.superseded()):
+            return []  # nothing here is old enough to count: no need to ask the replicas
+        found = await self._replica_entries(key)
+        newest = acknowledged_null(found, self.replicator.write_quorum, horizon)
+        return [v for v in entry.versions if v.null and v.state != ABORTED and v.id < newest]
 
     # ------------------------------------------------------------------ sweep
     async def sweep_once(self) -> int:
@@ -219,6 +290,10 @@ class ObjectLifecycle:
         if version is not None and version.state == UPLOADING:
             return 0  # expire_once aborts it first; settled on a later pass
         keep = version is not None and version.state != ABORTED and version.is_data
+        if not keep:  # the quorum read may see an abort that is being retracted
+            found = await self._replica_entries(table_key(ref.bucket, ref.key))
+            if release_verdict(found, ref.version, self.replicator.write_quorum) != RELEASE:
+                return 0  # not settled: a later pass decides
         settled = BlockRef(
             ref.digest,
             ref.version,

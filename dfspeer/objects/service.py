@@ -5,8 +5,9 @@ per key holding its versions. Upload: :mod:`.versioned_put` (``uploading`` with 
 references, then ``complete``); nothing is visible until the complete version is on W
 replicas. Reads: quorum-R read of the entry (merged), then chunks with prefetch
 (:mod:`.download`). Delete: in a bucket that keeps versions, a delete marker; otherwise a
-null delete marker that replaces the null version (whose blocks are then released); with
-a version id, that version is aborted for good. Listing: :mod:`.listing`.
+null delete marker that replaces the null version (whose blocks are then released),
+written even when the read sees nothing live; with a version id, that version is aborted
+for good. Listing: :mod:`.listing`.
 
 Version order across coordinators: before choosing a version id, the coordinator reads
 the key's entry and feeds its newest version id to the hybrid logical clock, so a write
@@ -219,7 +220,13 @@ class ObjectService:
     ) -> str | None:
         """Delete ``bucket/key``: without ``version``, add a delete marker (its version id
         is returned; None when an unversioned key had nothing to delete); with one, remove
-        that version for good (returned). Raises NoSuchVersion for an unknown version."""
+        that version for good (returned). Raises NoSuchVersion for an unknown version.
+
+        In an existing bucket that does not keep versions, the null delete marker is
+        written even when the quorum read sees no live version: a failed put may have left
+        a null version on a replica outside that quorum, and only a newer null version (the
+        marker) keeps it hidden once anti-entropy spreads it. A lone marker is a tombstone,
+        purged after ``tombstone_grace_s`` (:mod:`dfspeer.cluster.tombstones`)."""
         validate_bucket(bucket)
         validate_key(key)
         entry = await self._read_entry(bucket, key)
@@ -230,9 +237,12 @@ class ObjectService:
             await self._write_version(bucket, key, ObjectVersion(version, ABORTED))
             return version
         info = await self.buckets.read(bucket, cached=True)
+        if info is None and entry is None:  # a cached "no such bucket" may be stale
+            info = await self.buckets.read(bucket)
+            if info is None:
+                return None  # no bucket, no trace of the key: no marker to write
         keeps = info is not None and info.keeps_versions
-        if not keeps and (entry is None or entry.live() is None):
-            return None
+        visible = keeps or (entry is not None and entry.live() is not None)
         now = time.time()
         marker = ObjectVersion(
             str(self.clock.next_version(self.view.self_id)),
@@ -244,7 +254,7 @@ class ObjectService:
         )
         await self._write_version(bucket, key, marker)
         self.supersede(bucket, key, entry, marker)
-        return marker.id
+        return marker.id if visible else None
 
     # ------------------------------------------------------------------ reads
     async def stat_object(self, bucket: str, key: str, *, version: str | None = None) -> ObjectInfo:

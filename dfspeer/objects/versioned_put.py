@@ -11,9 +11,10 @@ Order (so garbage collection can never take a block a live upload needs):
 3. the version is written ``complete`` with its chunk list and metadata.
 
 On a failure after step 1 (a short body, a wrong ``X-Content-SHA256``, lost replicas) the
-coordinator releases the references it wrote and marks the version aborted, both best
-effort; what it cannot do (it died) the lifecycle's expiry and sweep finish
-(:mod:`dfspeer.model.lifecycle`).
+coordinator marks the version aborted and releases the references it wrote, both best
+effort — but once the complete version was sent, only if the abort reached W replicas (the
+complete version may have landed where the answers were lost); what it cannot do (it
+died) the lifecycle's expiry and sweep finish (:mod:`dfspeer.model.lifecycle`).
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ class VersionedPut:
         self.created = time.time()
         self._begun: asyncio.Task[None] | None = None
         self._written: set[bytes] = set()
+        self._completing = False
+        """True once the complete version was sent: it may have landed, even on W replicas
+        whose answers were lost, whatever the write raised."""
 
     def _entry(self, version: ObjectVersion) -> dict[str, object]:
         r = self.request
@@ -143,6 +147,7 @@ class VersionedPut:
                 expected_sha256=r.expected_sha256,
             )
             version = self._complete(stored)
+            self._completing = True
             await self._write_version(version)
         except BaseException:
             if self._begun is not None:
@@ -167,12 +172,17 @@ class VersionedPut:
         )
 
     async def _abort(self) -> None:
-        """Best effort: mark the version aborted and release the references written."""
+        """Best effort: mark the version aborted and release the references written. When
+        the abort fails after the complete version was sent, the references stay: that
+        version may be complete on replicas the abort missed, and anti-entropy spreads it
+        (a failed write may land); the lifecycle's sweep settles them later."""
         r = self.request
         try:
             await self._write_version(ObjectVersion(r.version_id, ABORTED))
         except DfsError as exc:
             log.debug("abort of an upload's version deferred to the lifecycle: %s", exc)
+            if self._completing:
+                return
         await release_refs(self.replicator, self._written, r.version_id, r.bucket, r.key)
 
 

@@ -28,9 +28,11 @@ from dfspeer.sim.loop import SimulationDeadlock, VirtualTimeLoop
 from dfspeer.sim.network import SimRpc
 
 ROOT = Path(__file__).resolve().parents[2]
-CI_SEEDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13)
-"""Seeds run on every test run: 60 ops and 4 faults each, a second or two apiece. Seed 10
-is left out: it finds a real lost acknowledged write (:data:`FOUND`)."""
+CI_SEEDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 41)
+"""Seeds run on every test run: 60 ops and 4 faults each, a second or two apiece (and the
+seeds of :data:`FOUND`, seed 10 among them, each in a test of its own). Seed 41 has a put
+that fails its quorum after leaving its version on the key's first replica: the case the
+lifecycle's supersede rule must get right."""
 CI_OPS = 60
 FOUND = {
     10: "k12: the lifecycle aborts the acked version, superseded by a failed put's",
@@ -38,7 +40,8 @@ FOUND = {
     358: "k4: a failed abort is retracted but its queued release still frees the blocks",
     431: "k2: a delete that sees no live version writes no marker; a failed put surfaces",
 }
-"""Seeds (3 peers, 60 ops; of 1-1000) on which the simulator found a product bug."""
+"""Seeds (3 peers, 60 ops; of 1-1000) on which the simulator found a product bug, now fixed:
+they run on every test run so the bugs stay fixed."""
 
 
 # ---------------------------------------------------------------- planted bugs (test-only)
@@ -55,16 +58,15 @@ def plant_quorum_of_one() -> None:
     Replicator.__init__ = acks_after_one  # type: ignore[method-assign]
 
 
-def plant_no_gc_grace() -> None:
-    """Collect a block as soon as its reference count is 0 (no ``block_gc_grace_s``)."""
-    from dfspeer.cluster.blockmanager import BlockManager
+def plant_supersede_by_any_complete() -> None:
+    """Let the lifecycle take any newer complete null version for acknowledged (one copy,
+    just written) and abort the older null versions it seems to supersede."""
+    from dfspeer.model import lifecycle, replica_states
 
-    real_init = BlockManager.__init__
+    def any_complete(found: Any, _w: int, _before: float) -> str:
+        return replica_states.acknowledged_null(found, 1, float("inf"))
 
-    def no_grace(self: BlockManager, store: BlockStore, **kwargs: Any) -> None:
-        real_init(self, store, **{**kwargs, "grace_s": 0.0})
-
-    BlockManager.__init__ = no_grace  # type: ignore[method-assign]
+    lifecycle.acknowledged_null = any_complete  # type: ignore[assignment]
 
 
 CHILD = """
@@ -196,26 +198,24 @@ def test_a_seed_replays_exactly_across_processes() -> None:
     assert len(one[5]["log"]) > CI_OPS
 
 
-@pytest.mark.parametrize("plant", ["plant_quorum_of_one", "plant_no_gc_grace"])
+@pytest.mark.parametrize("plant", ["plant_quorum_of_one", "plant_supersede_by_any_complete"])
 def test_a_planted_bug_is_found_within_the_ci_seeds(plant: str) -> None:
     """A build that acknowledges a write after one replica instead of W = 2, or that
-    collects blocks without a grace period (injected by a ``plant_*`` function of this
-    test module in the child, never a product flag), fails one of the CI seeds."""
+    aborts a null version as superseded by a newer one not known acknowledged (injected by a
+    ``plant_*`` function of this test module in the child, never a product flag), fails
+    one of the seeds run on every test run."""
     assert _failing(_child(CI_SEEDS, plant=plant, first=True)), f"{plant} went unnoticed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a product bug the simulator found (FOUND); move the seed to CI_SEEDS once fixed",
-)
 @pytest.mark.parametrize("seed", sorted(FOUND))
-def test_found_bugs_still_reproduce(seed: int) -> None:
-    """What the simulator found (README, *Whole-peer simulation*): (10, 25) the lifecycle's
-    expiry pass aborts a null version as *superseded* as soon as the key's first replica
-    holds a newer complete null version -- even one whose put failed its quorum -- so the
-    acknowledged version is aborted and its blocks collected; (358) when that abort itself
-    fails its quorum it is retracted, but the reference releases its hook queued on the
-    replicas that applied it still go out; (431) a delete whose quorum read sees no live
-    version writes no delete marker, so a failed earlier put that reached one replica
-    surfaces after the acknowledged delete."""
+def test_found_bugs_stay_fixed(seed: int) -> None:
+    """What the simulator found (README, *Whole-peer simulation*), each fixed since.
+    Seeds 10 and 25: the lifecycle's expiry pass aborted a null version as superseded as
+    soon as the key's first replica held a newer complete null version, even one whose put
+    failed its quorum, so the acknowledged version was aborted and its blocks collected.
+    Seed 358: when that abort failed its quorum it was retracted, but the releases its
+    hook had queued on the replicas that applied it still went out. Seed 431: a delete
+    whose quorum read saw no live version wrote no delete marker, so a failed earlier put
+    that reached one replica surfaced after the acknowledged delete. The fixes count
+    replicas (:mod:`dfspeer.model.replica_states`) and always write the marker."""
     assert _failing(_child((seed,))) == {}

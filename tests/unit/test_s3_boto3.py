@@ -255,7 +255,9 @@ def test_objects_round_trip_metadata_ranges_and_conditions(s3: Any) -> None:
     with pytest.raises(ClientError) as exc:
         s3.head_object(Bucket="objs", Key="a/file.bin")
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
-    s3.delete_object(Bucket="objs", Key="never-there")  # idempotent
+    never = s3.delete_object(Bucket="objs", Key="never-there")  # idempotent
+    assert never["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert "DeleteMarker" not in never and "VersionId" not in never
 
 
 def test_delete_objects_quiet_and_verbose(s3: Any) -> None:
@@ -266,6 +268,7 @@ def test_delete_objects_quiet_and_verbose(s3: Any) -> None:
         Bucket="bulk", Delete={"Objects": [{"Key": "k0"}, {"Key": "k1"}, {"Key": "none"}]}
     )
     assert sorted(d["Key"] for d in out["Deleted"]) == ["k0", "k1", "none"]
+    assert next(d for d in out["Deleted"] if d["Key"] == "none") == {"Key": "none"}
     quiet = s3.delete_objects(
         Bucket="bulk", Delete={"Objects": [{"Key": "k2"}, {"Key": "k3"}], "Quiet": True}
     )
