@@ -1309,13 +1309,18 @@ class Client:
         _, _, doc = await self._request("GET", self.bucket_url(bucket) + "/permissions")
         return doc if isinstance(doc, dict) else {}
 
-    async def share_url(self, bucket: str, key: str, expires_s: float) -> str:
+    async def share_url(
+        self, bucket: str, key: str, expires_s: float, *, version: str | None = None
+    ) -> str:
         """``POST /v1/share``: a presigned URL that lets anyone who holds it ``GET`` /
-        ``HEAD`` ``bucket/key`` without credentials for ``expires_s`` seconds (1..604800, 7
-        days), signed as this client's access key (or the admin). Raises DfsError
-        (``invalid_argument`` for an expiry out of range, ``access_denied`` when the
-        caller may not read the bucket)."""
-        body = {"bucket": bucket, "key": key, "expires_s": expires_s}
+        ``HEAD`` ``bucket/key`` (only its version ``version``, when given) without
+        credentials for ``expires_s`` seconds (1..604800, 7 days), signed as this client's
+        access key (or the admin). Raises DfsError (``invalid_argument`` for an expiry out
+        of range or a malformed version, ``access_denied`` when the caller may not read
+        the bucket)."""
+        body: dict[str, Any] = {"bucket": bucket, "key": key, "expires_s": expires_s}
+        if version is not None:
+            body["version"] = version
         _, _, doc = await self._request("POST", self.base_url + "/v1/share", json=body)
         return str(doc.get("url", "")) if isinstance(doc, dict) else ""
 

@@ -8,6 +8,7 @@ flags, ``DFSPEER_*`` environment variables, a TOML file, the defaults below.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dfspeer.gossip.config import SwimConfig
 
@@ -52,6 +54,7 @@ class PeerConfig:
     # JWT bearer tokens acting as access keys (dfspeer.access.jwt_auth): one key source
     jwt_public_key_file: Path | None = None  # a PEM public key (EC P-256: ES256, RSA: RS256)
     jwt_jwks_file: Path | None = None  # a local JWKS file of ES256 / RS256 public keys
+    jwt_jwks_url: str = ""  # an identity provider's JWKS (https; http to loopback only)
     jwt_issuer: str = ""  # the iss a JWT must carry ("" = not checked)
     jwt_audience: str = ""  # an aud a JWT must name ("" = a JWT must carry no aud)
     # TLS (dfspeer.tls): HTTPS on the API and S3 ports; peer RPC over https
@@ -227,9 +230,7 @@ class PeerConfig:
             "inline_threshold_bytes",
             "must be in 0..64 KiB",
         )
-        need(
-            self.default_chunking in ("cdc", "fixed"), "default_chunking", "must be cdc or fixed"
-        )
+        need(self.default_chunking in ("cdc", "fixed"), "default_chunking", "must be cdc or fixed")
         need(
             max(64 * 1024, self.inline_threshold_bytes + 1) <= self.cdc_min_chunk_bytes <= MiB,
             "cdc_min_chunk_bytes",
@@ -318,19 +319,7 @@ class PeerConfig:
             "must be one of debug, info, warning, error",
         )
         need(self.log_format in ("text", "json"), "log_format", "must be text or json")
-        need(
-            self.jwt_public_key_file is None or self.jwt_jwks_file is None,
-            "jwt_jwks_file",
-            "give jwt_public_key_file or jwt_jwks_file, not both",
-        )
-        for name in ("jwt_issuer", "jwt_audience"):
-            need(
-                not getattr(self, name)
-                or self.jwt_public_key_file is not None
-                or self.jwt_jwks_file is not None,
-                name,
-                "needs jwt_public_key_file or jwt_jwks_file",
-            )
+        self._validate_jwt()
         self._validate_tls_audit()
         for addr in self.join:
             parse_host_port(addr, what="join")
@@ -341,6 +330,26 @@ class PeerConfig:
                 "must be 1..128 printable characters",
             )
         return self
+
+    def _validate_jwt(self) -> None:
+        """The JWT settings: one key source at most, issuer and audience need one, a JWKS
+        URL is https (or http to a loopback address). Key files are loaded at start."""
+        if self.jwt_public_key_file is not None and self.jwt_jwks_file is not None:
+            raise ConfigError(
+                "jwt_jwks_file: give jwt_public_key_file or jwt_jwks_file, not both "
+                f"(got {self.jwt_jwks_file!r})"
+            )
+        sources = "jwt_public_key_file, jwt_jwks_file or jwt_jwks_url"
+        if self.jwt_jwks_url:
+            if self.jwt_public_key_file is not None or self.jwt_jwks_file is not None:
+                raise ConfigError(f"jwt_jwks_url: give one of {sources}, not two")
+            problem = _jwks_url_problem(self.jwt_jwks_url)
+            if problem:
+                raise ConfigError(f"jwt_jwks_url: {problem} (got {self.jwt_jwks_url[:200]!r})")
+        has_source = bool(self.jwt_jwks_url) or self.jwt_public_key_file is not None
+        for name in ("jwt_issuer", "jwt_audience"):
+            if getattr(self, name) and not (has_source or self.jwt_jwks_file is not None):
+                raise ConfigError(f"{name}: needs {sources} (got {getattr(self, name)!r})")
 
     def _validate_tls_audit(self) -> None:
         """The TLS, audit log and auth cache settings (files are loaded at start)."""
@@ -517,6 +526,35 @@ def _coerce(name: str, raw: Any) -> Any:
         return raw
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name}: cannot use {raw!r}: {exc}") from exc
+
+
+def _jwks_url_problem(url: str) -> str:
+    """What is wrong with a ``jwt_jwks_url`` ("" when nothing is): it must be an
+    ``https://`` URL of at most 2048 printable characters with a host, or ``http://`` to a
+    loopback address (``localhost``, 127.0.0.0/8, ``::1``), with no user info or fragment."""
+    if len(url) > 2048 or not url.isprintable() or any(c.isspace() for c in url):
+        return "must be a URL of at most 2048 printable characters"
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port
+    except ValueError:
+        return "not a URL"
+    if parts.scheme not in ("https", "http") or not host:
+        return "must be an https:// URL with a host"
+    if parts.username is not None or parts.fragment:
+        return "must hold no user info and no #fragment"
+    if parts.scheme == "http" and not _is_loopback(host):
+        return "must be https:// (http:// only to a loopback address)"
+    return ""
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_host_port(text: str, *, what: str = "address") -> tuple[str, int]:

@@ -331,6 +331,8 @@ class Peer:
             upload_bucket=self._upload_bucket,
             links=ShareLinks(keys, self.keyring, admin_token=admin_token),
         )
+        if jwt_verifier is not None and jwt_verifier.source is not None:
+            await jwt_verifier.source.warm_up()  # a failure is logged; JWTs get 401 until then
         self._start_repair()
         self._start_maintenance(replicator)
         self._start_lifecycle(replicator)

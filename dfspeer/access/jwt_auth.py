@@ -1,8 +1,9 @@
 """JWT bearer tokens: ``Authorization: Bearer <jwt>`` acting as an access key.
 
-A peer configured with ``jwt_public_key_file`` (one PEM public key) or ``jwt_jwks_file`` (a
-local JSON Web Key Set, RFC 7517) accepts a JWT (RFC 7519, compact JWS) whose signature
-verifies under one of those keys and whose claims hold:
+A peer configured with ``jwt_public_key_file`` (one PEM public key), ``jwt_jwks_file`` (a
+local JSON Web Key Set, RFC 7517) or ``jwt_jwks_url`` (an identity provider's JWKS, fetched
+and cached: :mod:`dfspeer.access.jwks_url`) accepts a JWT (RFC 7519, compact JWS) whose
+signature verifies under one of those keys and whose claims hold:
 
 - ``exp`` (required) not passed, ``nbf`` / ``iat`` (when present) not in the future, all
   with :data:`LEEWAY_S` seconds of clock skew allowed;
@@ -24,7 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -80,25 +81,42 @@ def load_jwks_file(path: Path) -> list[VerifyKey]:
     is ``sig`` or absent; each must be an EC P-256 or RSA key (its ``alg``, when given,
     ES256 or RS256). Raises OSError (unreadable) or ValueError (what is wrong, by key
     index; never the key material)."""
-    data = Path(path).read_bytes()
+    return parse_jwks(Path(path).read_bytes(), str(path))
+
+
+def parse_jwks(data: bytes, where: str, *, skip_unusable: bool = False) -> list[VerifyKey]:
+    """The signing keys of the JWKS document ``data`` (at most :data:`MAX_JWKS_BYTES`,
+    1..:data:`MAX_KEYS` keys), ``where`` naming its source in messages. ``skip_unusable``
+    (a JWKS an identity provider publishes): a key of another kind or algorithm is left
+    out instead of refusing the whole set. Raises ValueError (what is wrong, by key index;
+    never the key material), also when no signing key remains."""
     if len(data) > MAX_JWKS_BYTES:
-        raise ValueError(f"{path}: a JWKS file is at most {MAX_JWKS_BYTES} bytes")
+        raise ValueError(f"{where}: a JWKS is at most {MAX_JWKS_BYTES} bytes")
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not JSON") from exc
+        raise ValueError(f"{where}: not JSON") from exc
     jwks = doc.get("keys") if isinstance(doc, dict) else None
     if not isinstance(jwks, list) or not 0 < len(jwks) <= MAX_KEYS:
-        raise ValueError(f'{path}: expected {{"keys": [1..{MAX_KEYS} JWKs]}}')
-    keys = [k for i, jwk in enumerate(jwks) if (k := _jwk(path, i, jwk)) is not None]
+        raise ValueError(f'{where}: expected {{"keys": [1..{MAX_KEYS} JWKs]}}')
+    keys = []
+    for index, jwk in enumerate(jwks):
+        try:
+            key = _jwk(where, index, jwk)
+        except ValueError:
+            if not skip_unusable:
+                raise
+            continue
+        if key is not None:
+            keys.append(key)
     if not keys:
-        raise ValueError(f"{path}: no signing key (every key has a use other than sig)")
+        raise ValueError(f"{where}: no signing key (an ES256 or RS256 key whose use is sig)")
     return keys
 
 
-def _jwk(path: Path, index: int, jwk: Any) -> VerifyKey | None:
+def _jwk(source: str, index: int, jwk: Any) -> VerifyKey | None:
     """Key ``index`` of a JWKS, None when it is not a signing key. Raises ValueError."""
-    where = f"{path}: key {index}"
+    where = f"{source}: key {index}"
     if not isinstance(jwk, dict):
         raise ValueError(f"{where}: not a JSON object")
     if jwk.get("use", "sig") != "sig":
@@ -128,11 +146,25 @@ def _public(key: object) -> PublicKey:
     return key
 
 
-class JwtVerifier:
-    """Verify JWT bearer tokens against fixed public keys (module docstring).
+class KeySource(Protocol):
+    """Where a :class:`JwtVerifier` gets keys it does not hold itself (a JWKS URL)."""
 
-    ``keys``: at least one; ``issuer`` / ``audience``: "" = not checked; ``leeway_s``:
-    clock skew allowed on ``exp``, ``nbf`` and ``iat``, seconds.
+    async def keys(self, kid: str | None) -> tuple[VerifyKey, ...]:
+        """The keys to verify a token naming ``kid`` with. Raises Unauthenticated."""
+        ...
+
+    async def warm_up(self) -> bool:
+        """Fetch the keys once; False when that failed. Raises nothing."""
+        ...
+
+
+class JwtVerifier:
+    """Verify JWT bearer tokens against public keys (module docstring).
+
+    ``keys``: fixed keys (at least one unless ``source`` is given); ``source``: keys
+    fetched as they are needed (a JWKS URL, :mod:`dfspeer.access.jwks_url`); ``issuer`` /
+    ``audience``: "" = not checked; ``leeway_s``: clock skew allowed on ``exp``, ``nbf``
+    and ``iat``, seconds.
     """
 
     def __init__(
@@ -142,33 +174,51 @@ class JwtVerifier:
         issuer: str = "",
         audience: str = "",
         leeway_s: float = LEEWAY_S,
+        source: KeySource | None = None,
     ) -> None:
-        if not keys:
+        if not keys and source is None:
             raise ValueError("a JwtVerifier needs at least one key")
         self.keys = tuple(keys)
+        self.source = source
         self.issuer = issuer
         self.audience = audience
         self.leeway_s = leeway_s
 
     def __repr__(self) -> str:
+        if self.source is not None:
+            return f"JwtVerifier({self.source!r})"
         algorithms = ",".join(sorted({k.algorithm for k in self.keys}))
         return f"JwtVerifier({len(self.keys)} keys, {algorithms})"
 
+    async def verify(self, token: str) -> str:
+        """:meth:`subject`, with the keys of ``source`` when there is one (fetched first
+        when the token names a ``kid`` they lack, or they are old). Raises Unauthenticated,
+        also when the keys cannot be fetched."""
+        if self.source is None:
+            return self.subject(token)
+        header = _header(token)
+        if header.get("alg") not in ALGORITHMS:  # refused before it can cause a fetch
+            return self._subject(token, ())
+        kid = header.get("kid")
+        keys = await self.source.keys(kid if isinstance(kid, str) else None)
+        return self._subject(token, keys)
+
     def subject(self, token: str) -> str:
-        """The access key id in the ``sub`` of a valid ``token``. Raises Unauthenticated
-        (malformed, unaccepted ``alg``, unknown ``kid``, bad signature, expired, wrong
-        ``iss`` / ``aud``, no or a malformed ``sub``), the message never showing the token."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise Unauthenticated("malformed JWT") from None
+        """The access key id in the ``sub`` of a valid ``token``, checked against the fixed
+        ``keys``. Raises Unauthenticated (malformed, unaccepted ``alg``, unknown ``kid``,
+        bad signature, expired, wrong ``iss`` / ``aud``, no or a malformed ``sub``), the
+        message never showing the token."""
+        return self._subject(token, self.keys)
+
+    def _subject(self, token: str, keys: tuple[VerifyKey, ...]) -> str:
+        header = _header(token)
         algorithm, kid = header.get("alg"), header.get("kid")
-        if algorithm not in ALGORITHMS or not any(k.algorithm == algorithm for k in self.keys):
-            accepted = ", ".join(sorted({k.algorithm for k in self.keys}))
+        if algorithm not in ALGORITHMS or not any(k.algorithm == algorithm for k in keys):
+            accepted = ", ".join(sorted({k.algorithm for k in keys}))
             raise Unauthenticated(f"JWT alg {str(algorithm)[:16]!r} is not accepted ({accepted})")
         candidates = [
             k
-            for k in self.keys
+            for k in keys
             if k.algorithm == algorithm and (kid is None or k.kid is None or k.kid == kid)
         ]
         if not candidates:
@@ -199,6 +249,14 @@ class JwtVerifier:
         raise Unauthenticated("the JWT's signature does not verify")
 
 
+def _header(token: str) -> dict[str, Any]:
+    """The unverified header of ``token``. Raises Unauthenticated (malformed)."""
+    try:
+        return jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise Unauthenticated("malformed JWT") from None
+
+
 def _reason(exc: jwt.PyJWTError) -> str:
     """A message for a refused JWT (PyJWT's own never hold the token)."""
     if isinstance(exc, jwt.ExpiredSignatureError):
@@ -215,9 +273,16 @@ def _reason(exc: jwt.PyJWTError) -> str:
 
 
 def load_jwt_verifier(config: PeerConfig) -> JwtVerifier | None:
-    """The verifier of ``config``'s ``jwt_public_key_file`` or ``jwt_jwks_file`` (None
-    with neither: JWTs are refused). Raises ConfigError naming the setting when the file
-    is unreadable or holds no acceptable key."""
+    """The verifier of ``config``'s ``jwt_public_key_file``, ``jwt_jwks_file`` or
+    ``jwt_jwks_url`` (None with none: JWTs are refused). Raises ConfigError naming the
+    setting when the file is unreadable or holds no acceptable key (a JWKS URL is fetched
+    later: :mod:`dfspeer.access.jwks_url`)."""
+    issuer, audience = config.jwt_issuer, config.jwt_audience
+    if config.jwt_jwks_url:
+        from dfspeer.access.jwks_url import JwksUrlKeys  # it imports this module
+
+        source = JwksUrlKeys(config.jwt_jwks_url)
+        return JwtVerifier([], issuer=issuer, audience=audience, source=source)
     for name, loader in (
         ("jwt_public_key_file", load_public_key_file),
         ("jwt_jwks_file", load_jwks_file),
@@ -231,5 +296,5 @@ def load_jwt_verifier(config: PeerConfig) -> JwtVerifier | None:
             raise ConfigError(f"{name}: cannot read {path}: {exc.strerror or exc}") from None
         except ValueError as exc:
             raise ConfigError(f"{name}: {exc}") from None
-        return JwtVerifier(keys, issuer=config.jwt_issuer, audience=config.jwt_audience)
+        return JwtVerifier(keys, issuer=issuer, audience=audience)
     return None

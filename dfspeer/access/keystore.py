@@ -187,9 +187,10 @@ class KeyService:
         configured, an invalid token, an unknown, deleted or disabled key)."""
         if self.jwt is None:
             raise Unauthenticated(
-                "this peer accepts no JWT (it has no jwt_public_key_file or jwt_jwks_file)"
+                "this peer accepts no JWT (it has no jwt_public_key_file, jwt_jwks_file or "
+                "jwt_jwks_url)"
             )
-        key_id = self.jwt.subject(credential.token)
+        key_id = await self.jwt.verify(credential.token)
         key = await self.read(key_id)
         if key is None or key.deleted:
             raise Unauthenticated(f"the JWT's sub {key_id} is not an access key")

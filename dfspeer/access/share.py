@@ -1,9 +1,10 @@
 """Presigned share links: a URL that lets whoever holds it ``GET`` (and ``HEAD``) one object
 until it expires, without any ``Authorization`` header.
 
-A link is the object's native URL plus three query parameters::
+A link is the object's native URL plus three query parameters (four when it pins a
+version)::
 
-    /v1/objects/{bucket}/{key}?expires=<unix s>&key=<signer>&signature=<64 hex digits>
+    /v1/objects/{bucket}/{key}?[version=<V>&]expires=<unix s>&key=<signer>&signature=<64 hex>
 
 ``signer`` is the access key that made the link (``DK...``) or ``admin``. ``signature`` is
 the hex HMAC-SHA256 (RFC 2104) of::
@@ -11,11 +12,13 @@ the hex HMAC-SHA256 (RFC 2104) of::
     "dfspeer-share-v1" \\n "GET" \\n <path> \\n <canonical query> \\n <expires> \\n <signer>
 
 where ``<path>`` is the decoded request path and ``<canonical query>`` every other query
-parameter, sorted and percent-encoded (none in links made here: adding one breaks the
-signature). The HMAC key is the access key's secret, or for ``admin`` the HMAC-SHA256 of the
-admin token under a subkey derived from the cluster key (:meth:`dfspeer.gossip.Keyring.
-derive` with purpose :data:`ADMIN_PURPOSE`; any cluster key verifies, so links survive a key
-rotation until the old key is dropped; a new admin token voids every admin link).
+parameter, sorted and percent-encoded: ``version=<V>`` in a link that pins a version (it then
+serves exactly version V, 404 ``no_such_version`` once V is gone), none in the others.
+Adding, changing or removing any such parameter breaks the signature. The HMAC key is the
+access key's secret, or for ``admin`` the HMAC-SHA256 of the admin token under a subkey
+derived from the cluster key (:meth:`dfspeer.gossip.Keyring.derive` with purpose
+:data:`ADMIN_PURPOSE`; any cluster key verifies, so links survive a key rotation until the
+old key is dropped; a new admin token voids every admin link).
 
 A link acts as its signer for that ``GET`` / ``HEAD`` only: the signer must still exist, be
 enabled and (checked by the access middleware, live) be allowed to read the bucket. Links
@@ -44,6 +47,8 @@ from dfspeer.model.keys import AccessKey
 
 EXPIRES_PARAM, SIGNER_PARAM, SIGNATURE_PARAM = "expires", "key", "signature"
 LINK_PARAMS = (EXPIRES_PARAM, SIGNER_PARAM, SIGNATURE_PARAM)
+VERSION_PARAM = "version"
+MAX_VERSION_CHARS = 128
 ADMIN_SIGNER = "admin"
 ADMIN_PURPOSE = b"dfspeer-share-link-admin-v1"
 MAX_EXPIRY_S = 7 * 86400
@@ -77,6 +82,12 @@ class ShareLink:
         canonical = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in self.query)
         parts = (_DOMAIN, "GET", self.path, canonical, str(self.expires), self.signer)
         return "\n".join(parts).encode("utf-8", "surrogatepass")
+
+
+def valid_version(version: str) -> bool:
+    """True for a version id a link may pin: 1..:data:`MAX_VERSION_CHARS` printable
+    characters (what ``GET ...?version=`` accepts)."""
+    return 0 < len(version) <= MAX_VERSION_CHARS and version.isprintable()
 
 
 def sign(secret: bytes, link: ShareLink) -> str:
@@ -169,12 +180,21 @@ class ShareLinks:
         return (secret.encode("utf-8"),), key
 
     async def make(
-        self, principal: Principal, bucket: str, key: str, expires_s: float
+        self,
+        principal: Principal,
+        bucket: str,
+        key: str,
+        expires_s: float,
+        *,
+        version: str | None = None,
     ) -> tuple[str, int]:
-        """``(path and query, expires)`` of a link to ``bucket/key`` signed as
-        ``principal`` (a key or the admin), valid ``expires_s`` seconds (1..7 days) from
-        now. Raises InvalidArgument (expiry out of range, a principal that cannot sign)
-        and Unauthenticated (the signer is gone)."""
+        """``(path and query, expires)`` of a link to ``bucket/key`` (to its version
+        ``version`` only, when given) signed as ``principal`` (a key or the admin), valid
+        ``expires_s`` seconds (1..7 days) from now. Raises InvalidArgument (expiry out of
+        range, a version that is not 1..128 printable characters, a principal that cannot
+        sign) and Unauthenticated (the signer is gone)."""
+        if version is not None and not valid_version(version):
+            raise InvalidArgument(f"version must be 1..{MAX_VERSION_CHARS} printable characters")
         if not 1 <= expires_s <= MAX_EXPIRY_S:
             raise InvalidArgument(
                 f"expires_s must be 1..{MAX_EXPIRY_S} seconds (7 days, like S3 presigned URLs)"
@@ -183,10 +203,12 @@ class ShareLinks:
             raise InvalidArgument("only an access key or the admin token can sign a share link")
         signer = principal.key_id if principal.kind == "key" else ADMIN_SIGNER
         decoded, encoded = object_path(bucket, key)
-        link = ShareLink(decoded, int(self.clock() + expires_s), signer)
+        pinned = () if version is None else ((VERSION_PARAM, version),)
+        link = ShareLink(decoded, int(self.clock() + expires_s), signer, pinned)
         keys, _ = await self._signer(signer)
         signature = sign(keys[0], link)
-        query = f"{EXPIRES_PARAM}={link.expires}&{SIGNER_PARAM}={signer}"
+        query = "".join(f"{quote(k, safe='')}={quote(v, safe='')}&" for k, v in pinned)
+        query += f"{EXPIRES_PARAM}={link.expires}&{SIGNER_PARAM}={signer}"
         return f"{encoded}?{query}&{SIGNATURE_PARAM}={signature}", link.expires
 
     async def verify(self, method: str, path: str, query: Iterable[tuple[str, str]]) -> Principal:

@@ -1,11 +1,14 @@
 """The share link route of the native API (see :mod:`dfspeer.access.share`).
 
-- ``POST /v1/share``, JSON ``{"bucket", "key", "expires_s"}`` (any principal that may read
-  the bucket; an access key, a JWT acting as one, or the admin): 200 ``{"url", "expires"}``,
-  ``url`` an absolute presigned URL on the host the request was sent to, valid
-  ``expires_s`` seconds (1..604800), ``expires`` its end in unix seconds. 400
-  ``invalid_argument`` / ``invalid_bucket_name`` / ``invalid_key`` for a bad body, 403
-  ``access_denied`` when the caller may not read the bucket. The object need not exist yet.
+- ``POST /v1/share``, JSON ``{"bucket", "key", "expires_s"}`` and optionally ``"version"``
+  (any principal that may read the bucket; an access key, a JWT acting as one, or the
+  admin): 200 ``{"url", "expires"}``, ``url`` an absolute presigned URL on the host the
+  request was sent to, valid ``expires_s`` seconds (1..604800), ``expires`` its end in unix
+  seconds. With ``version`` (a version id, 1..128 printable characters; null = none) the URL
+  carries ``version=`` under its signature and serves exactly that version; without it, the
+  current one. 400 ``invalid_argument`` / ``invalid_bucket_name`` / ``invalid_key`` for a bad
+  body, 403 ``access_denied`` when the caller may not read the bucket. The object (or the
+  version) need not exist yet: the link then answers 404 as a plain GET would.
 
 Errors are :class:`~dfspeer.errors.DfsError` s rendered by the error middleware.
 """
@@ -18,14 +21,14 @@ from aiohttp import web
 
 from dfspeer.access.middleware import ACCESS_KEY, principal_of, require_bucket
 from dfspeer.access.permissions import Action
-from dfspeer.access.share import MAX_EXPIRY_S
+from dfspeer.access.share import MAX_EXPIRY_S, MAX_VERSION_CHARS, valid_version
 from dfspeer.api.jsonbody import read_json_object
 from dfspeer.errors import InvalidArgument
 from dfspeer.objects.names import validate_bucket, validate_key
 
 routes = web.RouteTableDef()
 MAX_JSON_BYTES = 4096
-FIELDS = ("bucket", "key", "expires_s")
+FIELDS = ("bucket", "key", "expires_s", "version")
 
 
 @routes.post("/v1/share")
@@ -49,11 +52,18 @@ async def create_share_link(request: web.Request) -> web.Response:
         raise InvalidArgument(
             f"expires_s must be a number of seconds in 1..{MAX_EXPIRY_S} (7 days)"
         )
+    version = doc.get("version")
+    if version is not None and (not isinstance(version, str) or not valid_version(version)):
+        raise InvalidArgument(
+            f"version must be a version id: 1..{MAX_VERSION_CHARS} printable characters"
+        )
     await require_bucket(request, bucket, Action.READ)
     links = request.app[ACCESS_KEY].links
     if links is None:
         raise InvalidArgument("this peer makes no share links (no access control)")
-    path_query, expires = await links.make(principal_of(request), bucket, key, expires_s)
+    path_query, expires = await links.make(
+        principal_of(request), bucket, key, expires_s, version=version
+    )
     url = str(request.url.origin()) + path_query
     return web.json_response(
         {"url": url, "expires": expires}, headers={"Cache-Control": "no-store"}

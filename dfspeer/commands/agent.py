@@ -46,6 +46,12 @@ AGENT_FLAGS: dict[str, tuple[str, str, str]] = {
         "of their sub",
     ),
     "--jwt-jwks-file": ("jwt_jwks_file", "F", "local JWKS file of ES256 / RS256 public keys"),
+    "--jwt-jwks-url": (
+        "jwt_jwks_url",
+        "URL",
+        "https URL of an identity provider's JWKS: fetched, cached 5 min, fetched again for "
+        "an unknown kid (at most every 10 s)",
+    ),
     "--jwt-issuer": ("jwt_issuer", "ISS", "the iss every JWT must carry"),
     "--jwt-audience": ("jwt_audience", "AUD", "an aud every JWT must name"),
     "--tls-cert-file": (

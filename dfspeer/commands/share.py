@@ -1,5 +1,6 @@
-"""``dfspeer share BUCKET/KEY --expires 1h``: print a presigned URL that lets anyone who
-holds it download that object, without credentials, until it expires (at most 7 days).
+"""``dfspeer share BUCKET/KEY --expires 1h [--version V]``: print a presigned URL that lets
+anyone who holds it download that object (exactly version V with ``--version``), without
+credentials, until it expires (at most 7 days).
 
 The link is signed by the peer as the caller (``--key`` / ``$DFSPEER_KEY``, or the admin
 token of ``$DFSPEER_ADMIN_TOKEN``); it stops working when it expires, or when that key is
@@ -14,7 +15,7 @@ import json
 import re
 import sys
 
-from dfspeer.access.share import MAX_EXPIRY_S
+from dfspeer.access.share import MAX_EXPIRY_S, MAX_VERSION_CHARS, valid_version
 from dfspeer.client import Client
 from dfspeer.commands.common import (
     UsageError,
@@ -55,7 +56,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Print a URL that lets anyone who holds it GET (or HEAD) BUCKET/KEY "
         "without credentials until it expires. The peer signs it as your access key (or "
         "the admin token); it stops working when it expires or when that key is deleted, "
-        "disabled or may no longer read the bucket.",
+        "disabled or may no longer read the bucket. With --version V the link serves "
+        "exactly version V (see `dfspeer versions`), never a newer one.",
     )
     p.add_argument("target", metavar="BUCKET/KEY")
     p.add_argument(
@@ -63,6 +65,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DURATION",
         default=DEFAULT_EXPIRES,
         help=f"how long the link works: 30m, 1h, 7d... (default {DEFAULT_EXPIRES}, at most 7d)",
+    )
+    p.add_argument(
+        "--version",
+        metavar="V",
+        help="pin version V: the link serves exactly that version (signed into the URL)",
     )
     p.add_argument("--json", action="store_true", help='print {"url", "expires"} as JSON')
     add_peer_options(p)
@@ -74,6 +81,8 @@ def cmd_share(args: argparse.Namespace) -> int:
     ``{"url", "expires"}``, ``expires`` in unix seconds)."""
     bucket, key = parse_target(args.target)
     expires_s = parse_duration(args.expires)
+    if args.version is not None and not valid_version(args.version):
+        raise UsageError(f"--version: a version id is 1..{MAX_VERSION_CHARS} printable characters")
 
     async def run() -> str:
         async with Client(
@@ -82,7 +91,7 @@ def cmd_share(args: argparse.Namespace) -> int:
             credentials=credentials_arg(args),
             ca_file=ca_file_arg(args),
         ) as c:
-            return await c.share_url(bucket, key, expires_s)
+            return await c.share_url(bucket, key, expires_s, version=args.version)
 
     url = asyncio.run(run())
     expires = _expires_of(url)

@@ -4,8 +4,9 @@
 and an expired one is refused, as is one whose key was disabled (at once by the peer the
 change went through, by the others within the auth cache's TTL); a share link made
 through one peer opens the object with a plain GET (no ``Authorization``) on every peer
-until it expires, never for a PUT; the ``dfspeer share`` command prints a URL that works;
-no token, secret or signature reaches an agent's log."""
+until it expires, never for a PUT; the ``dfspeer share`` command prints a URL that works,
+and one pinned with ``--version`` serves that version on every peer; no token, secret or
+signature reaches an agent's log."""
 
 from __future__ import annotations
 
@@ -194,6 +195,34 @@ def test_the_share_command_prints_a_url_that_works(
         [*share, "--expires", "8d", "--peer", peer], env=env, capture_output=True, text=True
     )
     assert too_long.returncode == 2 and "at most 7d" in too_long.stderr
+
+
+async def test_a_share_command_pinned_to_a_version_serves_it_on_every_peer(
+    jwt_cluster: LocalCluster,
+) -> None:
+    async with admin(jwt_cluster) as c:
+        await c.create_bucket("pinned-bucket", versioning="enabled")
+        first = (await c.put_object("pinned-bucket", "doc.txt", b"first words"))["version"]
+        await c.put_object("pinned-bucket", "doc.txt", b"second words")
+    env = {k: v for k, v in os.environ.items() if k not in (KEY_ENV, ADMIN_TOKEN_ENV)}
+    env[ADMIN_TOKEN_ENV] = jwt_cluster.admin_token or ""
+    share = [sys.executable, "-m", "dfspeer", "share", "pinned-bucket/doc.txt", "--json"]
+    done = subprocess.run(
+        [*share, "--version", first, "--peer", jwt_cluster.peer(1).url],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    url = json.loads(done.stdout)["url"]
+    LEAKS.append(url.rsplit("signature=", 1)[1])
+    assert f"version={first}&" in url
+    for peer in jwt_cluster.peers:
+        assert plain("GET", on_peer(url, peer.url)) == (200, b"first words")
+    status, body = plain("GET", url.replace(f"version={first}&", ""))
+    assert status == 401 and error_of(body)["reason"] == "signature_mismatch"
+    bad = subprocess.run([*share, "--version", ""], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--version" in bad.stderr
 
 
 def test_no_token_secret_or_signature_in_any_agent_log(jwt_cluster: LocalCluster) -> None:

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,7 +20,7 @@ from dfspeer.access.share import MAX_EXPIRY_S, ShareLink, parse_link, sign
 from dfspeer.cli import build_parser
 from dfspeer.client import Client
 from dfspeer.commands.common import UsageError
-from dfspeer.commands.share import parse_duration
+from dfspeer.commands.share import cmd_share, parse_duration
 from dfspeer.errors import DfsError, Unauthenticated
 from dfspeer.model.buckets import Grant
 from tests.unit.access_world import World, secured_world
@@ -274,3 +274,92 @@ def test_fuzzed_links_never_get_a_500(expires: str, key: str, signature: str, me
             assert await stored(world) == b"data"
 
     asyncio.run(run())
+
+
+# ---------------------------------------------------------------------- a pinned version
+async def pinned_link(world: World, who: str, version: Any, key: str = "obj") -> str:
+    body = {"bucket": "shared", "key": key, "expires_s": 60, "version": version}
+    resp = await world.client.post("/v1/share", json=body, headers=world.auth(who))
+    doc = await resp.json()
+    assert resp.status == 200, doc
+    url = urlsplit(doc["url"])
+    assert unquote(url.path) == f"/v1/objects/shared/{key}"
+    return f"{url.path}?{url.query}"
+
+
+async def test_a_link_pinned_to_a_version_serves_exactly_that_version() -> None:
+    async with secured_world() as world:
+        first = (await world.objects.stat_object("shared", "obj")).version
+        await world.objects.put_object("shared", "obj", b"newer data")
+        pinned = await pinned_link(world, "reader", first)
+        assert dict(parse_qsl(pinned.partition("?")[2]))["version"] == first
+        resp = await world.client.get(pinned)
+        assert resp.status == 200 and await resp.read() == b"data"
+        assert resp.headers["X-Object-Version"] == first
+        assert (await world.client.head(pinned)).status == 200
+        current = await make_link(world, "reader")  # an unpinned link follows the key
+        assert await (await world.client.get(current)).read() == b"newer data"
+        await world.objects.put_object("shared", "obj", b"newest")
+        assert await (await world.client.get(pinned)).read() == b"data"
+        await world.objects.delete_object("shared", "obj", version=first)
+        gone = await world.client.get(pinned)
+        assert gone.status == 404 and (await gone.json())["error"]["code"] == "no_such_version"
+
+
+async def test_a_pinned_version_cannot_be_changed_or_removed() -> None:
+    async with secured_world() as world:
+        first = (await world.objects.stat_object("shared", "obj")).version
+        second = (await world.objects.put_object("shared", "obj", b"second")).version
+        pinned = await pinned_link(world, "admin", first)
+        path, _, query = pinned.partition("?")
+        unpinned = "&".join(p for p in query.split("&") if not p.startswith("version="))
+        for bad in (
+            tamper(pinned, version=second),
+            f"{path}?{unpinned}",
+            f"{pinned}&version={first}",
+            f"{pinned}&version={second}",
+        ):
+            await refused(world, "GET", bad, 401, "signature_mismatch")
+        await refused(world, "DELETE", pinned, 403, "method_not_allowed")
+        assert [v.version for v, _ in world.objects.history[("shared", "obj")]] == [first, second]
+        odd = (await world.objects.put_object("shared", "odd key/é", b"x")).version
+        resp = await world.client.get(await pinned_link(world, "admin", odd, "odd key/é"))
+        assert resp.status == 200 and await resp.read() == b"x"
+        # a version id with characters URLs escape still verifies (then: no such version)
+        resp = await world.client.get(await pinned_link(world, "admin", "a+b &=/%é"))
+        assert resp.status == 404 and (await resp.json())["error"]["code"] == "no_such_version"
+
+
+async def test_a_bad_version_is_refused_when_the_link_is_made() -> None:
+    async with secured_world() as world:
+        for bad in ("", "v" * 129, "a\nb", 7, True, ["v1"], {"v": 1}):
+            body = {"bucket": "shared", "key": "obj", "expires_s": 60, "version": bad}
+            resp = await world.client.post("/v1/share", json=body, headers=world.auth("reader"))
+            doc = await resp.json()
+            assert resp.status == 400 and doc["error"]["code"] == "invalid_argument", bad
+            assert "version" in doc["error"]["message"]
+        plain = await pinned_link(world, "reader", None)  # null: the current version
+        assert "version=" not in plain and (await world.client.get(plain)).status == 200
+        body = {"bucket": "shared", "key": "obj", "expires_s": 60, "version": "v1", "x": 1}
+        resp = await world.client.post("/v1/share", json=body, headers=world.auth("reader"))
+        assert resp.status == 400  # still no unknown field
+
+
+async def test_client_and_cli_pin_a_version() -> None:
+    args = build_parser().parse_args(["share", "b/k", "--version", "v0001"])
+    assert args.version == "v0001"
+    assert build_parser().parse_args(["share", "b/k"]).version is None
+    with pytest.raises(UsageError, match="--version"):
+        cmd_share(build_parser().parse_args(["share", "b/k", "--version", "a\tb"]))
+    async with secured_world() as world:
+        first = (await world.objects.stat_object("shared", "obj")).version
+        await world.objects.put_object("shared", "obj", b"later")
+        base = str(world.client.make_url(""))
+        credentials = f"{world.ids['reader']}.{world.secrets['reader']}"
+        async with Client(base, credentials=credentials) as c:
+            url = await c.share_url("shared", "obj", 30, version=first)
+            with pytest.raises(DfsError) as raised:
+                await c.share_url("shared", "obj", 30, version="")
+            assert raised.value.code == "invalid_argument"
+        resp = await world.client.get(urlsplit(url).path + "?" + urlsplit(url).query)
+        assert resp.status == 200 and await resp.read() == b"data"

@@ -13,6 +13,8 @@ both secret and signed) of ``{"c": credential, "e": expires, "x": csrf}`` under 
 the cluster key (:meth:`dfspeer.gossip.Keyring.derive`, purpose :data:`SESSION_PURPOSE`):
 any peer opens any peer's cookie, and the cookie rotates with the cluster key. Sessions last
 :data:`SESSION_TTL_S` (the cookie's ``Max-Age`` and the sealed expiry, which is what counts).
+The cookie is also ``Secure`` when the browser reached the peer over HTTPS, directly or
+through a TLS-terminating proxy (:func:`cookie_secure`).
 
 :func:`session_middleware` (installed right outside the access middleware) turns a valid
 cookie into ``Authorization: Bearer <credential>`` for ``/v1/`` and ``/ui/api/`` requests
@@ -142,6 +144,20 @@ def _document(principal: Principal, session: Session) -> dict[str, Any]:
 OPEN_DOCUMENT = {"open": True, "principal": "open", "admin": True, "csrf": "", "expires": 0}
 
 
+def cookie_secure(request: web.Request) -> bool:
+    """True when the browser reached the peer over HTTPS, so the cookie gets ``Secure``:
+    the connection is TLS (a peer with ``tls_cert_file``), or a TLS-terminating proxy in
+    front says so with ``X-Forwarded-Proto: https`` or ``Forwarded: proto=https`` (the
+    first, client-side hop). A client may send those headers itself; that is harmless,
+    since they can only add ``Secure`` (a browser then keeps the cookie off plain-HTTP
+    requests) and never take it away from a cookie set over TLS."""
+    if request.secure:
+        return True
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    forwarded = request.forwarded[0].get("proto", "") if request.forwarded else ""
+    return "https" in (proto, forwarded.lower())
+
+
 async def _principal(access: AccessControl, text: str) -> Principal:
     try:
         credential = parse_credential(text)
@@ -175,7 +191,7 @@ async def log_in(request: web.Request) -> web.Response:
         path="/",
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=cookie_secure(request),
     )
     return response
 
@@ -197,7 +213,9 @@ async def current_session(request: web.Request) -> web.Response:
 async def log_out(request: web.Request) -> web.Response:
     """Forget the session: the cookie is cleared (204)."""
     response = web.Response(status=204)
-    response.del_cookie(COOKIE_NAME, path="/", samesite="Strict")
+    response.del_cookie(
+        COOKIE_NAME, path="/", samesite="Strict", httponly=True, secure=cookie_secure(request)
+    )
     return response
 
 
