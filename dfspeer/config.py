@@ -76,6 +76,11 @@ class PeerConfig:
     replication_factor: int = 3
     write_quorum: int = 2
     read_quorum: int = 2
+    # a quorum read asks R replicas (this peer first, then ALIVE ones, rotated) and the
+    # others only when one of those fails or has not answered within this many ms
+    # (Cassandra's speculative retry); 0: every replica at once (more read repair, N
+    # replicas' work per read)
+    read_speculation_ms: float = 20.0
     # data path
     chunk_size_bytes: int = 2 * MiB  # benchmarks/throughput.py sweep: 2 MiB best of 1/2/4/8
     inline_threshold_bytes: int = 4096
@@ -271,6 +276,11 @@ class PeerConfig:
         need(self.max_object_size_bytes > 0, "max_object_size_bytes", "must be > 0")
         need(self.map_size_bytes >= 16 * MiB, "map_size_bytes", "must be >= 16 MiB")
         need(0 <= self.commit_linger_ms <= 1000, "commit_linger_ms", "must be in 0..1000 (0: off)")
+        need(
+            0 <= self.read_speculation_ms <= 60_000,
+            "read_speculation_ms",
+            "must be in 0..60000 (0: ask every replica at once)",
+        )
         need(0 <= self.max_hints <= 10**9, "max_hints", "must be in 0..1e9")
         need(self.scrub_rate_bytes_per_s >= 0, "scrub_rate_bytes_per_s", "must be >= 0 (0: off)")
         need(self.scrub_interval_s >= 0, "scrub_interval_s", "must be >= 0")

@@ -131,7 +131,7 @@ class MaintenanceMetrics:
     ``dfspeer_scrub_blocks_total``, ``dfspeer_scrub_passes_total``,
     ``dfspeer_corrupt_blocks_found_total``, ``dfspeer_corrupt_blocks_repaired_total``,
     ``dfspeer_read_repairs_total{kind="block"|"record"}``,
-    ``dfspeer_tombstones_purged_total``.
+    ``dfspeer_tombstones_purged_total``, ``dfspeer_reads_speculated_total``.
     """
 
     def __init__(self, maintenance: Maintenance) -> None:
@@ -164,6 +164,11 @@ class MaintenanceMetrics:
                 "tombstones_purged",
                 "Tombstones purged after the grace.",
                 m.purger.counters["purged"],
+            ),
+            (
+                "reads_speculated",
+                "Quorum reads that asked more replicas than R (one failed or was slow).",
+                m.replicator.counters["reads_speculated"],
             ),
         )
         for name, help_text, value in counters:

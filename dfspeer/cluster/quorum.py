@@ -3,12 +3,16 @@
 Dynamo-style (DeCandia et al., SOSP 2007, section 4.5): the coordinator sends a request to
 every replica of the preference list and answers as soon as ``need`` of them succeeded;
 the rest keep running (the caller decides whether to await, background or cancel them).
+
+Reads need not ask every replica: :func:`speculative_fan_out` asks only as many as the
+quorum needs and the others only when one of those fails or is slow, after Cassandra's
+speculative retry (``speculative_retry``), so a read costs R replicas' work, not N.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -113,3 +117,30 @@ async def cancel_all(tasks: Mapping[str, asyncio.Task[T]] | set[asyncio.Task[T]]
         task.cancel()
     if items:
         await asyncio.gather(*items, return_exceptions=True)
+
+
+async def speculative_fan_out(
+    peers: Sequence[str],
+    need: int,
+    spawn: Callable[[tuple[str, ...]], dict[str, asyncio.Task[T]]],
+    after_s: float,
+) -> dict[str, asyncio.Task[T]]:
+    """Start the operation on the first ``need`` of ``peers`` (in preference order) with
+    ``spawn``; if any of them fails, or they have not all finished within ``after_s``
+    seconds, start it on the rest of ``peers`` too. ``after_s <= 0``: on every peer at
+    once. Returns every task started (peer id -> task), for :func:`wait_quorum`; cancelling
+    the caller cancels them."""
+    if after_s <= 0 or need >= len(peers):
+        return spawn(tuple(peers))
+    tasks = spawn(tuple(peers[:need]))
+    if not tasks:
+        return tasks
+    try:
+        done, pending = await asyncio.wait(tasks.values(), timeout=after_s)
+    except asyncio.CancelledError:
+        for task in tasks.values():
+            task.cancel()
+        raise
+    if pending or any(t.cancelled() or t.exception() is not None for t in done):
+        tasks.update(spawn(tuple(peers[need:])))
+    return tasks

@@ -34,7 +34,12 @@ from dfspeer.blockstore import (
 )
 from dfspeer.cluster import tracing_hooks as spans
 from dfspeer.cluster.block_reads import read_verified_block
-from dfspeer.cluster.quorum import QuorumOutcome, cancel_all, wait_quorum
+from dfspeer.cluster.quorum import (
+    QuorumOutcome,
+    cancel_all,
+    speculative_fan_out,
+    wait_quorum,
+)
 from dfspeer.cluster.rpc import PeerRpcClient, PeerUnreachable
 from dfspeer.cluster.scan import ScanPage, scan_cluster, scan_entries
 from dfspeer.cluster.table import TableSchema
@@ -360,8 +365,9 @@ class Replicator:
         if len(targets) < need:
             raise self._insufficient(f"read {table}", need, None, targets)
         # The local replica answers first, synchronously (an LMDB read, no task, no RPC);
-        # only the remote replicas get a task each, and the read returns as soon as R
-        # answers (local included) are in. The rest feed read repair in the background.
+        # then as many remote replicas as R still needs (ALIVE first, rotated), the others
+        # only if one fails or they are slower than read_speculation_ms; the read returns
+        # as soon as R answers are in. Late answers feed read repair in the background.
         local: dict[str, Any] = {}
         local_error: dict[str, BaseException] = {}
         self_id = self.view.self_id
@@ -370,11 +376,17 @@ class Replicator:
                 local[self_id] = self.store.table(table).get(key)
             except Exception as exc:  # counts as a failed replica, as a remote error does
                 local_error[self_id] = exc
-        remote = tuple(p for p in targets if p != self_id)
-        outcome = await wait_quorum(
-            self._spawn(remote, lambda p: self._get_record_on(p, table, key)),
-            max(0, need - len(local)),
+        remote = self.view.rank_for_read((p for p in targets if p != self_id), self.next_rotation())
+        need_remote = max(0, need - len(local))
+        tasks = await speculative_fan_out(
+            remote,
+            need_remote,
+            lambda peers: self._spawn(peers, lambda p: self._get_record_on(p, table, key)),
+            self.config.read_speculation_ms / 1000,
         )
+        if len(tasks) > need_remote and self.config.read_speculation_ms > 0:
+            self.counters["reads_speculated"] += 1  # a replica failed or was slow
+        outcome = await wait_quorum(tasks, need_remote)
         outcome.results.update(local)
         outcome.errors.update(local_error)
         if not outcome.reached(need):

@@ -5,6 +5,7 @@ in-process cluster of ``tests.unit.maintenance_cluster`` (4 peers, N=3, W=R=2)."
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -82,7 +83,9 @@ async def test_quorum_write_and_read_with_read_repair(cluster: Cluster) -> None:
     with pytest.raises(ValueError):  # not a record of the table: refused before any write
         await coordinator.replicator.write_record(TEST_TABLE, key, {"value": "no version"})
 
-    # one replica lost the record, another holds an older copy
+    # one replica lost the record, another holds an older copy; a read that asks every
+    # replica at once (read_speculation_ms = 0) repairs both
+    coordinator.replicator.config = dataclasses.replace(CONFIG, read_speculation_ms=0.0)
     lost, behind, _ = replicas
     await cluster.by_id[lost].store.table(TEST_TABLE).delete(key)
     await cluster.by_id[behind].store.table(TEST_TABLE).put(key, old)
