@@ -69,9 +69,7 @@ async def _json_object(
 async def create_bucket(request: web.Request) -> web.Response:
     """Create the bucket: 201 with its JSON, or 200 when it already exists."""
     name = _bucket_name(request)
-    doc = await _json_object(
-        request, allowed=frozenset({"versioning", "chunking"}), required=False
-    )
+    doc = await _json_object(request, allowed=frozenset({"versioning", "chunking"}), required=False)
     versioning: str | None = doc.get("versioning")
     owner = principal_of(request).owner_id  # the key that creates a bucket owns it
     bucket, created = await request.app[OBJECTS_KEY].buckets.create(

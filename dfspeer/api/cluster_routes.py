@@ -66,9 +66,7 @@ async def members(request: web.Request) -> web.Response:
 @routes.post("/v1/cluster/members/{id}/remove")
 async def remove_member(request: web.Request) -> web.Response:
     """Forget a dead member for good; 200 with its entry (see the module docstring)."""
-    remove: Callable[[str], Member] | None = getattr(
-        request.app[STATE_KEY], "remove_member", None
-    )
+    remove: Callable[[str], Member] | None = getattr(request.app[STATE_KEY], "remove_member", None)
     if remove is None:
         raise DfsError("this peer cannot remove members", code="not_supported", status=501)
     return web.json_response(member_json(remove(request.match_info["id"])))

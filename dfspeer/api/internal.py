@@ -349,9 +349,7 @@ def internal_app(
     ``hints``: this peer's hint store, which adds the hinted-handoff routes
     (:mod:`dfspeer.api.internal_hints`).
     """
-    handlers = _Internal(
-        store, tables or {}, status, max_block_bytes, self_id
-    )
+    handlers = _Internal(store, tables or {}, status, max_block_bytes, self_id)
     auth = RpcAuth(keyring, self_id or "server", max_skew_s=max_skew_s, clock=clock)
     app = web.Application(middlewares=[server_spans(peer=self_id), rpc_auth_middleware(auth)])
     app[STORE_KEY] = store
