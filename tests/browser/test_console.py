@@ -471,6 +471,24 @@ def test_the_cluster_page_shows_a_killed_agent_dead(
     parts = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "#member-table td.partitions")]
     assert len(parts) == 3 and all(int(p) > 0 for p in parts)
     assert driver.find_element(By.ID, "repair-eta").text
+    # this peer's upkeep, as its status says: hints pending, scrub, what GC reclaimed
+    wait(
+        driver,
+        lambda d: (
+            d.find_element(By.ID, "hints-pending").get_attribute("data-value")
+            == str(
+                api_json(cluster, "GET", "/v1/cluster/status", index=1)["repair"]["hints_pending"]
+            )
+        ),
+    )
+    scrub = driver.find_element(By.ID, "scrub-progress").text
+    assert re.fullmatch(r"\d+\.\d % of this pass \(.+\)|idle; \d+ pass\(es\) done, .+", scrub), (
+        scrub
+    )
+    shown = int(driver.find_element(By.ID, "gc-reclaimed").get_attribute("data-value"))
+    after = api_json(cluster, "GET", "/v1/cluster/status", index=1)["gc"]["bytes_reclaimed"]
+    assert 0 <= shown <= after  # a counter: never more than the peer says a moment later
+    assert "deletable now" in driver.find_element(By.ID, "gc-waiting").text
     check_accessibility(driver, "cluster")
     screenshot(driver, console_shots, "cluster")
     victim = cluster.peer(3).peer_id

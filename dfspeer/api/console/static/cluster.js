@@ -1,9 +1,10 @@
 // The cluster: members (state, zone, weight, address, incarnation) with the partitions
 // (GET /v1/cluster/ring) and stored bytes (GET /ui/api/peers) of each, this peer's status,
-// and repair progress with a rate and an ETA measured between refreshes (every 3 s).
+// repair progress with a rate and an ETA measured between refreshes (every 3 s), and this
+// peer's upkeep: hints pending, scrub progress and what garbage collection reclaimed.
 
 import { callJson, describe } from "./api.js";
-import { formatBytes, formatDuration, h, replace } from "./dom.js";
+import { formatBytes, formatDuration, formatTime, h, replace } from "./dom.js";
 
 const REFRESH_MS = 3000;
 
@@ -11,6 +12,7 @@ export function renderCluster(container) {
   const summary = h("dl.summary#cluster-status");
   const repairBox = h("dl.summary#repair-status");
   const repairBar = h("progress#repair-progress", { max: 1, value: 0, "aria-label": "Repair progress" });
+  const upkeepBox = h("dl.summary#upkeep-status");
   const tbody = h("tbody");
   const updated = h("span.muted#cluster-updated", { role: "status" }, "");
   let previous = null; // {at, repaired, toMove}
@@ -24,10 +26,37 @@ export function renderCluster(container) {
         tbody)),
     h("div.columns", {},
       h("section.card", { "aria-labelledby": "repair-title" }, h("h2#repair-title", {}, "Repair"), repairBar, repairBox),
-      h("section.card", { "aria-labelledby": "self-title" }, h("h2#self-title", {}, "This peer"), summary)));
+      h("section.card", { "aria-labelledby": "self-title" }, h("h2#self-title", {}, "This peer"), summary)),
+    h("section.card", { "aria-labelledby": "upkeep-title" },
+      h("h2#upkeep-title", {}, "Hints, scrub and garbage collection (this peer)"), upkeepBox));
+
+  // one <dt>/<dd> pair; `value` (a number) goes to data-value for tests and scripts
+  const item = (label, text, id, value) =>
+    [h("dt", {}, label), h("dd", { ...(id ? { id } : {}), ...(value !== undefined ? { dataset: { value: String(value) } } : {}) }, text)];
+
+  function showUpkeep(status) {
+    const repair = status.repair || {};
+    const gc = status.gc || {};
+    const scrub = repair.scrub;
+    let scrubText = "not reported by this peer";
+    let scrubDone = "";
+    if (scrub) {
+      const held = status.block_bytes || 0;
+      const share = held > 0 ? Math.min(1, (scrub.pass_bytes || 0) / held) : 1;
+      scrubDone = scrub.running ? (share * 100).toFixed(1) : "";
+      scrubText = scrub.running
+        ? `${scrubDone} % of this pass (${formatBytes(scrub.pass_bytes)} of ${formatBytes(held)})`
+        : `idle; ${scrub.passes || 0} pass(es) done, last ended ${formatTime(scrub.last_pass_end)}`;
+    }
+    replace(upkeepBox,
+      item("Hints pending", `${repair.hints_pending ?? "–"} (${repair.hints_delivered ?? 0} delivered)`, "hints-pending", repair.hints_pending ?? ""),
+      item("Scrub", scrubText, "scrub-progress", scrubDone),
+      item("Corrupt blocks", scrub ? `${scrub.corrupt_found || 0} found, ${scrub.repaired || 0} repaired` : "–"),
+      item("GC reclaimed", `${formatBytes(gc.bytes_reclaimed || 0)} in ${gc.blocks_deleted || 0} block(s)`, "gc-reclaimed", gc.bytes_reclaimed ?? ""),
+      item("GC waiting", `${gc.blocks_unreferenced ?? 0} unreferenced block(s), ${formatBytes(gc.bytes_deletable || 0)} deletable now, ${gc.releases_pending ?? 0} release(s) queued`, "gc-waiting"));
+  }
 
   function showRepair(repair) {
-    const item = (label, value, id) => [h("dt", {}, label), h("dd", id ? { id } : {}, value)];
     if (!repair) {
       replace(repairBox, item("Repair", "not reported by this peer"));
       return;
@@ -67,7 +96,6 @@ export function renderCluster(container) {
         figures = {};
       }
       const states = Object.entries(status.members || {}).filter(([, n]) => n).map(([s, n]) => `${n} ${s}`).join(", ");
-      const item = (label, value, id) => [h("dt", {}, label), h("dd", id ? { id } : {}, value)];
       replace(summary,
         item("Id", h("code", {}, status.id)),
         item("Ready", status.ready ? "yes" : "no"),
@@ -79,6 +107,7 @@ export function renderCluster(container) {
         item("Blocks", `${status.blocks} (${formatBytes(status.block_bytes)})`),
         item("Map used", `${formatBytes(status.map_used_bytes)} of ${formatBytes(status.map_size_bytes)}`));
       showRepair(status.repair);
+      showUpkeep(status);
       replace(tbody, members.members.map((m) => {
         const fig = figures[m.id];
         const stored = !fig ? "–" : fig.error ? h("span.muted", { title: fig.error }, "no answer") : formatBytes(fig.block_bytes);
