@@ -1,6 +1,14 @@
 """One seeded run of the whole-peer simulation: build N peers, run the workload under the
 fault schedule, heal, settle, check the invariants.
 
+The peers start together and join each other through the gossip seeds (every first
+peer's gossip address, as a deployment lists them); the clients start once every peer
+has every other in its ring (the cluster is formed). Membership is each peer's own SWIM
+core from then on (:mod:`.gossip`): a crash is noticed by the others' probes, a restart
+rejoins with a new core, a drain gossips weight 0 and leaves. The fresh-read check is on
+while no more than N peers have ever run, except for a key last written before a wipe
+(:mod:`.workload` says why that is exact).
+
 Everything random comes from one :class:`random.Random` seeded with the run's seed (the
 global :mod:`random` module is seeded from it too, for the product's jitter), time is the
 loop's virtual time, and the event log (virtual time + event) is the run's fingerprint:
@@ -18,16 +26,16 @@ from pathlib import Path
 
 from dfspeer.cluster.table import TableRegistry
 from dfspeer.config import PeerConfig
-from dfspeer.gossip import MemberState
+from dfspeer.gossip import Keyring
 from dfspeer.model import default_schemas
+from dfspeer.peer_setup import swim_config
 from dfspeer.sim.checks import check_placement, check_reads, check_refcounts
 from dfspeer.sim.clock import PeerTasks, WallClocks, patched_time
 from dfspeer.sim.disk import SimDisk
 from dfspeer.sim.faults import Fault, draw_schedule
 from dfspeer.sim.loop import VirtualTimeLoop
-from dfspeer.sim.membership import Membership
 from dfspeer.sim.network import SimNetwork
-from dfspeer.sim.peer import SimPeer
+from dfspeer.sim.peer import GossipSettings, SimPeer
 from dfspeer.sim.workload import Workload
 
 COMMIT_DELAY_S = (0.001, 0.01)
@@ -35,6 +43,9 @@ COMMIT_DELAY_S = (0.001, 0.01)
 in flight (lost, never acknowledged)."""
 DRAIN_WAIT_S = 600
 """Longest wait for a drain to finish, virtual seconds (checked every second)."""
+FORM_WAIT_S = 60
+"""Longest wait for the first peers to see each other in their rings before the clients
+start, virtual seconds (checked every 0.1 s)."""
 
 SIM_CONFIG = PeerConfig(
     chunk_size_bytes=64 * 1024,
@@ -46,23 +57,36 @@ SIM_CONFIG = PeerConfig(
     request_timeout_s=2.0,
     map_size_bytes=64 << 20,
     anti_entropy_interval_s=20.0,
-    dead_member_evict_s=20.0,
+    dead_member_evict_s=10.0,
     hint_delivery_interval_s=5.0,
     block_gc_grace_s=30.0,
     block_gc_interval_s=5.0,
     scrub_rate_bytes_per_s=0,
     tombstone_grace_s=3600.0,
     upload_expiry_s=600.0,
+    suspicion_max_timeout_mult=2,
+    push_pull_interval_s=10.0,
+    reconnect_interval_s=10.0,
 ).validate()
 """Small chunks, 16 partitions, N = 3, W = R = 2, and repair / GC periods short enough
-to run many times in a simulated run."""
+to run many times in a simulated run. Gossip keeps the product's probe and gossip timings
+(1 s probes, 0.5 s probe timeout, 0.2 s gossip rounds, ``suspicion_mult`` 4) but three
+knobs are shorter: ``suspicion_max_timeout_mult`` 2 (product 6): below four members no
+peer can confirm a suspicion (Lifeguard's k is 0), so every suspicion runs its longest
+timeout, 6 x 4 s = 24 s with the product's value, longer than most simulated crashes; with
+2 a crashed peer is declared DEAD ~10 s after it stops answering. A DEAD member leaves
+the rings after ``dead_member_evict_s`` 10 s. Full-state push-pull and the reconnect to
+DEAD members run every 10 s instead of 30 s, so a healed partition is whole again well
+within the settling time."""
 
 
 @dataclass(frozen=True)
 class SimSettings:
     """One run: ``seed``, ``peers`` (N replicas each, N = min(3, peers)), ``ops`` client
     operations over ``keys`` keys (default ops / 4, at least 4), ``faults`` faults
-    (default ops / 15, at least 2), ``settle_s`` virtual seconds of healing."""
+    (default ops / 15, at least 2), ``settle_s`` virtual seconds of healing;
+    ``schedule``: these faults instead of the drawn ones (tests; the draw still happens,
+    so the rest of the run draws as it would)."""
 
     seed: int
     peers: int = 3
@@ -70,6 +94,7 @@ class SimSettings:
     keys: int = 0
     faults: int = -1
     settle_s: float = 60.0
+    schedule: tuple[Fault, ...] | None = None
 
     def resolved(self) -> SimSettings:
         return dataclasses.replace(
@@ -91,6 +116,8 @@ class SimResult:
     virtual_s: float = 0.0
     messages: int = 0
     dropped: int = 0
+    datagrams: int = 0
+    datagrams_dropped: int = 0
     lost_writes: int = 0
 
     @property
@@ -148,26 +175,32 @@ class Simulation:
         self.disks: dict[str, SimDisk] = {}
         self.peers: list[SimPeer] = []
         self.result = SimResult(settings, [])
-        self.membership = Membership(self.log)
+        first = [f"p{i}" for i in range(settings.peers)]
+        self.gossip = GossipSettings(
+            swim_config(self.config),
+            Keyring([bytes(32)]),
+            self.rng,
+            tuple(self.net.gossip_address_of(p) for p in first),
+            self.log,
+        )
         for i in range(settings.peers):
             self._add_peer(f"p{i}")
         span = settings.ops * 0.25 * 1.2 / 4
         schedule = draw_schedule(
             self.rng, [p.peer_id for p in self.peers], span_s=span, count=settings.faults
         )
-        self.result.schedule = schedule
+        self.result.schedule = schedule if settings.schedule is None else list(settings.schedule)
         self.workload = Workload(
             self.rng,
             self.active,
             self.log,
             ops=settings.ops,
             keys=settings.keys,
-            fresh_reads=lambda: len(self.membership) <= self.config.replication_factor,
+            fresh_reads=lambda: len(self.peers) <= self.config.replication_factor,
         )
 
     def _add_peer(self, pid: str) -> SimPeer:
         disk = self.disks[pid] = SimDisk(self.rng, COMMIT_DELAY_S)
-        self.membership.add(pid, self.net.address_of(pid))
         peer = SimPeer(
             pid,
             self.config,
@@ -177,7 +210,7 @@ class Simulation:
             clocks=self.clocks,
             tasks=self.tasks,
             disk=disk,
-            membership=self.membership,
+            gossip=self.gossip,
         )
         self.peers.append(peer)
         return peer
@@ -194,6 +227,7 @@ class Simulation:
         for p in self.peers:
             await p.start()
         self.log(f"started {len(self.peers)} peers")
+        await self._formed()
         faults = [asyncio.create_task(self._fault(f)) for f in self.result.schedule]
         await self.workload.run()
         await asyncio.gather(*faults)
@@ -201,11 +235,25 @@ class Simulation:
         await self._check()
         for p in self.peers:
             await p.stop()
-        self.log(f"end; {self.net.messages} messages, trace {self.net.fingerprint()}")
+        net = self.net
+        self.log(
+            f"end; {net.messages} messages, {net.datagrams} datagrams, trace {net.fingerprint()}"
+        )
         r = self.result
         r.acked, r.virtual_s = self.workload.acked, self.loop.time()
-        r.messages, r.dropped = self.net.messages, self.net.dropped
+        r.messages, r.dropped = net.messages, net.dropped
+        r.datagrams, r.datagrams_dropped = net.datagrams, net.datagrams_dropped
         r.lost_writes = sum(d.lost_writes for d in self.disks.values())
+
+    async def _formed(self) -> None:
+        """Wait until every peer has every other one in its ring (clients connect to a
+        formed cluster), for at most :data:`FORM_WAIT_S`."""
+        everyone = tuple(sorted(p.peer_id for p in self.peers))
+        for _ in range(FORM_WAIT_S * 10):
+            if all(p.ready and p.view.ring_peers() == everyone for p in self.peers):
+                break
+            await asyncio.sleep(0.1)
+        self.log(f"formed: {'yes' if all(p.ready for p in self.peers) else 'not yet'}")
 
     async def _fault(self, f: Fault) -> None:
         await asyncio.sleep(f.at_s)
@@ -240,16 +288,13 @@ class Simulation:
         if not peer.up or peer.left or peer.view.is_draining(peer.peer_id):
             self.log(f"skipped {f.kind} of {peer.peer_id}: down, draining or gone")
             return
+        if f.kind == "wipe":
+            self.workload.wipes += 1  # before: ops issued from now on miss its old disk
         await peer.crash()
         if f.kind == "wipe":
             peer.wipe()
-        detect = self.rng.uniform(0.5, 3.0)
-        await asyncio.sleep(min(detect, f.for_s))
-        if detect < f.for_s:
-            self.membership.set_state(peer.peer_id, MemberState.DEAD)
-            await asyncio.sleep(f.for_s - detect)
+        await asyncio.sleep(f.for_s)
         await peer.start()
-        self.membership.set_state(peer.peer_id, MemberState.ALIVE)
 
     async def _drain(self, peer_id: str) -> None:
         """Drain ``peer_id`` with the product's Drainer; once it left, stop it."""

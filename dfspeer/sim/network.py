@@ -12,6 +12,13 @@ a crash of the target cancels it. Values cross as CBOR, as on the wire. Signing 
 framing are not simulated. Errors are the client's: ``RpcError`` with the status and code
 the handler would answer, ``PeerStoreFull``, ``BlockNotFound``, ``None`` for a missing
 record.
+
+Gossip crosses the same network (:mod:`.gossip` drives each peer's SWIM core): a datagram
+(:meth:`SimNetwork.send_datagram`) gets the same seeded delay and is lost with the same
+probability, across a partition, or at a closed port (a crashed peer), silently as on UDP;
+a push-pull exchange (:meth:`SimNetwork.push_pull`) is a request and a reply whose legs
+fail like an RPC's, with the agent's connect and stream timeouts. Every datagram and leg
+goes into the message trace.
 """
 
 from __future__ import annotations
@@ -42,9 +49,23 @@ from dfspeer.cluster.rpc import PeerRpcClient, PeerStoreFull
 from dfspeer.cluster.table import TableSchema
 from dfspeer.errors import PeerUnreachable, RpcError
 from dfspeer.gossip import Keyring
+from dfspeer.gossip.agent import CONNECT_TIMEOUT_S, STREAM_TIMEOUT_S
 
 _T = TypeVar("_T")
 BLOCK_REFS = "block_refs"
+Address = tuple[str, int]
+"""A gossip address, ``(host, port)``."""
+
+
+class GossipPort(Protocol):
+    """What the network needs of a simulated peer's gossip driver (:mod:`.gossip`)."""
+
+    @property
+    def peer_id(self) -> str: ...
+
+    def receive_datagram(self, data: bytes, source: Address) -> None: ...
+
+    def serve_push_pull(self, state: bytes) -> bytes | None: ...
 
 
 class Endpoint(Protocol):
@@ -89,8 +110,11 @@ class SimNetwork:
         self.log = log
         self.faults = Faults()
         self.endpoints: dict[str, Endpoint] = {}  # by API address
+        self.gossip_ports: dict[Address, GossipPort] = {}  # the running gossip cores
         self.messages = 0
         self.dropped = 0
+        self.datagrams = 0
+        self.datagrams_dropped = 0
         self.trace = hashlib.sha256()
         """A running hash of every message leg (time, ends, fate): the run's fingerprint at
         message granularity, logged at the end (:meth:`fingerprint`)."""
@@ -101,6 +125,9 @@ class SimNetwork:
 
     def address_of(self, peer_id: str) -> str:
         return f"{peer_id}.sim:1"
+
+    def gossip_address_of(self, peer_id: str) -> Address:
+        return (f"{peer_id}.sim", 2)
 
     def partition(self, side_a: Sequence[str], side_b: Sequence[str]) -> None:
         self.faults.cut |= {frozenset((a, b)) for a in side_a for b in side_b}
@@ -144,6 +171,45 @@ class SimNetwork:
         result = task.result()
         await self._leg(target.peer_id, src, timeout_s)
         return result
+
+    # ------------------------------------------------------------------ gossip
+    def send_datagram(self, src: str, source: Address, dest: Address, data: bytes) -> None:
+        """Send one gossip datagram from peer ``src`` (at ``source``) to ``dest``: it
+        arrives after a seeded delay unless lost (``drop``), cut off (a partition) or the
+        port is closed then (the peer crashed): then it vanishes, as UDP does."""
+        self.datagrams += 1
+        delay = self.rng.uniform(*self.faults.delay_s)
+        loop = asyncio.get_running_loop()
+        loop.call_later(delay, self._arrive, src, source, dest, data)
+
+    def _arrive(self, src: str, source: Address, dest: Address, data: bytes) -> None:
+        port = self.gossip_ports.get(dest)
+        dst = port.peer_id if port is not None else dest[0]
+        lost = frozenset((src, dst)) in self.faults.cut or self.rng.random() < self.faults.drop
+        now = asyncio.get_running_loop().time()
+        self.trace.update(f"{now!r} {src}>{dst} udp {lost}\n".encode())
+        if lost or port is None:
+            self.datagrams_dropped += 1
+            return
+        port.receive_datagram(data, source)
+
+    async def push_pull(self, src: str, dest: Address, state: bytes) -> bytes:
+        """A full-state exchange from peer ``src`` with the gossip port at ``dest``: the
+        request leg, the target's merge and reply (:meth:`GossipPort.serve_push_pull`),
+        the reply leg. Raises :class:`PeerUnreachable` for a closed port, a lost leg
+        (after the agent's timeouts) or a rejected request."""
+        port = self.gossip_ports.get(dest)
+        if port is None:
+            await asyncio.sleep(self.rng.uniform(*self.faults.delay_s))
+            raise PeerUnreachable(f"{dest}: connection refused (simulated)")
+        await self._leg(src, port.peer_id, CONNECT_TIMEOUT_S)
+        if self.gossip_ports.get(dest) is not port:
+            raise PeerUnreachable(f"{dest}: connection reset (simulated crash)")
+        reply = port.serve_push_pull(state)
+        if reply is None:
+            raise PeerUnreachable(f"{dest}: push-pull rejected")
+        await self._leg(port.peer_id, src, STREAM_TIMEOUT_S - CONNECT_TIMEOUT_S)
+        return reply
 
 
 def _copy(value: Any) -> Any:

@@ -1,5 +1,6 @@
 """The simulated clients: puts, overwrites, deletes, versioned deletes and ranged reads
-through random peers, with a per-key history of what was acknowledged.
+through random ready peers (up and joined: where a load balancer probing ``/ready`` sends
+clients), with a per-key history of what was acknowledged.
 
 Operations on one key are serialized (one client at a time), operations on different keys
 run concurrently. Every put writes unique bytes (its op number is inside), so a read tells
@@ -8,9 +9,25 @@ after its last acknowledged mutation, or after any later unacknowledged one (a w
 failed may still have landed somewhere and won), or -- after a versioned delete of the
 current version -- an older put of the key (deleting a version by id uncovers the one
 before it, as in S3, when its background abort had not landed). A ranged read must return
-a slice of some put of its key and, with ``fresh_reads`` (R + W > N and no stand-ins, so
-every read quorum meets every write quorum), a slice of one of the allowed states of that
-moment.
+a slice of some put of its key and, while ``fresh_reads()`` is true and no wipe came after
+the key's last acknowledged mutation was issued, a slice of one of the allowed states of
+that moment.
+
+When that is exact (what the harness passes as ``fresh_reads``): while no more than N
+peers have ever run. Every peer's view is built from its own gossip core, so two
+coordinators may disagree about the ring for a while; that does not matter then. Each
+view's ring has at most N members, so every ring member is a replica of every partition
+and no write is acknowledged by a stand-in's hint (stand-ins come from beyond the N
+replicas); quorums are strict (a coordinator whose view has fewer than W or R replicas
+refuses the operation); so an acknowledged write is on W distinct peers and a read merges
+R distinct peers, all drawn from the same at most N peers, and R + W > N makes the two
+meet, whatever each coordinator's view. Once a peer has joined, there are more than N,
+two views can give a partition disjoint replica sets, and a stand-in's hint can stand for
+a replica: freshness is not promised then, and only "bytes some put wrote" is checked.
+A wipe is the other exception: the wiped peer forgets the writes it acknowledged, so a
+read quorum may meet the write quorum only there until anti-entropy refills it. Writes
+issued after the wipe (:attr:`Workload.wipes` counts them) are on W intact peers, so a
+key whose last acknowledged mutation came after it is checked again.
 """
 
 from __future__ import annotations
@@ -26,7 +43,7 @@ from dfspeer.sim.peer import SimPeer
 BUCKET = "sim"
 CHECK_AFTER_WRITE = 0.5
 """Probability that an acknowledged write is followed at once by a whole read of its key
-through a random peer (a "check": with R + W > N it must see the write)."""
+through a random ready peer (a "check": with ``fresh_reads`` it must see the write)."""
 ABSENT = b"<absent>"
 """The state of a key with no live version."""
 
@@ -44,6 +61,8 @@ class Op:
     version: str = ""
     ok: bool = False
     error: str = ""
+    wipes: int = 0
+    """Wipes before this op was issued (:attr:`Workload.wipes`)."""
 
 
 @dataclass
@@ -55,6 +74,13 @@ class History:
 
     def add(self, op: Op) -> None:
         self.by_key.setdefault(op.key, []).append(op)
+
+    def last_acked(self, key: str) -> Op | None:
+        """The last acknowledged mutation (put, delete, vdelete) of ``key``, if any."""
+        for op in reversed(self.by_key.get(key, [])):
+            if op.ok and op.kind in ("put", "delete", "vdelete"):
+                return op
+        return None
 
     def last_acked_put(self, key: str) -> Op | None:
         for op in reversed(self.by_key.get(key, [])):
@@ -136,9 +162,11 @@ class Workload:
         self.chunk_bytes = chunk_bytes
         self.think_s = think_s
         self.fresh_reads = fresh_reads
-        """Whether a read must see the last acknowledged write now (R + W > N, and the
-        ring never had more than N members, so no stand-ins and no moved partitions)."""
+        """Whether a read must see the last acknowledged write now (module docstring:
+        no more than N peers ever ran, so every read quorum meets every write quorum)."""
         self.history = History()
+        self.wipes = 0
+        """Peers wiped so far (the harness counts one as the wiped peer goes down)."""
         self._locks = {k: asyncio.Lock() for k in self.keys}
         self._next = 0
         self._checks = 0
@@ -168,14 +196,14 @@ class Workload:
         return Op(index, "read", key, peer.peer_id)
 
     async def _one(self, index: int, key: str) -> None:
-        live = [p for p in self.peers() if p.up]
+        live = [p for p in self.peers() if p.ready]
         if not live:
             return
         peer = self.rng.choice(live)
         op = self._choose(index, key, peer)
         await self._issue(peer, op)
         if op.ok and op.kind != "read" and self.rng.random() < CHECK_AFTER_WRITE:
-            live = [p for p in self.peers() if p.up]
+            live = [p for p in self.peers() if p.ready]
             if live:
                 other = self.rng.choice(live)
                 self._checks += 1
@@ -183,6 +211,7 @@ class Workload:
 
     async def _issue(self, peer: SimPeer, op: Op) -> None:
         index, key = op.index, op.key
+        op.wipes = self.wipes
         self.history.add(op)
         task = peer.run(self._apply(peer, op))
         await asyncio.wait([task])
@@ -226,7 +255,8 @@ class Workload:
         if got != ABSENT and not any(data[start:end] == got for data in written):
             self.history.violations.append(f"{where} returned bytes that no put wrote")
             return
-        if not self.fresh_reads():
+        last = self.history.last_acked(op.key)
+        if not self.fresh_reads() or (last is not None and last.wipes < self.wipes):
             return
         allowed = self.history.allowed(op.key)
         if not any(got == (s if s == ABSENT else s[start:end]) for s in allowed):
