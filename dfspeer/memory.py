@@ -8,6 +8,14 @@ whose freed memory the process keeps: a 2 GiB upload measured a 155 MiB peak RSS
 coordinator, 116 MiB with the threshold pinned at 256 KiB (``benchmarks/rss_upload.py``).
 Setting the threshold explicitly also turns glibc's dynamic adjustment off (``mallopt(3)``).
 
+The threshold sits at 1 MiB, above the buffers a request body arrives in (asyncio reads
+256 KiB from a socket at a time, and aiohttp's parser copies each read into a body piece
+of that size): at 256 KiB exactly those pieces (256 KiB + the object header) each got a
+fresh ``mmap`` -- 64 page faults per piece, each page zeroed by the kernel, then
+``munmap`` -- a large share of every agent's upload CPU (``benchmarks/upload_cpu.py``;
+figures in the README, *Against OpenStack Swift*). Chunks (512 KiB..8 MiB, mostly over
+1 MiB) still go back to the kernel as before.
+
 Only the agent command calls :func:`return_large_blocks_to_the_kernel`: an application
 embedding dfspeer as a library keeps its own allocator settings.
 """
@@ -22,7 +30,7 @@ import sys
 log = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD = -3  # glibc's <malloc.h>
-MMAP_THRESHOLD_BYTES = 256 * 1024
+MMAP_THRESHOLD_BYTES = 1024 * 1024
 
 
 def return_large_blocks_to_the_kernel(threshold_bytes: int = MMAP_THRESHOLD_BYTES) -> bool:

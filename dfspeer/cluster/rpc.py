@@ -33,6 +33,7 @@ from yarl import URL
 
 from dfspeer.blockstore import BlockNotFound
 from dfspeer.cluster.auth import EMPTY_SHA256, HEADER_SIGNATURE, RpcAuth
+from dfspeer.cluster.block_payload import BlockBody
 from dfspeer.cluster.tracing_hooks import traced_rpc
 from dfspeer.errors import InsufficientStorage, PeerUnreachable, RpcError, Unauthorized
 from dfspeer.gossip import Keyring
@@ -147,14 +148,15 @@ class PeerRpcClient:
         address: str,
         path_qs: str,
         *,
-        body: bytes | None = None,
+        body: bytes | BlockBody | None = None,
         body_sha256: str | None = None,
         content_type: str = "application/cbor",
         max_bytes: int = MAX_RECORD_BYTES,
     ) -> tuple[int, str, bytes]:
         """Send one signed request; return (status, claimed body sha256, body)."""
         if body is not None and body_sha256 is None:
-            body_sha256 = await sha256_hex(body)
+            raw = body if isinstance(body, bytes) else await body.as_bytes()
+            body_sha256 = await sha256_hex(raw)
         headers = self._auth.sign_request(method, path_qs, body_sha256 or EMPTY_SHA256)
         inject(headers)  # W3C traceparent: not covered by the signature
         if body is not None:
@@ -220,7 +222,7 @@ class PeerRpcClient:
             "PUT",
             address,
             f"/internal/blocks/{digest.hex()}{query}",
-            body=data,
+            body=BlockBody(data),  # sent from ``data`` without copies
             body_sha256=digest.hex(),
             content_type="application/octet-stream",
         )
@@ -294,7 +296,7 @@ class PeerRpcClient:
             "PUT",
             address,
             f"/internal/hints/blocks/{digest.hex()}?target={target.encode().hex()}",
-            body=data,
+            body=BlockBody(data),  # sent from ``data`` without copies
             body_sha256=digest.hex(),
             content_type="application/octet-stream",
         )

@@ -44,13 +44,16 @@ async def iter_cut_chunks(
     :class:`EntityTooLarge` as soon as more than ``max_bytes`` arrived, and
     :class:`IncompleteBody` if the stream breaks (connection reset / EOF error).
 
-    Copies: each byte once into the buffer and once out into its chunk. Chunks are taken
-    from the front by moving an offset; what is left is moved to the front in place only
-    once the part already taken is at least as large (so that move is paid once per byte
-    at most). ``del buf[:n]`` instead would make CPython copy the rest of the buffer into a
-    new allocation at the next append -- once per chunk, several MiB each time."""
+    Copies: each byte once into the buffer and once out into its chunk. The buffer is one
+    allocation that grows (amortised) to about ``2 x window`` plus one read and never
+    shrinks: bytes are written into it in place (``buf[end:end + n] = piece``), chunks are
+    taken from the front by moving an offset, and what is left is moved to the front in
+    place only when a piece does not fit behind it -- by then at least about ``window``
+    bytes were taken, so that move is paid once per byte at most. Appending and deleting
+    instead (``buf += piece``, ``del buf[:n]``) makes CPython reallocate, and so copy,
+    the whole buffer several times per chunk."""
     buf = bytearray()
-    start = 0  # buf[:start] is taken
+    start = end = 0  # buf[start:end] is buffered and not yet taken
     total = 0
     try:
         async for piece in body:
@@ -59,19 +62,32 @@ async def iter_cut_chunks(
             total += len(piece)
             if max_bytes is not None and total > max_bytes:
                 raise EntityTooLarge(f"object is larger than the {max_bytes}-byte limit")
-            buf += piece
-            while len(buf) - start >= window:
+            start, end = _put(buf, start, end, piece, 2 * window)
+            while end - start >= window:
                 chunk = _take(buf, start, window, cut)
                 start += len(chunk)
                 yield chunk
-            if start and start >= len(buf) - start:
-                start = _compact(buf, start)
     except (ConnectionError, EOFError) as exc:
         raise IncompleteBody(f"the request body broke off after {total} bytes: {exc}") from exc
-    while start < len(buf):
-        chunk = _take(buf, start, len(buf) - start, cut)
+    while start < end:
+        chunk = _take(buf, start, end - start, cut)
         start += len(chunk)
         yield chunk
+
+
+def _put(buf: bytearray, start: int, end: int, piece: bytes, capacity: int) -> tuple[int, int]:
+    """Write ``piece`` behind ``buf[start:end]``; return the new ``(start, end)``. Moves
+    the buffered bytes to the front first when the piece does not fit behind them and at
+    least half of ``capacity`` bytes were taken; grows ``buf`` only when it still does
+    not fit."""
+    n = len(piece)
+    if end + n > len(buf) and start and (start >= capacity // 2 or end + n > capacity):
+        start, end = 0, _compact(buf, start, end)
+    if end + n <= len(buf):
+        buf[end : end + n] = piece  # same length: a copy into place, no reallocation
+    else:
+        buf[end:] = piece  # grows the buffer (amortised: CPython over-allocates)
+    return start, end + n
 
 
 def _take(buf: bytearray, start: int, limit: int, cut: Cut) -> bytes:
@@ -83,10 +99,10 @@ def _take(buf: bytearray, start: int, limit: int, cut: Cut) -> bytes:
         return bytes(window[:n])
 
 
-def _compact(buf: bytearray, start: int) -> int:
-    """Move what is left of ``buf`` (after ``start``) to its front, in place; return 0."""
-    left = len(buf) - start
+def _compact(buf: bytearray, start: int, end: int) -> int:
+    """Move ``buf[start:end]`` to the front of ``buf``, in place (its length does not
+    change); return the new end."""
+    left = end - start
     with memoryview(buf) as whole:
-        whole[:left] = whole[start:]
-    del buf[left:]
-    return 0
+        whole[:left] = whole[start:end]
+    return left
