@@ -13,7 +13,9 @@ and of the per-round ratios dfspeer / Swift:
 * ``core`` (Swift: the anchor's own ``bench.py``, run unchanged as a subprocess; dfspeer:
   :func:`core`, a port of ``bench.py``'s method -- same stdlib ``http.client`` client with
   1 MiB reads, bodies streamed from an fsynced temp file of random bytes in 1 MiB blocks
-  with the client's checksum header, 3 reps per size, the same 200 seeded random 1 MiB
+  with the client's checksum header, 3 reps per size (each rep its own random bytes:
+  dfspeer deduplicates chunks, so a repeat of the same file would send almost nothing;
+  Swift's bench.py repeats one file, which costs Swift the same), the same 200 seeded random 1 MiB
   ranges over one keep-alive connection, each body compared with the source file): PUT
   and GET MB/s (10^6 B/s) of 64 MiB and 512 MiB objects, 1 MiB ranged GET median / p99.
   ``--port-on-swift`` also runs the port against Swift, to show it agrees with bench.py.
@@ -55,7 +57,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,9 +169,10 @@ class SourceFile:
     sha256: str
 
 
-def make_file(dirname: str, size: int) -> SourceFile:
-    """Random bytes, fsynced (no writeback during timed PUTs), as bench.py's."""
-    fname = os.path.join(dirname, f"obj{size}")
+def make_file(dirname: str, size: int, rep: int = 0) -> SourceFile:
+    """Random bytes, fsynced (no writeback during timed PUTs), as bench.py's; one file
+    per ``rep``."""
+    fname = os.path.join(dirname, f"obj{size}-{rep}")
     md5, sha = hashlib.md5(), hashlib.sha256()
     with open(fname, "wb") as f:
         for _ in range(size // MiB):
@@ -202,8 +205,9 @@ def get_file(target: Target, path: str, size: int, md5: str | None = None) -> tu
     return status == 200 and n == size and (not md5 or h.hexdigest() == md5), dt
 
 
-def core(target: Target, files: Mapping[str, SourceFile], seed: int) -> dict[str, Any]:
-    """bench.py's measurements (all but its kill-a-server part) against ``target``."""
+def core(target: Target, files: Mapping[str, Sequence[SourceFile]], seed: int) -> dict[str, Any]:
+    """bench.py's measurements (all but its kill-a-server part) against ``target``;
+    ``files``: per size name, one source file per rep."""
     out: dict[str, Any] = {
         "put_MBps_median": {},
         "get_MBps_median": {},
@@ -213,11 +217,11 @@ def core(target: Target, files: Mapping[str, SourceFile], seed: int) -> dict[str
     ok = True
     tag = f"core-{time.time_ns()}"
     for name, size in SIZES:
-        src = files[name]
+        src = files[name][0]
         puts, gets = [], []
         for i in range(REPS):
             path = f"{target.prefix}/{tag}-{name}-{i}"
-            good, dt = put_file(target, path, src)
+            good, dt = put_file(target, path, files[name][i])
             ok &= good
             puts.append(mbps(size, dt))
             target.created.append(path)
@@ -232,7 +236,7 @@ def core(target: Target, files: Mapping[str, SourceFile], seed: int) -> dict[str
     name, size = SIZES[-1]
     rng, lat, bad = random.Random(seed), [], 0
     c = target.conn()
-    with open(files[name].path, "rb") as f:
+    with open(files[name][0].path, "rb") as f:
         for _ in range(NRANGE):
             off = rng.randrange(0, size - MiB + 1)
             t = time.perf_counter()
@@ -702,9 +706,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_start": os.getloadavg(),
     }
     try:
-        files = {}
+        files: dict[str, list[SourceFile]] = {}
         if "core" in args.phases:
-            files = {name: make_file(str(work), size) for name, size in SIZES}
+            files = {
+                name: [make_file(str(work), size, rep) for rep in range(REPS)]
+                for name, size in SIZES
+            }
         with dfspeer_cluster(work, settings) as cluster:
             for i in range(args.rounds):
                 order = ["swift", "dfspeer"] if i % 2 == 0 else ["dfspeer", "swift"]
