@@ -13,10 +13,11 @@ and of the per-round ratios dfspeer / Swift:
 * ``core`` (Swift: the anchor's own ``bench.py``, run unchanged as a subprocess; dfspeer:
   :func:`core`, a port of ``bench.py``'s method -- same stdlib ``http.client`` client with
   1 MiB reads, bodies streamed from an fsynced temp file of random bytes in 1 MiB blocks
-  with the client's checksum header, 3 reps per size (each rep its own random bytes:
-  dfspeer deduplicates chunks, so a repeat of the same file would send almost nothing;
-  Swift's bench.py repeats one file, which costs Swift the same), the same 200 seeded random 1 MiB
-  ranges over one keep-alive connection, each body compared with the source file): PUT
+  with the client's checksum header, 3 reps per size (each rep of each round its own new
+  random bytes: dfspeer deduplicates chunks, so a repeat of the same file would send almost
+  nothing; Swift's bench.py repeats one file, which costs Swift the same), the same 200
+  seeded random 1 MiB ranges over one keep-alive connection, each body compared with the
+  source file): PUT
   and GET MB/s (10^6 B/s) of 64 MiB and 512 MiB objects, 1 MiB ranged GET median / p99.
   ``--port-on-swift`` also runs the port against Swift, to show it agrees with bench.py.
 * ``extra`` (one code path for both systems, :func:`extra`): 200 HEADs of one object on a
@@ -182,6 +183,15 @@ def make_file(dirname: str, size: int, rep: int = 0) -> SourceFile:
             f.write(b)
         os.fsync(f.fileno())
     return SourceFile(fname, size, md5.hexdigest(), sha.hexdigest())
+
+
+def make_files(dirname: Path, round_no: int) -> dict[str, list[SourceFile]]:
+    """Fresh source files for one round (the previous round's are deleted): per size
+    name, one file of new random bytes per rep."""
+    shutil.rmtree(dirname, ignore_errors=True)
+    where = dirname / f"round-{round_no}"
+    where.mkdir(parents=True)
+    return {name: [make_file(str(where), size, rep) for rep in range(REPS)] for name, size in SIZES}
 
 
 def put_file(target: Target, path: str, src: SourceFile) -> tuple[bool, float]:
@@ -617,7 +627,7 @@ def print_summary(summary: Mapping[str, Any], rounds: int) -> None:
 def run_system(
     system: str,
     args: argparse.Namespace,
-    files: Mapping[str, SourceFile],
+    files: Mapping[str, Sequence[SourceFile]],
     cluster: LocalCluster,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The selected phases against one system: (its figures, Swift by the port or None)."""
@@ -707,13 +717,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     try:
         files: dict[str, list[SourceFile]] = {}
-        if "core" in args.phases:
-            files = {
-                name: [make_file(str(work), size, rep) for rep in range(REPS)]
-                for name, size in SIZES
-            }
         with dfspeer_cluster(work, settings) as cluster:
             for i in range(args.rounds):
+                if "core" in args.phases:  # new bytes every round: nothing deduplicates
+                    files = make_files(work / "files", i)
                 order = ["swift", "dfspeer"] if i % 2 == 0 else ["dfspeer", "swift"]
                 if swift_reason is not None:
                     order = ["dfspeer"]
