@@ -47,6 +47,8 @@ async def read_body(request: web.Request, cap: int) -> bytes | web.Response:
         return error_response(411, "length_required", "Content-Length is required", request)
     if length > cap:
         return error_response(413, "entity_too_large", f"body over {cap} bytes", request)
+    if length == 0:  # aiohttp's reader of an empty body refuses even readexactly(0)
+        return b""
     try:
         return await request.content.readexactly(length)
     except Exception:  # IncompleteReadError, reset: nothing written

@@ -42,7 +42,7 @@ async def _pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
         await asyncio.sleep(0)  # the server wakes up between pieces
 
 
-@pytest.mark.parametrize("size", [5, 3 * 1024 * 1024 + 11])
+@pytest.mark.parametrize("size", [0, 5, 3 * 1024 * 1024 + 11])
 def test_a_body_sent_in_pieces_arrives_whole(size: int) -> None:
     data = os.urandom(size)
 
