@@ -145,16 +145,18 @@ class Scrubber:
         await asyncio.sleep(max(delay, 0.0))
 
     async def _check(self, digest: bytes) -> int:
-        """Verify one block; quarantine + refetch if corrupt. Returns bytes read."""
+        """Verify one block; quarantine + refetch if corrupt. Returns bytes read (a corrupt
+        block's stored length included)."""
         try:
             return len(await self.store.get(digest))
         except BlockNotFound:  # deleted since it was listed
             return 0
         except CorruptBlock as exc:
+            size = self.store.block_size(digest)  # read and hashed, so counted
             if await self.repair.quarantine(digest, exc, by="scrub"):
                 self.state["corrupt_found"] += 1
             await self._refetch(digest)
-            return 0
+            return size
 
     async def _refetch(self, digest: bytes) -> bool:
         try:
