@@ -14,194 +14,46 @@ started it. Idempotency: an ``Idempotency-Key`` on init maps (through the ``uplo
 table, first writer wins) to one session; the same key with another body is
 ``idempotency_conflict``. A re-sent chunk with the same bytes changes nothing; a chunk
 re-sent with other bytes replaces it (the replaced block is released at the end).
+
+The service is assembled from single-purpose modules: the session's records
+(:mod:`dfspeer.objects.session_records`), chunk upload (:mod:`dfspeer.objects.session_chunks`),
+completion (:mod:`dfspeer.objects.session_complete`), and abort, expiry and listing
+(:mod:`dfspeer.objects.session_end`); init and idempotency are here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import logging
 import secrets
 import time
-from collections.abc import Awaitable, Mapping
-from dataclasses import replace
+from collections.abc import Mapping
 from typing import Any
 
-from dfspeer.cluster.partition_scan import scan_partition
-from dfspeer.cluster.replication import Replicator
-from dfspeer.config import PeerConfig
-from dfspeer.errors import (
-    BadDigest,
-    DfsError,
-    IdempotencyConflict,
-    IncompleteUpload,
-    InvalidArgument,
-    InvalidChunkSize,
-    NoSuchUpload,
-    TooManyUploads,
-    UploadNotOpen,
-)
-from dfspeer.model.block_refs import BLOCK_REFS_TABLE, ref_key
-from dfspeer.model.objects import (
-    ABORTED,
-    COMPLETE,
-    OBJECTS_TABLE,
-    UPLOADING,
-    ObjectEntry,
-    ObjectVersion,
-    table_key,
-)
-from dfspeer.model.upload_parts import (
-    CHUNK_KIND,
-    UPLOAD_PARTS_TABLE,
-    UploadElement,
-    UploadPartsSchema,
-    element_prefix,
-    session_prefix,
-)
-from dfspeer.model.uploads import (
-    ABORTED as SESSION_ABORTED,
-)
+from dfspeer.errors import IdempotencyConflict, InvalidArgument, TooManyUploads
+from dfspeer.model.objects import UPLOADING, ObjectVersion
+from dfspeer.model.uploads import ABORTED as SESSION_ABORTED
 from dfspeer.model.uploads import (
     CHUNKS_KIND,
-    COMPLETED,
-    EXPIRED,
-    IN_PROGRESS,
     INITIATED,
     UPLOAD_KEYS_TABLE,
-    UPLOADS_TABLE,
-    ChunkRecord,
-    PartRecord,
     UploadKey,
-    UploadKeysSchema,
     UploadSession,
-    UploadsSchema,
     upload_key_id,
 )
-from dfspeer.objects.info import ObjectInfo
 from dfspeer.objects.names import validate_bucket, validate_key
-from dfspeer.objects.service import ObjectService
+from dfspeer.objects.session_chunks import SessionChunksMixin
+from dfspeer.objects.session_complete import SessionCompleteMixin
+from dfspeer.objects.session_end import MAX_LISTED, SessionEndMixin
+from dfspeer.objects.session_records import ACTIVITY_REFRESH_S, ELEMENT_CONCURRENCY
 from dfspeer.objects.upload import check_expected_sha256
-from dfspeer.objects.versioned_put import release_refs
 
-log = logging.getLogger(__name__)
-
-MAX_LISTED = 1000
-ACTIVITY_REFRESH_S = 60.0
-"""A session's last activity is rewritten at most this often (or a quarter of
-``upload_expiry_s`` when that is shorter): its idle expiry is hours by default."""
-ELEMENT_CONCURRENCY = 32
-"""Element records (re)written at once when a session ends."""
+__all__ = ["ACTIVITY_REFRESH_S", "ELEMENT_CONCURRENCY", "MAX_LISTED", "UploadService"]
 
 
-class UploadService:
+class UploadService(SessionCompleteMixin, SessionChunksMixin, SessionEndMixin):
     """Resumable upload sessions over the cluster (module docstring). Sizes in bytes,
     times in unix seconds. Every method may raise InsufficientReplicas."""
-
-    def __init__(self, config: PeerConfig, objects: ObjectService) -> None:
-        self.config = config
-        self.objects = objects
-        self.replicator: Replicator = objects.replicator
-        self.clock = objects.clock
-        self.self_id = objects.view.self_id
-        self.schema = UploadsSchema()
-        self.keys_schema = UploadKeysSchema()
-        self.parts_schema = UploadPartsSchema()
-
-    # ------------------------------------------------------------------ table access
-    async def header(self, upload_id: str) -> UploadSession:
-        """The session ``upload_id`` without its chunks and parts (one small quorum read).
-        Raises NoSuchUpload."""
-        if not _is_upload_id(upload_id):
-            raise NoSuchUpload(f"no upload {upload_id!r}")
-        record = await self.replicator.read_record(UPLOADS_TABLE, upload_id.encode())
-        if record is None:
-            raise NoSuchUpload(f"no upload {upload_id}")
-        return self.schema.decode(record)
-
-    async def get(self, upload_id: str) -> UploadSession:
-        """The session ``upload_id`` with every chunk and part it received (a quorum scan
-        of its ``upload_parts`` entries). Raises NoSuchUpload."""
-        return await self.with_elements(await self.header(upload_id))
-
-    async def with_elements(
-        self, session: UploadSession, number: int | None = None, kind: str | None = None
-    ) -> UploadSession:
-        """``session`` with its received chunks and parts filled in (all, or those of one
-        ``kind`` and ``number``)."""
-        prefix = (
-            session_prefix(session.id) if kind is None else element_prefix(session.id, kind, number)
-        )
-        rows = await scan_partition(
-            self.replicator, UPLOAD_PARTS_TABLE, session.id.encode(), prefix
-        )
-        chunks, parts = set(session.chunks), set(session.parts)
-        for _, record in rows:
-            try:
-                element = self.parts_schema.decode(record)
-            except ValueError:
-                continue
-            if element.kind == CHUNK_KIND:
-                chunks.add(element.chunk())
-            else:
-                parts.add(element.part())
-        return replace(session, chunks=frozenset(chunks), parts=frozenset(parts))
-
-    async def record_element(
-        self, session: UploadSession, element: ChunkRecord | PartRecord
-    ) -> None:
-        """Record a received chunk or part (quorum W) and the session's activity."""
-        if isinstance(element, ChunkRecord):
-            item = UploadElement.of_chunk(session.id, element)
-        else:
-            item = UploadElement.of_part(session.id, element)
-        now = time.time()
-        writes: list[Awaitable[object]] = [
-            self.replicator.write_record(
-                UPLOAD_PARTS_TABLE, item.key(), self.parts_schema.encode(item)
-            )
-        ]
-        refresh = min(ACTIVITY_REFRESH_S, self.config.upload_expiry_s / 4)
-        if session.state != IN_PROGRESS or now - session.activity > refresh:
-            activity = replace(
-                session,
-                chunks=frozenset(),
-                parts=frozenset(),
-                states=frozenset({(IN_PROGRESS, now)}),
-                activity=now,
-                result=None,
-            )
-            writes.append(self._write(activity))
-        await asyncio.gather(*writes)
-
-    async def _end_elements(self, session: UploadSession, now: float) -> None:
-        """Mark every received element ended (tombstones, purged after the grace); best
-        effort, ``RELEASE_CONCURRENCY`` at once."""
-        items = [UploadElement.of_chunk(session.id, c) for c in session.chunks] + [
-            UploadElement.of_part(session.id, p) for p in session.parts
-        ]
-        slots = asyncio.Semaphore(ELEMENT_CONCURRENCY)
-
-        async def end(item: UploadElement) -> None:
-            ended = replace(item, ended=now)
-            async with slots:
-                try:
-                    await self.replicator.write_record(
-                        UPLOAD_PARTS_TABLE, item.key(), self.parts_schema.encode(ended)
-                    )
-                except DfsError as exc:
-                    log.debug("ending an element of upload %s deferred: %s", session.id, exc)
-
-        await asyncio.gather(*(end(i) for i in items))
-
-    async def _write(self, session: UploadSession) -> None:
-        await self.replicator.write_record(
-            UPLOADS_TABLE, session.id.encode(), self.schema.encode(session)
-        )
-
-    def _now_version(self) -> str:
-        return str(self.clock.next_version(self.self_id))
 
     # ------------------------------------------------------------------ init
     async def init(
@@ -244,6 +96,38 @@ class UploadService:
             if found is not None:
                 return found, False
         await self._check_open_count(bucket)
+        session = await self._create(
+            bucket,
+            key,
+            size=size,
+            chunk_size=chunk,
+            sha256=sha,
+            content_type=content_type,
+            meta=meta,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            kind=kind,
+        )
+        if idempotency_key:
+            return await self._claim_key(session), True
+        return session, True
+
+    async def _create(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        size: int | None,
+        chunk_size: int,
+        sha256: str | None,
+        content_type: str,
+        meta: Mapping[str, str] | None,
+        idempotency_key: str,
+        request_hash: str,
+        kind: str,
+    ) -> UploadSession:
+        """Write a new session of ``bucket/key`` (creating the bucket if it is missing) and
+        its ``uploading`` version; returns the session."""
         info = await self.objects.buckets.ensure(bucket)
         await self.objects.observe(bucket, key)
         now = time.time()
@@ -253,10 +137,10 @@ class UploadService:
             key=key,
             version=self._now_version(),
             null=not info.keeps_versions,
-            chunk_size=chunk,
+            chunk_size=chunk_size,
             created=now,
             size=size,
-            sha256=sha,
+            sha256=sha256,
             content_type=content_type or "application/octet-stream",
             meta=tuple(sorted((meta or {}).items())),
             idempotency_key=idempotency_key,
@@ -270,9 +154,7 @@ class UploadService:
             session.version, UPLOADING, null=session.null, created=now, upload=session.id
         )
         await self.objects.write_version(bucket, key, uploading)
-        if idempotency_key:
-            return await self._claim_key(session), True
-        return session, True
+        return session
 
     def _check_init(self, size: int | None, chunk_size: int | None) -> int:
         cfg = self.config
@@ -325,267 +207,6 @@ class UploadService:
                 f"bucket {bucket} already has {self.config.max_open_uploads} open uploads"
             )
 
-    # ------------------------------------------------------------------ chunks
-    async def put_chunk(
-        self,
-        upload_id: str,
-        index: int,
-        data: bytes,
-        *,
-        expected_sha256: str | None = None,
-        session: UploadSession | None = None,
-    ) -> ChunkRecord:
-        """Store chunk ``index`` of the session; returns what was recorded. ``session``:
-        its header when the caller has just read it. Raises NoSuchUpload, UploadNotOpen,
-        InvalidArgument (index), InvalidChunkSize, BadDigest (nothing recorded)."""
-        if session is None or session.id != upload_id:
-            session = await self.header(upload_id)
-        _native(session)
-        if not session.is_open:
-            raise UploadNotOpen(f"upload {upload_id} is {session.state}")
-        self._check_chunk(session, index, len(data))
-        expected = check_expected_sha256(expected_sha256)
-        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
-        if expected is not None and digest.hex() != expected:
-            raise BadDigest(f"chunk hashes to {digest.hex()}, not to X-Chunk-SHA256 {expected}")
-        ref = self.objects.ref_record(
-            digest, session.version, session.bucket, session.key, session.created
-        )
-        # what the index holds and the (idempotent) block write travel at once
-        earlier, _ = await asyncio.gather(
-            self.with_elements(session, index, CHUNK_KIND),
-            self.replicator.write_block(data, digest, ref=ref),
-        )
-        have: ChunkRecord | None = earlier.current().get(index)
-        if have is not None and have.digest == digest:
-            return have  # the same bytes again: nothing new is recorded
-        chunk = ChunkRecord(index, digest, len(data), self._now_version())
-        await self.record_element(session, chunk)
-        return chunk
-
-    def _check_chunk(self, session: UploadSession, index: int, size: int) -> None:
-        if index < 0 or index >= self.config.upload_max_chunks:
-            raise InvalidArgument(
-                f"chunk index must be in 0..{self.config.upload_max_chunks - 1}, got {index}"
-            )
-        total = session.total_chunks
-        if total is not None:
-            if index >= total:
-                raise InvalidArgument(f"chunk {index} is beyond the declared size ({total} chunks)")
-            want = session.chunk_size
-            if index == total - 1:
-                want = session.size - index * session.chunk_size  # type: ignore[operator]
-            if size != want:
-                raise InvalidChunkSize(f"chunk {index} must be {want} bytes, got {size}")
-        elif not 0 < size <= session.chunk_size:
-            raise InvalidChunkSize(
-                f"a chunk is 1..{session.chunk_size} bytes (all but the last exactly that)"
-            )
-
-    # ------------------------------------------------------------------ complete / abort
-    async def complete(self, upload_id: str, *, sha256: str | None = None) -> ObjectInfo:
-        """Make the session's chunks the object's new version; returns its info (the same
-        info again for a completed session). Raises NoSuchUpload, UploadNotOpen,
-        IncompleteUpload (``details["missing"]``), InvalidChunkSize, BadDigest (the
-        session stays open)."""
-        session = await self.get(upload_id)
-        _native(session)
-        if session.state == COMPLETED and session.result is not None:
-            return _info_of(session.result)
-        if not session.is_open:
-            raise UploadNotOpen(f"upload {upload_id} is {session.state}")
-        chunks = self._ordered_chunks(session)
-        declared = check_expected_sha256(sha256) or session.sha256
-        whole, size = await self._whole_sha256(chunks)
-        if declared is not None and whole != declared:
-            raise BadDigest(f"the chunks hash to {whole}, not to the declared SHA-256 {declared}")
-        blocks = tuple((c.digest, c.size) for c in chunks)
-        return await self.publish(session, blocks, size, whole, dict(session.meta))
-
-    async def publish(
-        self,
-        session: UploadSession,
-        blocks: tuple[tuple[bytes, int], ...],
-        size: int,
-        sha256: str,
-        meta: Mapping[str, str],
-    ) -> ObjectInfo:
-        """Make ``blocks`` (in order; ``size`` bytes hashing to ``sha256``) the new version
-        of the session's key and end the session as completed; returns the object's info.
-
-        The version gets a fresh id at completion, so it orders after every write made
-        while the session was open (as S3's CompleteMultipartUpload does): its blocks are
-        referenced under that id first (quorum W each; a failure leaves the session open
-        and nothing visible), then the version is written complete together with the
-        abort of the session's ``uploading`` version, then the references under the old
-        id and the session's elements are released."""
-        bucket, key = session.bucket, session.key
-        prior = await self.objects.observe(bucket, key)
-        version_id = self._now_version()
-        await self._reference({d for d, _ in blocks}, version_id, session)
-        now = time.time()
-        version = ObjectVersion(
-            id=version_id,
-            state=COMPLETE,
-            null=session.null,
-            size=size,
-            sha256=sha256,
-            content_type=session.content_type,
-            meta=tuple(sorted(meta.items())),
-            chunks=blocks,
-            inline=b"" if not blocks else None,
-            modified=now,
-            created=session.created,
-            upload=session.id,
-        )
-        entry = ObjectEntry(bucket, key, (ObjectVersion(session.version, ABORTED), version))
-        await self.replicator.write_record(
-            OBJECTS_TABLE, table_key(bucket, key), self.objects.schema.encode(entry)
-        )
-        info = ObjectInfo.of(bucket, key, version)
-        done = replace(
-            session,
-            chunks=frozenset(),
-            parts=frozenset(),
-            states=frozenset({(COMPLETED, now)}),
-            activity=now,
-            result=info.to_json(),
-        )
-        await self._write(done)
-        self.objects.supersede(bucket, key, prior, version)
-        received = {c.digest for c in session.chunks} | session.part_digests()
-        await release_refs(self.replicator, received, session.version, bucket, key)
-        await self._end_elements(session, now)
-        return info
-
-    async def _reference(
-        self, digests: set[bytes], version_id: str, session: UploadSession
-    ) -> None:
-        """Live references of ``version_id`` to ``digests`` (quorum W each, 32 at once).
-        Raises the first failure."""
-        slots = asyncio.Semaphore(ELEMENT_CONCURRENCY)
-
-        async def ref(digest: bytes) -> None:
-            record = self.objects.ref_record(
-                digest, version_id, session.bucket, session.key, time.time()
-            )
-            async with slots:
-                await self.replicator.write_record(
-                    BLOCK_REFS_TABLE, ref_key(digest, version_id), record
-                )
-
-        await asyncio.gather(*(ref(d) for d in digests))
-
-    def _ordered_chunks(self, session: UploadSession) -> list[ChunkRecord]:
-        current = session.current()
-        missing = session.missing()
-        if session.total_chunks is None:
-            top = max(current, default=-1)
-            missing = [i for i in range(top + 1) if i not in current]
-        if missing:
-            shown = missing[:1000]
-            raise IncompleteUpload(
-                f"{len(missing)} chunk(s) missing, first {shown[0]}",
-                details={"missing": shown},
-            )
-        ordered = [current[i] for i in sorted(current)]
-        for c in ordered[:-1]:
-            if c.size != session.chunk_size:
-                raise InvalidChunkSize(f"chunk {c.index} is {c.size} bytes, not the chunk size")
-        return ordered
-
-    async def _whole_sha256(self, chunks: list[ChunkRecord]) -> tuple[str, int]:
-        """SHA-256 and size of the chunks in order, each read (verified) from its replicas,
-        one read ahead."""
-        whole = hashlib.sha256()
-        size = 0
-        pending: asyncio.Task[bytes] | None = None
-        for i, c in enumerate(chunks):
-            task = pending or asyncio.create_task(self.replicator.read_block(c.digest))
-            pending = (
-                asyncio.create_task(self.replicator.read_block(chunks[i + 1].digest))
-                if i + 1 < len(chunks)
-                else None
-            )
-            try:
-                data = await task
-            except BaseException:
-                if pending is not None:
-                    pending.cancel()
-                raise
-            await asyncio.to_thread(whole.update, data)
-            size += len(data)
-        return whole.hexdigest(), size
-
-    async def abort(self, upload_id: str) -> None:
-        """Abort an open session and release its chunks now. Raises NoSuchUpload,
-        UploadNotOpen."""
-        session = await self.get(upload_id)
-        if not session.is_open:
-            raise UploadNotOpen(f"upload {upload_id} is {session.state}")
-        await self._end(session, SESSION_ABORTED)
-
-    async def _end(self, session: UploadSession, state: str) -> None:
-        """Mark the session ``state`` (aborted / expired), abort its version, release every
-        chunk it received (best effort: the lifecycle sweep finishes what fails)."""
-        now = time.time()
-        await self._write(
-            replace(
-                session,
-                chunks=frozenset(),
-                parts=frozenset(),
-                states=frozenset({(state, now)}),
-                activity=now,
-                result=None,
-            )
-        )
-        try:
-            await self.objects.write_version(
-                session.bucket, session.key, ObjectVersion(session.version, ABORTED)
-            )
-        except DfsError as exc:
-            log.debug("abort of the version of upload %s deferred: %s", session.id, exc)
-        digests = {c.digest for c in session.chunks} | session.part_digests()
-        await release_refs(self.replicator, digests, session.version, session.bucket, session.key)
-        await self._end_elements(session, now)
-
-    # ------------------------------------------------------------------ listing / expiry
-    async def list_open(
-        self, bucket: str, *, limit: int = MAX_LISTED, kind: str | None = CHUNKS_KIND
-    ) -> list[UploadSession]:
-        """Open sessions of ``bucket`` of ``kind`` (None: any; at most ``limit``), oldest
-        first, read without their chunk and part lists."""
-        validate_bucket(bucket)
-        out: list[UploadSession] = await self.replicator.scan_entries(
-            UPLOADS_TABLE,
-            lambda s: s.bucket == bucket and s.is_open and kind in (None, s.kind),
-            limit=limit,
-            omit=("chunks", "parts"),
-        )
-        return sorted(out, key=lambda s: (s.created, s.id))[:limit]
-
-    async def expire_once(self) -> int:
-        """Expire the open sessions idle for ``upload_expiry_s`` (those whose id this peer
-        is the first replica of); returns how many."""
-        horizon = time.time() - self.config.upload_expiry_s
-        view = self.objects.view
-        expired = 0
-        for key, record in self.objects.store.table(UPLOADS_TABLE).iter_items():
-            try:
-                session = self.schema.decode(record)
-            except ValueError:
-                continue
-            if not session.is_open or session.activity >= horizon:
-                continue
-            if view.replicas(view.partition_of(key))[:1] != (self.self_id,):
-                continue
-            try:
-                await self._end(await self.with_elements(session), EXPIRED)
-                expired += 1
-            except DfsError as exc:
-                log.debug("expiry of upload %s deferred: %s", session.id, exc)
-        return expired
-
     def to_json(self, session: UploadSession) -> dict[str, Any]:
         """The session as the native API shows it."""
         return {
@@ -604,27 +225,3 @@ class UploadService:
             "received": session.received_ranges(),
             "bytes_received": session.bytes_received(),
         }
-
-
-def _native(session: UploadSession) -> None:
-    """Raise NoSuchUpload for an S3 multipart session (it has parts, not chunks)."""
-    if session.kind != CHUNKS_KIND:
-        raise NoSuchUpload(f"upload {session.id} is an S3 multipart upload")
-
-
-def _is_upload_id(text: str) -> bool:
-    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
-
-
-def _info_of(doc: Mapping[str, Any]) -> ObjectInfo:
-    return ObjectInfo(
-        bucket=str(doc["bucket"]),
-        key=str(doc["key"]),
-        version=str(doc["version"]),
-        size=int(doc["size"]),
-        sha256=str(doc["sha256"]),
-        chunks=int(doc["chunks"]),
-        modified=float(doc["modified"]),
-        content_type=str(doc.get("content_type", "application/octet-stream")),
-        meta=dict(doc.get("meta") or {}),
-    )
