@@ -1,0 +1,104 @@
+"""Block reads of a :class:`~dfspeer.blockstore.store.BlockStore`: whole blocks re-hashed
+with SHA-256, byte ranges verified by the CRC-32 sums of the 64 KiB segments they cover,
+and unverified size and presence lookups (the read path is described in :mod:`.store`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from dfspeer.blockstore.errors import BlockNotFound, CorruptBlock
+from dfspeer.blockstore.schema import (
+    SUM_BYTES,
+    bad_segment,
+    check_digest,
+    segment_count,
+    segments_of,
+    sha256,
+)
+from dfspeer.blockstore.store_base import INLINE_BYTES, StoreBase
+
+
+def _verified(digest: bytes, data: bytes) -> bytes:
+    actual = sha256(data)
+    if actual != digest:
+        raise CorruptBlock(digest, actual)
+    return data
+
+
+class ReadsMixin(StoreBase):
+    """:class:`~dfspeer.blockstore.store.BlockStore` reads of blocks."""
+
+    async def get(self, digest: bytes) -> bytes:
+        """The block's bytes, re-hashed. Raises ``BlockNotFound`` if absent, ``CorruptBlock``
+        if the stored bytes do not hash to ``digest``."""
+        check_digest(digest)
+        with self._read_txn() as txn:
+            view = txn.get(digest, db=self._dbs.blocks)
+            if view is None:
+                raise BlockNotFound(digest)
+            small = bytes(view) if len(view) <= INLINE_BYTES else None
+        if small is not None:
+            return _verified(digest, small)
+        return await asyncio.to_thread(self._get_large, digest)
+
+    async def get_range(self, digest: bytes, lo: int, hi: int) -> bytes:
+        """Bytes ``[lo, hi)`` of the block (clamped to its size), verified by the CRC-32 of
+        each 64 KiB segment they touch (see :mod:`.schema`), not by re-hashing the whole
+        block; a block stored without segment sums is read whole and re-hashed. Raises
+        ``BlockNotFound``, ``CorruptBlock`` (``actual``: the SHA-256 of the whole stored
+        block) when a covered segment does not match; ValueError for a bad range."""
+        check_digest(digest)
+        if lo < 0 or hi < lo:
+            raise ValueError(f"bad range [{lo}, {hi})")
+        got = self._read_segments(digest, lo, hi, INLINE_BYTES)
+        if got is None:
+            got = await asyncio.to_thread(self._read_segments, digest, lo, hi, None)
+        assert got is not None
+        return got
+
+    def _read_segments(self, digest: bytes, lo: int, hi: int, limit: int | None) -> bytes | None:
+        """:meth:`get_range`'s work; None (nothing done) when more than ``limit`` bytes
+        would be copied and verified (then the caller runs it in a thread)."""
+        with self._read_txn() as txn:
+            view = txn.get(digest, db=self._dbs.blocks)
+            if view is None:
+                raise BlockNotFound(digest)
+            size = len(view)
+            hi = min(hi, size)
+            if lo >= hi:
+                return b""
+            sums = txn.get(digest, db=self._dbs.segments)
+            whole = sums is None or len(sums) != segment_count(size) * SUM_BYTES
+            start, stop = (0, size) if whole else segments_of(size, lo, hi)
+            if limit is not None and stop - start > limit:
+                return None
+            data = bytes(view[start:stop])
+            expected = None if sums is None else bytes(sums)
+            if expected is not None and not whole and bad_segment(expected, start, data) is None:
+                return data[lo - start : hi - start]
+            if not whole:  # a segment does not match: the whole block, for the error
+                data = bytes(view)
+        if whole:
+            return _verified(digest, data)[lo:hi]
+        raise CorruptBlock(digest, sha256(data))
+
+    def _get_large(self, digest: bytes) -> bytes:
+        with self._read_txn() as txn:
+            view = txn.get(digest, db=self._dbs.blocks)
+            if view is None:  # deleted since the first lookup
+                raise BlockNotFound(digest)
+            data = bytes(view)
+        return _verified(digest, data)
+
+    def block_size(self, digest: bytes) -> int:
+        """Stored length of block ``digest`` in bytes (0 when absent; not verified)."""
+        with self._read_txn() as txn:
+            view = txn.get(check_digest(digest), db=self._dbs.blocks)
+            return 0 if view is None else len(view)
+
+    async def has(self, digest: bytes) -> bool:
+        """True if a block is stored under ``digest`` (not verified; see :meth:`get`)."""
+        check_digest(digest)
+        with self._read_txn() as txn:
+            return txn.get(digest, db=self._dbs.blocks) is not None
