@@ -173,9 +173,10 @@ def segments_of(size: int, lo: int, hi: int) -> tuple[int, int]:
     return lo - lo % SEGMENT_BYTES, min(size, -(-hi // SEGMENT_BYTES) * SEGMENT_BYTES)
 
 
-def bad_segment(sums: bytes, start: int, data: bytes) -> int | None:
+def bad_segment(sums: bytes, start: int, data: bytes | memoryview) -> int | None:
     """Offset in the block of the first segment of ``data`` (the block's bytes from
-    ``start``, a segment boundary) whose CRC-32 differs from ``sums``; None if all match."""
+    ``start``, a segment boundary; a view into the map is not copied) whose CRC-32 differs
+    from ``sums``; None if all match."""
     view = memoryview(data)
     first = start // SEGMENT_BYTES
     for n, i in enumerate(range(0, len(data), SEGMENT_BYTES)):

@@ -73,12 +73,14 @@ class ReadsMixin(StoreBase):
             start, stop = (0, size) if whole else segments_of(size, lo, hi)
             if limit is not None and stop - start > limit:
                 return None
-            data = bytes(view[start:stop])
-            expected = None if sums is None else bytes(sums)
-            if expected is not None and not whole and bad_segment(expected, start, data) is None:
-                return data[lo - start : hi - start]
-            if not whole:  # a segment does not match: the whole block, for the error
-                data = bytes(view)
+            if (
+                sums is not None
+                and not whole
+                and bad_segment(bytes(sums), start, view[start:stop]) is None
+            ):
+                # checked in the map (this txn's snapshot); one copy, of the bytes asked for
+                return bytes(view[lo:hi])
+            data = bytes(view)  # no sums, or a segment does not match (for the error)
         if whole:
             return _verified(digest, data)[lo:hi]
         raise CorruptBlock(digest, sha256(data))
