@@ -3,33 +3,29 @@
 Every field has a default that runs a local cluster, a unit in its name, and a check in
 :meth:`PeerConfig.validate`. Values come from, highest precedence first: command-line
 flags, ``DFSPEER_*`` environment variables, a TOML file, the defaults below.
+
+The dataclass lives here; its rules, type coercion and the reading of the TOML file and
+environment live in :mod:`dfspeer.settings`. Import ``PeerConfig``, ``ConfigError``,
+``MiB`` / ``GiB``, ``ENV_PREFIX`` and ``parse_host_port`` from this module.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
-import re
-import tomllib
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from dfspeer.gossip.config import SwimConfig
+from dfspeer.settings.addresses import parse_host_port
+from dfspeer.settings.checks import check_settings
+from dfspeer.settings.errors import ConfigError, GiB, MiB
+from dfspeer.settings.fieldtypes import check_type, coerce
+from dfspeer.settings.sources import ENV_PREFIX, env_settings, read_toml_settings
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
-
-ENV_PREFIX = "DFSPEER_"
-
-
-class ConfigError(ValueError):
-    """A setting is missing, malformed or out of range; the message names it."""
+__all__ = ["ENV_PREFIX", "ConfigError", "GiB", "MiB", "PeerConfig", "parse_host_port"]
 
 
 @dataclass(frozen=True)
@@ -168,7 +164,7 @@ class PeerConfig:
         if isinstance(self.join, list):
             object.__setattr__(self, "join", tuple(self.join))
         for f in dataclasses.fields(self):
-            _check_type(f.name, getattr(self, f.name))
+            check_type(f.name, getattr(self, f.name), _field_hints()[f.name])
         self.validate()
 
     # ------------------------------------------------------------------ derived
@@ -205,191 +201,8 @@ class PeerConfig:
     # ------------------------------------------------------------------ checks
     def validate(self) -> PeerConfig:
         """Check every setting; return self. Raises :class:`ConfigError` naming the field."""
-
-        def need(cond: bool, name: str, what: str) -> None:
-            if not cond:
-                raise ConfigError(f"{name}: {what} (got {getattr(self, name)!r})")
-
-        for name in ("port", "gossip_port"):
-            need(0 <= getattr(self, name) <= 65535, name, "must be a port number 0..65535")
-        need(self.weight > 0, "weight", "must be > 0")
-        need(4 <= self.partition_bits <= 16, "partition_bits", "must be in 4..16")
-        need(1 <= self.replication_factor <= 16, "replication_factor", "must be in 1..16")
-        need(
-            1 <= self.write_quorum <= self.replication_factor,
-            "write_quorum",
-            "must be in 1..replication_factor",
-        )
-        need(
-            1 <= self.read_quorum <= self.replication_factor,
-            "read_quorum",
-            "must be in 1..replication_factor",
-        )
-        need(
-            64 * 1024 <= self.chunk_size_bytes <= 64 * MiB,
-            "chunk_size_bytes",
-            "must be in 64 KiB..64 MiB",
-        )
-        need(
-            0 <= self.inline_threshold_bytes <= 64 * 1024,
-            "inline_threshold_bytes",
-            "must be in 0..64 KiB",
-        )
-        need(self.default_chunking in ("cdc", "fixed"), "default_chunking", "must be cdc or fixed")
-        need(
-            max(64 * 1024, self.inline_threshold_bytes + 1) <= self.cdc_min_chunk_bytes <= MiB,
-            "cdc_min_chunk_bytes",
-            "must be in 64 KiB..1 MiB and above inline_threshold_bytes",
-        )
-        need(
-            self.cdc_min_chunk_bytes <= self.cdc_avg_chunk_bytes <= 4 * MiB
-            and self.cdc_avg_chunk_bytes & (self.cdc_avg_chunk_bytes - 1) == 0,
-            "cdc_avg_chunk_bytes",
-            "must be a power of two in cdc_min_chunk_bytes..4 MiB",
-        )
-        need(
-            self.cdc_avg_chunk_bytes <= self.cdc_max_chunk_bytes <= 16 * MiB,
-            "cdc_max_chunk_bytes",
-            "must be in cdc_avg_chunk_bytes..16 MiB",
-        )
-        need(1 <= self.upload_pipeline_depth <= 64, "upload_pipeline_depth", "must be in 1..64")
-        need(self.anti_entropy_interval_s > 0, "anti_entropy_interval_s", "must be > 0")
-        need(self.dead_member_evict_s >= 0, "dead_member_evict_s", "must be >= 0")
-        need(1 <= self.repair_concurrency <= 64, "repair_concurrency", "must be in 1..64")
-        need(
-            self.repair_bandwidth_bytes_per_s >= 0,
-            "repair_bandwidth_bytes_per_s",
-            "must be >= 0 (0 = unlimited)",
-        )
-        for name in (
-            "rate_limit_requests_per_s",
-            "rate_limit_bytes_per_s",
-            "max_inflight_requests",
-            "max_upload_memory_bytes",
-        ):
-            need(getattr(self, name) >= 0, name, "must be >= 0 (0 = off)")
-        need(
-            0 <= self.download_prefetch_chunks <= 64,
-            "download_prefetch_chunks",
-            "must be in 0..64",
-        )
-        need(self.max_object_size_bytes > 0, "max_object_size_bytes", "must be > 0")
-        need(self.map_size_bytes >= 16 * MiB, "map_size_bytes", "must be >= 16 MiB")
-        need(0 <= self.commit_linger_ms <= 1000, "commit_linger_ms", "must be in 0..1000 (0: off)")
-        need(
-            0 <= self.read_speculation_ms <= 60_000,
-            "read_speculation_ms",
-            "must be in 0..60000 (0: ask every replica at once)",
-        )
-        need(0 <= self.max_hints <= 10**9, "max_hints", "must be in 0..1e9")
-        need(self.scrub_rate_bytes_per_s >= 0, "scrub_rate_bytes_per_s", "must be >= 0 (0: off)")
-        need(self.scrub_interval_s >= 0, "scrub_interval_s", "must be >= 0")
-        for name in (
-            "request_timeout_s",
-            "join_timeout_s",
-            "hint_delivery_interval_s",
-            "tombstone_grace_s",
-            "tombstone_purge_interval_s",
-            "block_gc_interval_s",
-            "upload_expiry_s",
-        ):
-            need(getattr(self, name) > 0, name, "must be > 0")
-        need(self.block_gc_grace_s >= 0, "block_gc_grace_s", "must be >= 0")
-        need(1 <= self.upload_max_chunks <= 1_000_000, "upload_max_chunks", "must be in 1..1e6")
-        need(
-            64 * 1024 <= self.upload_min_chunk_bytes <= self.upload_max_chunk_bytes <= 64 * MiB,
-            "upload_min_chunk_bytes",
-            "must be in 64 KiB..upload_max_chunk_bytes, and that at most 64 MiB",
-        )
-        need(self.max_open_uploads >= 1, "max_open_uploads", "must be >= 1")
-        need(0 <= self.s3_port <= 65535, "s3_port", "must be a port number 0..65535 (0: off)")
-        need(
-            self.s3_port == 0 or self.s3_port != self.port or self.port == 0,
-            "s3_port",
-            "must differ from port",
-        )
-        need(
-            not self.s3_root_domain or _DNS_NAME.fullmatch(self.s3_root_domain) is not None,
-            "s3_root_domain",
-            "must be a DNS name such as s3.example.com",
-        )
-        need(
-            0 < len(self.s3_region) <= 64 and self.s3_region.replace("-", "").isalnum(),
-            "s3_region",
-            "must be a region name such as us-east-1",
-        )
-        # The gossip settings have one rule book: SwimConfig's own checks.
-        try:
-            SwimConfig.from_settings(self)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(str(exc).removeprefix("SwimConfig.")) from exc
-        need(
-            self.log_level in ("debug", "info", "warning", "error"),
-            "log_level",
-            "must be one of debug, info, warning, error",
-        )
-        need(self.log_format in ("text", "json"), "log_format", "must be text or json")
-        self._validate_jwt()
-        self._validate_tls_audit()
-        for addr in self.join:
-            parse_host_port(addr, what="join")
-        if self.peer_id is not None:
-            need(
-                0 < len(self.peer_id) <= 128 and self.peer_id.isprintable(),
-                "peer_id",
-                "must be 1..128 printable characters",
-            )
+        check_settings(self)
         return self
-
-    def _validate_jwt(self) -> None:
-        """The JWT settings: one key source at most, issuer and audience need one, a JWKS
-        URL is https (or http to a loopback address). Key files are loaded at start."""
-        if self.jwt_public_key_file is not None and self.jwt_jwks_file is not None:
-            raise ConfigError(
-                "jwt_jwks_file: give jwt_public_key_file or jwt_jwks_file, not both "
-                f"(got {self.jwt_jwks_file!r})"
-            )
-        sources = "jwt_public_key_file, jwt_jwks_file or jwt_jwks_url"
-        if self.jwt_jwks_url:
-            if self.jwt_public_key_file is not None or self.jwt_jwks_file is not None:
-                raise ConfigError(f"jwt_jwks_url: give one of {sources}, not two")
-            problem = _jwks_url_problem(self.jwt_jwks_url)
-            if problem:
-                raise ConfigError(f"jwt_jwks_url: {problem} (got {self.jwt_jwks_url[:200]!r})")
-        has_source = bool(self.jwt_jwks_url) or self.jwt_public_key_file is not None
-        for name in ("jwt_issuer", "jwt_audience"):
-            if getattr(self, name) and not (has_source or self.jwt_jwks_file is not None):
-                raise ConfigError(f"{name}: needs {sources} (got {getattr(self, name)!r})")
-
-    def _validate_tls_audit(self) -> None:
-        """The TLS, audit log and auth cache settings (files are loaded at start)."""
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ConfigError(
-                "tls_cert_file, tls_key_file: give both (the certificate and its private "
-                "key) or neither"
-            )
-        if self.internal_tls and self.tls_cert_file is None:
-            raise ConfigError(
-                "internal_tls: needs tls_cert_file and tls_key_file (peer RPC shares the API "
-                "port, which then serves HTTPS)"
-            )
-        if self.tls_ca_file is not None and not self.internal_tls:
-            raise ConfigError(
-                "tls_ca_file: only used with internal_tls (peers verify each other's "
-                "certificates against it)"
-            )
-        if not 1024 <= self.audit_log_max_bytes <= 1 << 40:
-            raise ConfigError(
-                f"audit_log_max_bytes: must be in 1 KiB..1 TiB (got {self.audit_log_max_bytes!r})"
-            )
-        if not 1 <= self.audit_log_backups <= 1000:
-            raise ConfigError(
-                f"audit_log_backups: must be in 1..1000 (got {self.audit_log_backups!r})"
-            )
-        if not 0 <= self.auth_cache_ttl_s <= 60:
-            raise ConfigError(
-                f"auth_cache_ttl_s: must be in 0..60 (0: off; got {self.auth_cache_ttl_s!r})"
-            )
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -410,24 +223,14 @@ class PeerConfig:
         if toml_path is None and env.get(ENV_PREFIX + "CONFIG"):
             toml_path = Path(env[ENV_PREFIX + "CONFIG"])
         if toml_path is not None:
-            try:
-                with open(toml_path, "rb") as f:
-                    doc = tomllib.load(f)
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise ConfigError(f"config file {toml_path}: {exc}") from exc
-            section = doc.get("peer", doc)
+            section = read_toml_settings(toml_path)
             for key, raw in section.items():
                 values[_field_name(key, f"config file {toml_path}")] = raw
-        names = {f.name for f in dataclasses.fields(cls)}
-        for key, raw in env.items():
-            if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG":
-                name = key[len(ENV_PREFIX) :].lower()
-                if name in names:
-                    values[name] = raw
+        values.update(env_settings(env, {f.name for f in dataclasses.fields(cls)}))
         for key, raw in (overrides or {}).items():
             if raw is not None:
                 values[_field_name(key, "argument")] = raw
-        coerced = {name: _coerce(name, raw) for name, raw in values.items()}
+        coerced = {name: coerce(name, raw, _field_hints()[name]) for name, raw in values.items()}
         try:
             config = cls(**coerced)
         except TypeError as exc:  # pragma: no cover - guarded by _field_name
@@ -440,8 +243,6 @@ class PeerConfig:
 
 
 _HINTS: dict[str, Any] = {}
-_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_DNS_NAME = re.compile(rf"(?:{_DNS_LABEL}\.)*{_DNS_LABEL}")  # s3_root_domain
 _PATH_FIELDS = (
     "data_dir",
     "cluster_key_file",
@@ -463,114 +264,8 @@ def _field_hints() -> dict[str, Any]:
     return _HINTS
 
 
-def _check_type(name: str, value: Any) -> None:
-    """Raise :class:`ConfigError` naming ``name`` unless ``value`` fits the field's type."""
-    hint = _field_hints()[name]
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        if value is None:
-            return
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    if hint is bool:
-        ok, what = isinstance(value, bool), "true or false"
-    elif hint is int:
-        ok, what = isinstance(value, int) and not isinstance(value, bool), "an integer"
-    elif hint is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        what = "a number"
-    elif hint is str:
-        ok, what = isinstance(value, str), "a string"
-    elif hint is Path:
-        ok, what = isinstance(value, Path), "a path (str or Path)"
-    elif typing.get_origin(hint) is tuple:
-        ok = isinstance(value, tuple) and all(isinstance(x, str) for x in value)
-        what = "a list of strings"
-    elif typing.get_origin(hint) is Mapping:
-        ok, what = isinstance(value, Mapping), "a mapping"
-    else:  # pragma: no cover - every field's type is handled above
-        ok, what = True, ""
-    if not ok:
-        raise ConfigError(f"{name}: must be {what} (got {value!r})")
-
-
 def _field_name(key: str, where: str) -> str:
     name = key.replace("-", "_").lower()
     if name not in {f.name for f in dataclasses.fields(PeerConfig)}:
         raise ConfigError(f"{where}: unknown setting {key!r}")
     return name
-
-
-def _coerce(name: str, raw: Any) -> Any:
-    """Turn a TOML / env / CLI value into the field's type, or raise ConfigError."""
-    if not _HINTS:
-        _HINTS.update(typing.get_type_hints(PeerConfig))
-    hint = _HINTS[name]
-    args = typing.get_args(hint)
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        if raw is None:
-            return None
-        hint = next(a for a in args if a is not type(None))
-    try:
-        if hint is bool:
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError("expected true/false")
-        if hint is int:
-            if isinstance(raw, bool):
-                raise ValueError("expected an integer")
-            return int(raw)
-        if hint is float:
-            return float(raw)
-        if hint is Path:
-            return Path(raw).expanduser()
-        if hint is str:
-            return str(raw)
-        if typing.get_origin(hint) is tuple:
-            if isinstance(raw, str):
-                return tuple(p.strip() for p in raw.split(",") if p.strip())
-            return tuple(str(p) for p in raw)
-        return raw
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name}: cannot use {raw!r}: {exc}") from exc
-
-
-def _jwks_url_problem(url: str) -> str:
-    """What is wrong with a ``jwt_jwks_url`` ("" when nothing is): it must be an
-    ``https://`` URL of at most 2048 printable characters with a host, or ``http://`` to a
-    loopback address (``localhost``, 127.0.0.0/8, ``::1``), with no user info or fragment."""
-    if len(url) > 2048 or not url.isprintable() or any(c.isspace() for c in url):
-        return "must be a URL of at most 2048 printable characters"
-    try:
-        parts = urlsplit(url)
-        host, _ = parts.hostname, parts.port
-    except ValueError:
-        return "not a URL"
-    if parts.scheme not in ("https", "http") or not host:
-        return "must be an https:// URL with a host"
-    if parts.username is not None or parts.fragment:
-        return "must hold no user info and no #fragment"
-    if parts.scheme == "http" and not _is_loopback(host):
-        return "must be https:// (http:// only to a loopback address)"
-    return ""
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def parse_host_port(text: str, *, what: str = "address") -> tuple[str, int]:
-    """Parse ``host:port`` (``[v6]:port`` too). Raises :class:`ConfigError`."""
-    host, sep, port_text = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) <= 65535:
-        raise ConfigError(f"{what}: expected host:port, got {text!r}")
-    return host, int(port_text)
