@@ -156,6 +156,9 @@ async def written(cluster: Cluster, key: bytes) -> tuple[Node, dict[str, str]]:
 async def test_a_read_asks_r_replicas_in_turn(cluster: Cluster) -> None:
     key = b"speculative/fast"
     coordinator, record = await written(cluster, key)
+    # a loaded machine can make a replica slower than the default delay: that read would
+    # rightly speculate; here no replica is slow, so no delay may trigger it
+    coordinator.replicator.config = dataclasses.replace(CONFIG, read_speculation_ms=60_000.0)
     served = count_reads(cluster)
     for _ in range(6):
         assert await coordinator.replicator.read_record(TEST_TABLE, key) == record
