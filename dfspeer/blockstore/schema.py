@@ -18,18 +18,25 @@ sub-database             key                             value
 ``merkle:table:<name>``  partition (2 B) + trie path     Merkle trie node of table ``name``
 ``refcounts``            digest (32 B)                   reference count + zero-since
 ``gc_queue``             zero-since (8 B) + digest       empty (see :mod:`.refcount`)
-``block_segments``       digest (32 B)                   CRC-32 (4 B big-endian) of each
+``block_segments_crc32c`` digest (32 B)                   CRC-32C (4 B big-endian) of each
                                                          64 KiB segment of the block, in
                                                          order (:func:`segment_sums`)
+``block_segments``       digest (32 B)                   the same with CRC-32 (zlib), as
+                                                         earlier versions wrote it (read,
+                                                         never written)
 =======================  ==============================  ===================================
 
-``block_segments`` is written in the same transaction as the block, so a ranged read
-verifies only the segments it covers (:meth:`~dfspeer.blockstore.store.BlockStore.
-get_range`) instead of re-hashing the whole block; full reads, scrub and repair still
-re-hash with SHA-256. It came within format 2: a block without an entry (written before
-it existed, or by an older version of this code) is read by a full re-hash, and gets its
-entry the next time it is written. The entry is a function of the content, hence of the
-digest, so a stale one can never be wrong for the block stored under that digest.
+``block_segments_crc32c`` is written in the same transaction as the block, so a ranged
+read verifies only the segments it covers (:meth:`~dfspeer.blockstore.store.BlockStore.
+get_range`) instead of re-hashing the whole block; scrub, and every peer a copy is sent
+to, still re-hash with SHA-256. CRC-32C (Castagnoli), as HDFS and ext4 checksum their
+data, because CPUs compute it in hardware: about 50 GB/s here through ``awscrt``, against
+6.7 GB/s for zlib's CRC-32. Both came within format 2: a block with only a CRC-32 entry
+(written by an earlier version) is verified by it, and one with neither is read by a full
+re-hash; either gets its CRC-32C entry the next time it is written. An entry is a function
+of the content, hence of the digest, so a stale one can never be wrong for the block stored
+under that digest; an earlier version reading a store written by this one finds no CRC-32
+entry and falls back to the full re-hash.
 
 ``meta``'s ``format`` is the on-disk format version (:data:`FORMAT`); a store written in
 another format is refused at open (:class:`~dfspeer.blockstore.errors.StoreFormatError`),
@@ -53,8 +60,10 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import lmdb
+from awscrt.checksums import crc32c
 
 from dfspeer.blockstore.errors import StoreFormatError
 from dfspeer.blockstore.merkle import HASH_BYTES, fingerprint, rebuild, record_change
@@ -70,8 +79,9 @@ TABLE_SUMMARY_PREFIX = b"merkle:table:"
 SUMMARY_FINGERPRINT_PREFIX = b"summary_fingerprint:"
 REFCOUNTS_DB = b"refcounts"
 GC_QUEUE_DB = b"gc_queue"
-SEGMENTS_DB = b"block_segments"
-INTERNAL_DBS = 7
+SEGMENTS_DB = b"block_segments_crc32c"
+LEGACY_SEGMENTS_DB = b"block_segments"
+INTERNAL_DBS = 8
 SEGMENT_BYTES = 64 * 1024
 """Bytes per checksummed segment of a block (the last one may be shorter)."""
 SUM_BYTES = 4
@@ -102,7 +112,9 @@ class Dbs:
     refs: RefDbs
     """Reference counts and the collection queue (:mod:`.refcount`)."""
     segments: lmdb._Database
-    """CRC-32 per 64 KiB segment of each block (:func:`segment_sums`)."""
+    """CRC-32C per 64 KiB segment of each block (:func:`segment_sums`)."""
+    legacy_segments: lmdb._Database
+    """CRC-32 per 64 KiB segment of blocks written by earlier versions (read only)."""
 
 
 def partition_key(partition: int, digest: bytes) -> bytes:
@@ -154,7 +166,16 @@ def sha256(data: bytes) -> bytes:
 
 
 def segment_sums(data: bytes) -> bytes:
-    """CRC-32 (4 bytes big-endian) of each :data:`SEGMENT_BYTES` segment of ``data``."""
+    """CRC-32C (4 bytes big-endian) of each :data:`SEGMENT_BYTES` segment of ``data``."""
+    view = memoryview(data)
+    return b"".join(
+        crc32c(view[i : i + SEGMENT_BYTES]).to_bytes(SUM_BYTES, "big")
+        for i in range(0, len(data), SEGMENT_BYTES)
+    )
+
+
+def legacy_segment_sums(data: bytes) -> bytes:
+    """:func:`segment_sums` with zlib's CRC-32, as earlier versions wrote them."""
     view = memoryview(data)
     return b"".join(
         zlib.crc32(view[i : i + SEGMENT_BYTES]).to_bytes(SUM_BYTES, "big")
@@ -173,16 +194,19 @@ def segments_of(size: int, lo: int, hi: int) -> tuple[int, int]:
     return lo - lo % SEGMENT_BYTES, min(size, -(-hi // SEGMENT_BYTES) * SEGMENT_BYTES)
 
 
-def bad_segment(sums: bytes, start: int, data: bytes | memoryview) -> int | None:
+def bad_segment(
+    sums: bytes, start: int, data: bytes | memoryview, crc: Callable[[Any], int] = crc32c
+) -> int | None:
     """Offset in the block of the first segment of ``data`` (the block's bytes from
-    ``start``, a segment boundary; a view into the map is not copied) whose CRC-32 differs
-    from ``sums``; None if all match."""
+    ``start``, a segment boundary; a view into the map is not copied) whose checksum
+    (``crc``: CRC-32C, or ``zlib.crc32`` for legacy sums) differs from ``sums``; None if
+    all match."""
     view = memoryview(data)
     first = start // SEGMENT_BYTES
     for n, i in enumerate(range(0, len(data), SEGMENT_BYTES)):
         at = (first + n) * SUM_BYTES
         want = int.from_bytes(sums[at : at + SUM_BYTES], "big")
-        if zlib.crc32(view[i : i + SEGMENT_BYTES]) != want:
+        if crc(view[i : i + SEGMENT_BYTES]) != want:
             return start + i
     return None
 
@@ -197,8 +221,9 @@ def put_block(w: WriteTxn, dbs: Dbs, digest: bytes, data: bytes, partition: int 
     txn = w.txn
     old = txn.get(digest, db=dbs.blocks)
     if old is not None and len(old) == len(data) and bytes(old) == data:
-        if txn.get(digest, db=dbs.segments) is None:  # stored before segment sums existed
+        if txn.get(digest, db=dbs.segments) is None:  # stored by an earlier version
             txn.put(digest, segment_sums(data), db=dbs.segments)
+            txn.delete(digest, db=dbs.legacy_segments)
         return digest
     txn.put(digest, data, db=dbs.blocks)
     txn.put(digest, segment_sums(data), db=dbs.segments)
@@ -212,7 +237,8 @@ def put_block(w: WriteTxn, dbs: Dbs, digest: bytes, data: bytes, partition: int 
         ensure_row(w, dbs.refs, digest, int(time.time() * 1000))
         w.count_delta += 1
         w.bytes_delta += len(data)
-    else:
+    else:  # a corrupt copy overwritten
+        txn.delete(digest, db=dbs.legacy_segments)
         w.bytes_delta += len(data) - len(old)
     return digest
 
@@ -232,6 +258,7 @@ def delete_block_sized(w: WriteTxn, dbs: Dbs, digest: bytes, partition: int | No
     size = len(old)
     txn.delete(digest, db=dbs.blocks)
     txn.delete(digest, db=dbs.segments)
+    txn.delete(digest, db=dbs.legacy_segments)
     if partition is not None:
         txn.delete(partition_key(partition, digest), db=dbs.by_partition)
     if dbs.summary is not None:
@@ -275,6 +302,7 @@ def open_schema(
                 gc_queue=env.open_db(GC_QUEUE_DB, txn=txn),
             ),
             segments=env.open_db(SEGMENTS_DB, txn=txn),
+            legacy_segments=env.open_db(LEGACY_SEGMENTS_DB, txn=txn),
         )
         fmt = txn.get(FORMAT_KEY, db=dbs.meta)
         if fmt is None:

@@ -15,7 +15,7 @@ copied and hashed in a worker thread (a 4 MiB block is ~2.3 ms of copy + SHA-256
 not stall the loop). py-lmdb opens environments with MDB_NOTLS, so any thread may run its
 own read transaction; each read transaction lives and ends on one thread.
 :meth:`BlockStore.get_range` copies only the 64 KiB segments a byte range covers and checks
-their CRC-32 sums (kept beside the block, see :mod:`.schema`) instead of the whole SHA-256.
+their CRC-32C sums (kept beside the block, see :mod:`.schema`) instead of the whole SHA-256.
 
 The class is assembled from one part per concern: :mod:`.store_base` (the environment and
 the plumbing the parts share), :mod:`.store_reads`, :mod:`.store_writes`,

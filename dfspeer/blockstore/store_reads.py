@@ -1,11 +1,16 @@
 """Block reads of a :class:`~dfspeer.blockstore.store.BlockStore`: whole blocks re-hashed
-with SHA-256, byte ranges verified by the CRC-32 sums of the 64 KiB segments they cover,
+with SHA-256, byte ranges verified by the CRC-32C sums of the 64 KiB segments they cover,
 and unverified size and presence lookups (the read path is described in :mod:`.store`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from awscrt.checksums import crc32c
 
 from dfspeer.blockstore.errors import BlockNotFound, CorruptBlock
 from dfspeer.blockstore.schema import (
@@ -43,7 +48,7 @@ class ReadsMixin(StoreBase):
         return await asyncio.to_thread(self._get_large, digest)
 
     async def get_range(self, digest: bytes, lo: int, hi: int) -> bytes:
-        """Bytes ``[lo, hi)`` of the block (clamped to its size), verified by the CRC-32 of
+        """Bytes ``[lo, hi)`` of the block (clamped to its size), verified by the CRC-32C of
         each 64 KiB segment they touch (see :mod:`.schema`), not by re-hashing the whole
         block; a block stored without segment sums is read whole and re-hashed. Raises
         ``BlockNotFound``, ``CorruptBlock`` (``actual``: the SHA-256 of the whole stored
@@ -68,7 +73,10 @@ class ReadsMixin(StoreBase):
             hi = min(hi, size)
             if lo >= hi:
                 return b""
+            crc: Callable[[Any], int] = crc32c
             sums = txn.get(digest, db=self._dbs.segments)
+            if sums is None:  # written by an earlier version: CRC-32 sums, or none
+                crc, sums = zlib.crc32, txn.get(digest, db=self._dbs.legacy_segments)
             whole = sums is None or len(sums) != segment_count(size) * SUM_BYTES
             start, stop = (0, size) if whole else segments_of(size, lo, hi)
             if limit is not None and stop - start > limit:
@@ -76,7 +84,7 @@ class ReadsMixin(StoreBase):
             if (
                 sums is not None
                 and not whole
-                and bad_segment(bytes(sums), start, view[start:stop]) is None
+                and bad_segment(bytes(sums), start, view[start:stop], crc) is None
             ):
                 # checked in the map (this txn's snapshot); one copy, of the bytes asked for
                 return bytes(view[lo:hi])

@@ -1,6 +1,6 @@
 """Reading a verified block: the local copy first, then the replicas, with read repair.
 
-Order: the local store (verified by the CRC-32 of each 64 KiB segment, as a ranged read
+Order: the local store (verified by the CRC-32C of each 64 KiB segment, as a ranged read
 is; a block stored without segment sums is re-hashed); then the partition's replicas in read
 order (ALIVE before SUSPECT, rotated between reads so load spreads), then any other peer of
 the extended preference list (a stand-in may hold a hinted copy). Every answer is hashed; a
@@ -34,7 +34,7 @@ async def read_verified_block(r: Replicator, digest: bytes) -> bytes:
     problems: list[str] = []
     local_missing = local_corrupt = False
     try:
-        # verified by the CRC-32 of each 64 KiB segment (as HDFS verifies its chunks on
+        # verified by the CRC-32C of each 64 KiB segment (as HDFS verifies its chunks on
         # read), not by re-hashing the whole block: a third of the CPU per byte; scrub
         # re-hashes every block, and a copy sent on is re-hashed by the peer it goes to
         return await r.store.get_range(digest, 0, WHOLE_BLOCK)

@@ -16,7 +16,13 @@ import lmdb
 import pytest
 
 from dfspeer.blockstore import BlockNotFound, BlockStore, CorruptBlock
-from dfspeer.blockstore.schema import SEGMENT_BYTES, SEGMENTS_DB, segment_sums
+from dfspeer.blockstore.schema import (
+    LEGACY_SEGMENTS_DB,
+    SEGMENT_BYTES,
+    SEGMENTS_DB,
+    legacy_segment_sums,
+    segment_sums,
+)
 from dfspeer.cluster.readrepair import QUARANTINE_TABLE
 from dfspeer.model.objects import OBJECTS_TABLE, table_key
 from tests.unit.maintenance_cluster import CONFIG, Cluster, flip_byte, make_cluster
@@ -52,13 +58,23 @@ def drop_sums(path: Path, digest: bytes) -> None:
     env.close()
 
 
-def has_sums(path: Path, digest: bytes) -> bool:
+def has_sums(path: Path, digest: bytes, db: bytes = SEGMENTS_DB) -> bool:
     env = lmdb.open(str(path), max_dbs=16)
-    segments = env.open_db(SEGMENTS_DB)
+    segments = env.open_db(db)
     with env.begin() as txn:
         found = txn.get(digest, db=segments)
     env.close()
     return found is not None
+
+
+def as_written_by_an_earlier_version(path: Path, digest: bytes, data: bytes) -> None:
+    """Replace the block's CRC-32C sums by the CRC-32 sums earlier versions wrote."""
+    drop_sums(path, digest)
+    env = lmdb.open(str(path), max_dbs=16)
+    legacy = env.open_db(LEGACY_SEGMENTS_DB)
+    with env.begin(write=True) as txn:
+        txn.put(digest, legacy_segment_sums(data), db=legacy)
+    env.close()
 
 
 async def test_every_boundary_range_reads_back_identical(tmp_path: Path) -> None:
@@ -131,6 +147,29 @@ async def test_block_without_sums_reads_by_full_rehash(tmp_path: Path) -> None:
     assert has_sums(path, digest)
 
 
+async def test_crc32_sums_of_an_earlier_version_still_verify(tmp_path: Path) -> None:
+    path = tmp_path / "bs"
+    data = os.urandom(SIZE)
+    async with BlockStore(path, map_size_bytes=64 << 20) as store:
+        digest = await store.put(data)
+    as_written_by_an_earlier_version(path, digest, data)
+    async with BlockStore(path, map_size_bytes=64 << 20) as store:
+        for lo in boundaries(SIZE, S):
+            assert await store.get_range(digest, lo, SIZE) == data[lo:]
+    flip_at(path, digest, 3 * S + 9)
+    async with BlockStore(path, map_size_bytes=64 << 20) as store:
+        assert await store.get_range(digest, 0, 3 * S) == data[: 3 * S]  # untouched segments
+        with pytest.raises(CorruptBlock):  # the CRC-32 sum of that segment catches it
+            await store.get_range(digest, 3 * S + 9, 3 * S + 10)
+        await store.put_verified(digest, data)  # repair writes CRC-32C sums
+    assert has_sums(path, digest) and not has_sums(path, digest, LEGACY_SEGMENTS_DB)
+    as_written_by_an_earlier_version(path, digest, data)
+    async with BlockStore(path, map_size_bytes=64 << 20) as store:
+        await store.put(data)  # identical, intact: the sums move to CRC-32C
+        assert await store.get_range(digest, S, 2 * S) == data[S : 2 * S]
+    assert has_sums(path, digest) and not has_sums(path, digest, LEGACY_SEGMENTS_DB)
+
+
 async def test_delete_drops_the_sums(tmp_path: Path) -> None:
     path = tmp_path / "bs"
     async with BlockStore(path, map_size_bytes=64 << 20) as store:
@@ -143,6 +182,9 @@ def test_segment_sums_layout() -> None:
     data = os.urandom(2 * S + 1)
     assert len(segment_sums(data)) == 3 * 4
     assert segment_sums(b"") == b""
+    # CRC-32C (Castagnoli): the check value of "123456789" is 0xE3069283 (RFC 3720 B.4)
+    assert segment_sums(b"123456789") == bytes.fromhex("e3069283")
+    assert legacy_segment_sums(b"123456789") == bytes.fromhex("cbf43926")  # CRC-32
 
 
 # ---------------------------------------------------------------------- through the cluster
