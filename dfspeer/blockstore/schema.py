@@ -18,7 +18,7 @@ sub-database             key                             value
 ``merkle:table:<name>``  partition (2 B) + trie path     Merkle trie node of table ``name``
 ``refcounts``            digest (32 B)                   reference count + zero-since
 ``gc_queue``             zero-since (8 B) + digest       empty (see :mod:`.refcount`)
-``block_segments_crc32c`` digest (32 B)                   CRC-32C (4 B big-endian) of each
+``block_crc32c``         digest (32 B)                   CRC-32C (4 B big-endian) of each
                                                          64 KiB segment of the block, in
                                                          order (:func:`segment_sums`)
 ``block_segments``       digest (32 B)                   the same with CRC-32 (zlib), as
@@ -26,8 +26,8 @@ sub-database             key                             value
                                                          never written)
 =======================  ==============================  ===================================
 
-``block_segments_crc32c`` is written in the same transaction as the block, so a ranged
-read verifies only the segments it covers (:meth:`~dfspeer.blockstore.store.BlockStore.
+``block_crc32c`` is written in the same transaction as the block, so a ranged read
+verifies only the segments it covers (:meth:`~dfspeer.blockstore.store.BlockStore.
 get_range`) instead of re-hashing the whole block; scrub, and every peer a copy is sent
 to, still re-hash with SHA-256. CRC-32C (Castagnoli), as HDFS and ext4 checksum their
 data, because CPUs compute it in hardware: about 50 GB/s here through ``awscrt``, against
@@ -79,7 +79,7 @@ TABLE_SUMMARY_PREFIX = b"merkle:table:"
 SUMMARY_FINGERPRINT_PREFIX = b"summary_fingerprint:"
 REFCOUNTS_DB = b"refcounts"
 GC_QUEUE_DB = b"gc_queue"
-SEGMENTS_DB = b"block_segments_crc32c"
+SEGMENTS_DB = b"block_crc32c"
 LEGACY_SEGMENTS_DB = b"block_segments"
 INTERNAL_DBS = 8
 SEGMENT_BYTES = 64 * 1024
