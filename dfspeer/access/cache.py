@@ -22,6 +22,12 @@ A write racing a read in flight leaves nothing stale (:meth:`TtlCache.ticket`). 
 unknown key id, a missing bucket) are cached too; the cache holds at most ``max_entries``
 (expired entries are dropped first, then everything), so a client spraying random key ids
 costs memory bounded by it.
+
+Both API ports read through the same two lookups: the peer hands the S3 port
+(:func:`dfspeer.api.s3.service.s3_site`) the ``(records, buckets)`` of :func:`cached_lookups`
+that its native access control uses, so a key disabled or a grant revoked stops working on
+both ports at the same time. The key cache holds the stored records, whose secrets are
+sealed (the S3 port opens a key's secret per request for SigV4 and keeps it nowhere).
 """
 
 from __future__ import annotations

@@ -205,13 +205,16 @@ class Peer(ObjectsMixin, ClusterMixin, ServingMixin):
         config = self.config
         keyring = need(self.keyring)
         # quorum reads of keys and buckets, or reused for the auth cache's TTL (access.cache);
-        # a bucket written through this peer drops its cached entry (BucketService.on_change)
+        # a bucket written through this peer drops its cached entry (BucketService.on_change).
+        # The S3 port reads through the same two (_start_s3), so both ports refuse a
+        # disabled key at the same time.
         key_records, bucket_lookup = cached_lookups(
             replicator,
             self.objects.buckets,
             config.effective_auth_cache_ttl_s,
             bucket_listeners=self.objects.buckets.on_change,
         )
+        self._key_records, self._bucket_lookup = key_records, bucket_lookup
         keys = KeyService(
             key_records,
             self.objects.clock,

@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry
 
 from dfspeer import tls
 from dfspeer.access.audit import AuditLog
-from dfspeer.access.middleware import AccessControl
+from dfspeer.access.keystore import RecordStore
+from dfspeer.access.middleware import AccessControl, BucketLookup
 from dfspeer.api.cluster_routes import host_port
 from dfspeer.api.s3.service import S3Site
 from dfspeer.api.shutdown import ShutdownGate
@@ -73,6 +74,10 @@ class PeerBase:
         self._uploads: UploadService | None = None
         self._s3: S3Site | None = None
         self._access: AccessControl | None = None
+        # the keys and buckets reads of access control, through the auth cache
+        # (dfspeer.access.cache); both ports use them
+        self._key_records: RecordStore | None = None
+        self._bucket_lookup: BucketLookup | None = None
         self._tls: ssl.SSLContext | None = None  # HTTPS on the API and S3 ports (dfspeer.tls)
         self._audit: AuditLog | None = None  # dfspeer.access.audit
         self.left = asyncio.Event()  # set once a drain finished and the peer left the cluster

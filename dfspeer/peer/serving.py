@@ -70,7 +70,10 @@ class ServingMixin(PeerBase):
 
     async def _start_s3(self) -> None:
         """The S3 API on its own port (:mod:`dfspeer.api.s3`); none when ``s3_port`` is 0.
-        It shares the native port's rate limits and in-flight cap (one budget a principal)."""
+        It shares the native port's rate limits and in-flight cap (one budget a principal)
+        and its auth cache: access keys and buckets are read through the lookups
+        :meth:`_start_access` built (:mod:`dfspeer.access.cache`), so a key disabled or a
+        grant revoked is refused by both ports at the same time."""
         if not self.config.s3_port:
             return
         limits = self._runner.app.get(LIMITS_KEY) if self._runner is not None else None
@@ -82,6 +85,8 @@ class ServingMixin(PeerBase):
             gate=self.gate,
             limits=limits,
             audit=self._audit,
+            key_records=need(self._key_records),
+            bucket_lookup=need(self._bucket_lookup),
         )
         await site.start(
             self.config.host,

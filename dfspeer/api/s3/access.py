@@ -21,11 +21,13 @@ the :class:`~dfspeer.access.permissions.Action` its native counterpart needs
 - ListBuckets: any key, filtered to the buckets the key owns or has a grant on
   (:func:`~dfspeer.access.permissions.visible`).
 
-The bucket is read with quorum (as the native middleware does) before the operation runs,
-so a refused request reads no body and changes nothing. A refusal is ``AccessDenied``
-(403); a key cannot tell a missing bucket from one it may not see. Unlike the native
-``PUT`` of an object, S3 does not create a missing bucket on a write: a key that could
-create it gets ``NoSuchBucket`` (S3's answer), any other ``AccessDenied``.
+The bucket is read as the native middleware reads it (a quorum read reused for the auth
+cache's TTL, :mod:`dfspeer.access.cache`; a bucket written through this peer is read
+afresh) before the operation runs, so a refused request reads no body and changes nothing.
+A refusal is ``AccessDenied`` (403); a key cannot tell a missing bucket from one it may
+not see. Unlike the native ``PUT`` of an object, S3 does not create a missing bucket on a
+write: a key that could create it gets ``NoSuchBucket`` (S3's answer), any other
+``AccessDenied``.
 """
 
 from __future__ import annotations
@@ -73,16 +75,16 @@ def action_of(handler: S3Handler) -> Action:
 
 
 async def authorize(s3: S3Request, action: Action, bucket_name: str | None) -> Decision:
-    """Allow ``s3``'s principal to do ``action`` on ``bucket_name`` (read with quorum) or
-    raise AccessDenied. ``Decision.CREATE``: allowed, the bucket is missing and the key
-    may create it (the operation answers as it does for a missing bucket, or creates
-    it)."""
+    """Allow ``s3``'s principal to do ``action`` on ``bucket_name`` (read through the auth
+    cache, :attr:`~dfspeer.api.s3.context.S3Context.access_buckets`) or raise
+    AccessDenied. ``Decision.CREATE``: allowed, the bucket is missing and the key may
+    create it (the operation answers as it does for a missing bucket, or creates it)."""
     principal: Principal = s3.identity.principal
     bucket: Bucket | None = None
     if principal.is_admin:
         return Decision.ALLOW
     if action.on_bucket and bucket_name is not None:
-        bucket = await s3.ctx.objects.buckets.read(bucket_name)
+        bucket = await s3.ctx.access_buckets.read(bucket_name)
     decision = decide(principal, action, bucket)
     if decision is Decision.DENY:
         log.debug(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from dfspeer.access.limits import Limits
+from dfspeer.access.middleware import BucketLookup
 from dfspeer.api.s3.auth import Identity, SigV4Verifier
 from dfspeer.config import PeerConfig
 from dfspeer.objects.multipart import MultipartService
@@ -21,18 +22,26 @@ class S3Context:
     """The S3 API's collaborators: objects (and buckets), upload sessions (multipart), the
     signature verifier, the peer's settings and its rate limits / in-flight cap (the
     native API's :class:`~dfspeer.access.limits.Limits`, shared: None when all are off);
-    ``multipart``: the site's multipart service (made here, one per site)."""
+    ``bucket_lookup``: how the permission checks read a bucket (the native API's, through
+    the auth cache; None: ``objects.buckets``, quorum reads); ``multipart``: the site's
+    multipart service (made here, one per site)."""
 
     config: PeerConfig
     objects: ObjectService
     uploads: UploadService
     verifier: SigV4Verifier
     limits: Limits | None = None
+    bucket_lookup: BucketLookup | None = None
     multipart: MultipartService = field(init=False)
 
     def __post_init__(self) -> None:
         # one per site: it keeps the fixed fields of the upload sessions it has seen
         object.__setattr__(self, "multipart", MultipartService(self.uploads))
+
+    @property
+    def access_buckets(self) -> BucketLookup:
+        """Where the permission checks read buckets (``bucket_lookup`` or the service)."""
+        return self.bucket_lookup if self.bucket_lookup is not None else self.objects.buckets
 
 
 S3_KEY = web.AppKey("dfspeer_s3", S3Context)

@@ -9,10 +9,14 @@ in order by :class:`ChainedCredentials`:
   a line (``#`` comments and blank lines ignored), re-read when the file changes; these
   keys act as the admin (full access, no per-bucket permission applies);
 - :class:`KeysTableCredentials` — the access-control ``keys`` table
-  (:mod:`dfspeer.model.keys`), read with quorum R on every lookup (no cache, so a disabled
-  or deleted key is refused at once); its secrets are sealed under the cluster key
-  (:mod:`dfspeer.access.sealing`) and opened here. These keys act as the native API's
-  key principal: the buckets' per-key grants apply (:mod:`dfspeer.api.s3.access`).
+  (:mod:`dfspeer.model.keys`), read with quorum R through the native API's auth cache
+  (:mod:`dfspeer.access.cache`, the peer passes its cached reader): a read is reused for
+  ``effective_auth_cache_ttl_s``, so a key disabled or deleted through this peer is refused
+  at once, through another peer within that TTL, as on the native port. Its secrets are
+  sealed under the cluster key (:mod:`dfspeer.access.sealing`) and opened here, on each
+  lookup: the cache holds the stored record (the secret sealed), never the opened secret.
+  These keys act as the native API's key principal: the buckets' per-key grants apply
+  (:mod:`dfspeer.api.s3.access`).
 
 Nothing here logs a secret.
 """
@@ -53,7 +57,8 @@ class CredentialStore(Protocol):
 
 
 class RecordReader(Protocol):
-    """The replicated-table read the keys store needs (``Replicator.read_record``)."""
+    """The replicated-table read the keys store needs (``Replicator.read_record``, or the
+    auth cache's :class:`~dfspeer.access.cache.CachedRecords` over it)."""
 
     async def read_record(self, table: str, key: bytes) -> Any | None: ...
 

@@ -16,7 +16,9 @@ Middlewares, outermost first: request context (request id in logs), the S3 error
 :class:`~dfspeer.access.limits.Limits` as the native port's, so a principal has one budget
 and the peer one cap across both ports; a refusal is ``SlowDown`` 503 with
 ``Retry-After``) and the per-bucket permission check (:mod:`.access`) run in
-:func:`dispatch`, in that order, before any body is read.
+:func:`dispatch`, in that order, before any body is read. The access key and the bucket
+the check needs are read through the native API's auth cache (:mod:`dfspeer.access.cache`,
+:func:`s3_site`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from aiohttp.typedefs import Handler
 
 from dfspeer.access.audit import AuditLog, Describe, Target
 from dfspeer.access.limits import Limits
-from dfspeer.access.middleware import PRINCIPAL_KEY
+from dfspeer.access.middleware import PRINCIPAL_KEY, BucketLookup
 from dfspeer.api.middleware import request_id
 from dfspeer.api.observability import request_context_middleware
 from dfspeer.api.s3 import buckets, listing, multipart, objects
@@ -323,20 +325,27 @@ def s3_site(
     gate: ShutdownGate | None = None,
     limits: Limits | None = None,
     audit: AuditLog | None = None,
+    key_records: RecordReader | None = None,
+    bucket_lookup: BucketLookup | None = None,
 ) -> S3Site:
     """The S3 site of one peer: credentials from ``s3_credentials_file`` (if set, full
     access) then the ``keys`` table (the buckets' grants, as on the native API); open
     mode (unsigned requests accepted) only when ``insecure`` and no credentials file is
     set. ``limits``: the native port's rate limits and in-flight cap, applied here too
-    (None: no limit is set). ``audit``: the peer's audit log (None: none)."""
+    (None: no limit is set). ``audit``: the peer's audit log (None: none).
+    ``key_records`` and ``bucket_lookup``: how the ``keys`` table and the buckets are read
+    for authentication and the permission checks; a peer passes its native API's, cached
+    (:func:`dfspeer.access.cache.cached_lookups`), so both ports share one cache (None:
+    uncached quorum reads through ``objects``)."""
     stores: list[CredentialStore] = []
     if config.s3_credentials_file is not None:
         stores.append(FileCredentials(config.s3_credentials_file))
-    records: RecordReader = objects.replicator
+    records: RecordReader = key_records if key_records is not None else objects.replicator
     stores.append(KeysTableCredentials(records, keyring, enforce=not config.insecure))
     verifier = SigV4Verifier(
         ChainedCredentials(*stores),
         config.s3_region,
         open_mode=config.insecure and config.s3_credentials_file is None,
     )
-    return S3Site(S3Context(config, objects, uploads, verifier, limits), gate=gate, audit=audit)
+    ctx = S3Context(config, objects, uploads, verifier, limits, bucket_lookup=bucket_lookup)
+    return S3Site(ctx, gate=gate, audit=audit)
