@@ -83,6 +83,11 @@ ROUTE_RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/api/share-link"): Rule(Action.OWNER, "query"),
     ("POST", "/ui/api/restore"): Rule(Action.WRITE, "query"),
     ("GET", "/ui/api/peers"): Rule(Action.AUTHENTICATED),
+    # another member's drain and block reference recount, handed on to the member's own
+    # admin routes (dfspeer.api.console.members): admin only, like those
+    ("POST", "/ui/api/members/{id}/drain"): Rule(Action.ADMIN),
+    ("GET", "/ui/api/members/{id}/drain"): Rule(Action.ADMIN),
+    ("POST", "/ui/api/members/{id}/repair/block-refs"): Rule(Action.ADMIN),
     # admin only: drain, repair, member removal, access keys
     ("POST", "/v1/cluster/drain"): Rule(Action.ADMIN),
     ("GET", "/v1/cluster/drain"): Rule(Action.ADMIN),

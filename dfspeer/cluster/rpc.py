@@ -124,6 +124,11 @@ class PeerRpcClient:
         self._session: aiohttp.ClientSession | None = None
         self.self_id = self_id
 
+    @property
+    def tls(self) -> ssl.SSLContext | None:
+        """The client TLS context peers are dialled with (None: plain http)."""
+        return self._tls
+
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(

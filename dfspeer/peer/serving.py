@@ -14,6 +14,7 @@ import dfspeer
 from dfspeer.access.limits import LIMITS_KEY
 from dfspeer.api.app import build_app
 from dfspeer.api.console import add_console
+from dfspeer.api.console.members import MemberForwarder
 from dfspeer.api.internal import internal_app
 from dfspeer.api.middleware import AccessLogger
 from dfspeer.api.repair_routes import DRAIN_KEY
@@ -51,8 +52,11 @@ class ServingMixin(PeerBase):
         app[UPLOADS_KEY] = need(self._uploads)
         app.add_routes(upload_routes)
         app.add_routes(repair_routes)
-        # the web console at /ui/ (it reads other peers' figures with the peer RPC)
-        add_console(app, need(self.keyring), peer_status=need(self._rpc).status)
+        # the web console at /ui/ (it reads other peers' figures with the peer RPC, and hands
+        # an admin's drain or recount of another member on to that member's native API)
+        forwarder = MemberForwarder(tls=need(self._rpc).tls)
+        self._stack.defer(forwarder.close, "console member calls")
+        add_console(app, need(self.keyring), peer_status=need(self._rpc).status, forward=forwarder)
         self._runner = web.AppRunner(
             app,
             handle_signals=False,

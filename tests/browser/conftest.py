@@ -55,13 +55,12 @@ SETTINGS: dict[str, object] = {
 }
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """Three agents (N=3) with an admin token and fast failure detection."""
-    hosts = [f"127.0.0.{HOST_BASE + i}" for i in (1, 2, 3)]
+def three_agents(base: Path, host_base: int) -> Iterator[LocalCluster]:
+    """Three agents (N=3) on 127.0.0.``host_base``+1..3 with an admin token and fast
+    failure detection, stopped when the generator closes."""
+    hosts = [f"127.0.0.{host_base + i}" for i in (1, 2, 3)]
     if not all(host_bindable(h) for h in hosts):
         pytest.skip(f"cannot bind loopback addresses {hosts}")
-    base = tmp_path_factory.mktemp("console-cluster")
     write_secret_file(base / "admin.token", new_admin_token())
     agents = LocalCluster(
         base,
@@ -69,7 +68,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         base_port=None,
         gossip_base_port=None,
         s3_base_port=0,
-        host_base=HOST_BASE,
+        host_base=host_base,
         settings=SETTINGS,
         admin_token_file=base / "admin.token",
     )
@@ -84,6 +83,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         yield agents
     finally:
         agents.stop(timeout_s=5.0)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """Three agents (N=3) with an admin token and fast failure detection."""
+    yield from three_agents(tmp_path_factory.mktemp("console-cluster"), HOST_BASE)
 
 
 @pytest.fixture(scope="session")
@@ -178,6 +183,16 @@ def log_in(driver: WebDriver, base: str, token: str) -> None:
     wait(driver, lambda d: d.find_element(By.ID, "login-form"))
     driver.find_element(By.CSS_SELECTOR, "#login-kind option[value=admin]").click()
     driver.find_element(By.ID, "login-token").send_keys(token)
+    driver.find_element(By.ID, "login-submit").click()
+    wait(driver, lambda d: d.find_elements(By.ID, "bucket-create"))
+
+
+def log_in_with_key(driver: WebDriver, base: str, key_id: str, secret: str) -> None:
+    """Open the console and log in with an access key."""
+    driver.get(base + "/ui/")
+    wait(driver, lambda d: d.find_element(By.ID, "login-form"))
+    driver.find_element(By.ID, "login-key-id").send_keys(key_id)
+    driver.find_element(By.ID, "login-secret").send_keys(secret)
     driver.find_element(By.ID, "login-submit").click()
     wait(driver, lambda d: d.find_elements(By.ID, "bucket-create"))
 

@@ -454,6 +454,12 @@ def test_the_cluster_page_shows_a_killed_agent_dead(
     cluster: LocalCluster, driver: WebDriver, console_shots: Path
 ) -> None:
     base = cluster.peer(1).url
+    driver.get(base + "/ui/")
+    driver.delete_all_cookies()  # a session of its own: the test also runs alone (-k cluster)
+    log_in(driver, base, str(cluster.admin_token))
+    # stored bytes on every peer (N=3 copies), whether or not the upload tests ran first
+    api_json(cluster, "PUT", "/v1/buckets/cluster-figures", body=b"{}")
+    assert api(cluster, "PUT", "/v1/objects/cluster-figures/blob", os.urandom(MiB))[0] == 201
     driver.get(base + "/ui/#/cluster")
     wait(driver, lambda d: d.find_element(By.ID, "ring-digest").text)
     wait(

@@ -6,9 +6,11 @@ The console is its own aiohttp sub-app (:func:`console_app`, mounted by
 fetched from elsewhere) and the little JSON only it needs: sessions
 (:mod:`dfspeer.api.console.session`), signed download and share links
 (:mod:`dfspeer.api.console.links`), version restore and other peers' figures
-(:mod:`dfspeer.api.console.actions`). Everything else the UI shows it reads from the native
-``/v1`` API with ``fetch``: the session cookie (the credential, sealed; no server-side
-state) stands for ``Authorization: Bearer ...``, and a CSRF token guards every mutation.
+(:mod:`dfspeer.api.console.actions`), an admin's drain and block reference recount of
+another member (:mod:`dfspeer.api.console.members`). Everything else the UI shows it
+reads from the native ``/v1`` API with ``fetch``: the session cookie (the credential,
+sealed; no server-side state) stands for ``Authorization: Bearer ...``, and a CSRF token
+guards every mutation.
 """
 
 from dfspeer.api.console.app import CONSOLE_PREFIX, add_console, console_app

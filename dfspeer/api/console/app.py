@@ -12,7 +12,9 @@
   expired signature.
 - ``/ui/api/session`` (log in, who am I, log out: :mod:`dfspeer.api.console.session`);
   ``/ui/api/share-link``, ``/ui/api/restore``, ``/ui/api/peers``
-  (:mod:`dfspeer.api.console.actions`).
+  (:mod:`dfspeer.api.console.actions`); ``/ui/api/members/{id}/drain`` and
+  ``/ui/api/members/{id}/repair/block-refs`` (admin: another member's drain and block
+  reference recount, :mod:`dfspeer.api.console.members`).
 
 Cache headers: every asset is ``Cache-Control: no-cache``, revalidated through its ETag (a
 hash of its bytes), so a peer upgrade is seen at once (names carry no content hash: there is
@@ -33,9 +35,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from dfspeer.api.console import actions, session
+from dfspeer.api.console import actions, members, session
 from dfspeer.api.console.actions import LINKS_KEY, PEER_STATUS_KEY, PeerStatus, link_url, names
 from dfspeer.api.console.links import DownloadLink, DownloadLinks
+from dfspeer.api.console.members import FORWARD_KEY, Forward
 from dfspeer.api.context import OBJECTS_KEY, ObjectBackend
 from dfspeer.api.public import object_headers, version_param
 from dfspeer.api.ranges import etag_matches
@@ -184,19 +187,24 @@ def console_app(
     *,
     links: DownloadLinks | None = None,
     peer_status: PeerStatus | None = None,
+    forward: Forward | None = None,
 ) -> web.Application:
     """The console sub-app. ``keyring``: the cluster keys the download links are signed
     under (``links`` replaces the signer, for tests); ``peer_status``: how to read another
-    peer's status (``/ui/api/peers``). Its handlers find the object backend in the parent
-    app (``OBJECTS_KEY``)."""
+    peer's status (``/ui/api/peers``); ``forward``: how to call another member's native
+    API (``/ui/api/members/...``; none: 501 ``not_supported``). Its handlers find the
+    object backend and the peer state in the parent app (``OBJECTS_KEY``, ``STATE_KEY``)."""
     app = web.Application()
     app[LINKS_KEY] = links if links is not None else DownloadLinks(keyring)
     app[ASSETS_KEY] = load_assets()
     if peer_status is not None:
         app[PEER_STATUS_KEY] = peer_status
+    if forward is not None:
+        app[FORWARD_KEY] = forward
     app.add_routes(routes)
     app.add_routes(session.routes)
     app.add_routes(actions.routes)
+    app.add_routes(members.routes)
     return app
 
 
@@ -210,11 +218,12 @@ def add_console(
     *,
     links: DownloadLinks | None = None,
     peer_status: PeerStatus | None = None,
+    forward: Forward | None = None,
 ) -> None:
     """Mount the console on ``app`` at ``/ui/`` (and redirect ``/ui`` there), with its
     session cookie middleware (:func:`dfspeer.api.console.session.install_sessions`). The
     access rules of its routes are in :data:`dfspeer.access.routes.ROUTE_RULES`."""
     app.router.add_get(CONSOLE_PREFIX.rstrip("/"), _to_console)
-    console = console_app(keyring, links=links, peer_status=peer_status)
+    console = console_app(keyring, links=links, peer_status=peer_status, forward=forward)
     session.install_sessions(app, console, keyring)
     app.add_subapp(CONSOLE_PREFIX, console)

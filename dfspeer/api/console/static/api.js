@@ -52,6 +52,13 @@ const WORDS = {
   incomplete_upload: "Some chunks of this upload are still missing.",
   no_such_upload: "This upload session does not exist (any more).",
   idempotency_conflict: "This upload was started before with other settings.",
+  no_such_member: "This peer does not know that member (any more).",
+  member_alive: "Only a dead member can be removed: this one is alive or suspect.",
+  member_not_alive: "This member is dead or has left: it cannot do this.",
+  drain_failed: "The member could not start draining.",
+  peer_unreachable: "The member did not answer.",
+  peer_error: "The member refused the request or gave an answer this peer could not read.",
+  not_supported: "This peer cannot do this.",
   network_error: "The connection to the peer failed.",
   aborted: "Cancelled.",
 };

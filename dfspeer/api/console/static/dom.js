@@ -132,3 +132,32 @@ export async function copyText(text, input) {
 export function labelled(text, control, extra = {}) {
   return h("label", { for: control.id, ...extra }, text, control);
 }
+
+/**
+ * Ask before doing something that cannot be undone: a modal <dialog> (focus stays inside,
+ * Escape cancels) named by its title and described by its text. "Cancel" has the focus
+ * first; the focus goes back to where it was when the dialog closes. Resolves true when
+ * the user chose `confirm`.
+ */
+export function confirmDialog({ title, body, confirm, cancel = "Cancel" }) {
+  return new Promise((resolve) => {
+    const opener = document.activeElement;
+    const yes = h("button.danger#confirm-yes", { type: "button" }, confirm);
+    const no = h("button.secondary#confirm-no", { type: "button" }, cancel);
+    const dialog = h("dialog.confirm#confirm-dialog", { "aria-labelledby": "confirm-title", "aria-describedby": "confirm-text" },
+      h("h2#confirm-title", {}, title),
+      h("div#confirm-text", {}, [body].flat().map((text) => h("p", {}, text))),
+      h("div.buttons", {}, no, yes));
+    let answer = false;
+    yes.addEventListener("click", () => { answer = true; dialog.close(); });
+    no.addEventListener("click", () => dialog.close());
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      if (opener && opener.isConnected && typeof opener.focus === "function") opener.focus();
+      resolve(answer);
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+    no.focus();
+  });
+}
