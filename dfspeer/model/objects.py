@@ -10,15 +10,24 @@ a hash), placed by the whole table key. Record (CBOR)::
                "delete_marker": bool, "size": int, "sha256": str (hex),
                "content_type": str, "meta": {str: str}, "chunks": [[digest, size], ...],
                "inline": bytes | None, "modified": float (unix s), "created": float,
-               "upload": str (the resumable upload session, if any)}
+               "upload": str (the resumable upload session, if any),
+               "checksum": [algorithm, value]}   # only when set (see below)
 
-An aborted version keeps only ``id`` and ``state``: its data is released.
+An aborted version keeps only ``id`` and ``state``: its data is released. ``checksum``: the
+full-object checksum a client declared and the coordinator checked when it wrote the
+version (S3's ``x-amz-checksum-<algorithm>``: the algorithm's S3 name in lower case and
+the base64 of its big-endian digest); a version without one (written through the native
+API, by a multipart upload, or by an earlier release) has no ``checksum`` key, so its
+record is byte-for-byte what it was.
 
 Merge (a state-based CRDT, after Garage's ``object_table.rs``): the union of versions by
 id; for one id the more advanced state wins (``uploading`` < ``complete`` < ``aborted``;
-equal states: the larger canonical encoding, so the choice is deterministic) — so merge is
-commutative, associative and idempotent, and a failed write can be retracted by removing
-its version alone.
+equal states: a copy with a checksum over one without, then the larger canonical encoding,
+so the choice is deterministic) — so merge is commutative, associative and idempotent, and
+a failed write can be retracted by removing its version alone. A version is written once,
+so two copies of one id differ in a field that is fixed once complete (the checksum among
+them) only when one went through a peer of an earlier release, which re-encodes a version
+without the fields it does not know: the copy that kept the checksum wins.
 
 The current version of a key is its newest complete version; if that is a delete marker the
 key reads as absent. S3's "null version": a *null* version (written in an unversioned or
@@ -96,6 +105,9 @@ class ObjectVersion:
     upload: str = ""
     """The resumable upload session that owns this version ("" for a one-shot upload);
     such a version expires with its session, not by its age."""
+    checksum: tuple[str, str] | None = None
+    """``(algorithm, base64 value)`` of the full-object checksum checked when the version
+    was written (module docstring), or None."""
 
     @property
     def is_data(self) -> bool:
@@ -109,7 +121,7 @@ class ObjectVersion:
     def to_record(self) -> dict[str, Any]:
         if self.state == ABORTED:
             return {"id": self.id, "state": ABORTED}
-        return {
+        record: dict[str, Any] = {
             "id": self.id,
             "state": self.state,
             "null": self.null,
@@ -124,6 +136,9 @@ class ObjectVersion:
             "created": self.created,
             "upload": self.upload,
         }
+        if self.checksum is not None:
+            record["checksum"] = list(self.checksum)
+        return record
 
     @classmethod
     def from_record(cls, raw: Any) -> ObjectVersion:
@@ -154,6 +169,7 @@ class ObjectVersion:
                 modified=float(raw.get("modified", 0.0)),
                 created=float(raw.get("created", 0.0)),
                 upload=str(raw.get("upload", "")),
+                checksum=_checksum(raw.get("checksum")),
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"malformed object version {vid!r}: {exc}") from exc
@@ -212,13 +228,25 @@ def _digest(raw: Any) -> bytes:
     return raw
 
 
+def _checksum(raw: Any) -> tuple[str, str] | None:
+    """A record's ``checksum``: absent (None) or ``[algorithm, value]``, two non-empty
+    strings (an algorithm this release does not serve is kept, not refused)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list | tuple) or len(raw) != 2:
+        raise ValueError("a checksum is [algorithm, value]")
+    algorithm, value = raw
+    if not isinstance(algorithm, str) or not isinstance(value, str) or not algorithm or not value:
+        raise ValueError("a checksum is two non-empty strings")
+    return algorithm, value
+
+
 def _pick_same_id(a: ObjectVersion, b: ObjectVersion) -> ObjectVersion:
-    ra, rb = _RANK[a.state], _RANK[b.state]
-    if ra != rb:
-        return a if ra > rb else b
-    ea = cbor2.dumps(a.to_record(), canonical=True)
-    eb = cbor2.dumps(b.to_record(), canonical=True)
-    return a if ea >= eb else b
+    """The winner of two copies of one version: a total order on copies (state rank, then
+    whether it kept its checksum, then the canonical encoding), so merge is a join."""
+    ka = (_RANK[a.state], a.checksum is not None, cbor2.dumps(a.to_record(), canonical=True))
+    kb = (_RANK[b.state], b.checksum is not None, cbor2.dumps(b.to_record(), canonical=True))
+    return a if ka >= kb else b
 
 
 class ObjectsSchema(TableSchema[ObjectEntry]):

@@ -34,6 +34,9 @@ class ObjectInfo:
     modified: float
     content_type: str = DEFAULT_CONTENT_TYPE
     meta: Mapping[str, str] = field(default_factory=dict)
+    checksum: tuple[str, str] | None = None
+    """``(algorithm, base64 value)``: the full-object checksum checked when the version was
+    written (:attr:`ObjectVersion.checksum`; the S3 API returns it), not in the JSON."""
 
     @classmethod
     def of(cls, bucket: str, key: str, v: ObjectVersion) -> ObjectInfo:
@@ -48,6 +51,7 @@ class ObjectInfo:
             v.modified,
             v.content_type,
             dict(v.meta),
+            v.checksum,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -156,13 +156,16 @@ class ObjectService:
         content_type: str = DEFAULT_CONTENT_TYPE,
         meta: Mapping[str, str] | None = None,
         late_meta: Callable[[], Mapping[str, str]] | None = None,
+        late_checksum: Callable[[], tuple[str, str] | None] | None = None,
     ) -> ObjectInfo:
         """Store ``body`` as a new version of ``bucket/key`` (creating the bucket if it does
         not exist); return its info once its chunks and the complete version are on W
         replicas. ``meta``: user metadata; ``late_meta()``, called once the body is stored,
-        adds entries to it. Raises InvalidBucketName, InvalidKey,
-        InvalidArgument, EntityTooLarge, IncompleteBody, BadDigest (the previous version
-        stays), InsufficientReplicas (nothing becomes visible)."""
+        adds entries to it; ``late_checksum()``, called then too, gives the full-object
+        checksum the caller checked (stored with the version), or None. Raises
+        InvalidBucketName, InvalidKey, InvalidArgument, EntityTooLarge, IncompleteBody,
+        BadDigest (the previous version stays), InsufficientReplicas (nothing becomes
+        visible)."""
         validate_bucket(bucket)
         validate_key(key)
         info, prior = await asyncio.gather(self.buckets.ensure(bucket), self.observe(bucket, key))
@@ -174,6 +177,7 @@ class ObjectService:
             content_type=content_type or DEFAULT_CONTENT_TYPE,
             meta=dict(meta or {}),
             late_meta=late_meta,
+            late_checksum=late_checksum,
             expected_sha256=expected_sha256,
             content_length=content_length,
             chunking=info.chunking,

@@ -63,6 +63,9 @@ class PutRequest:
     late_meta: Callable[[], Mapping[str, str]] | None = None
     """Called once the body is stored; its entries join ``meta`` (an S3 ETag, the MD5 of
     the body, is known only then)."""
+    late_checksum: Callable[[], tuple[str, str] | None] | None = None
+    """Called once the body is stored: the version's checked full-object checksum
+    ``(algorithm, base64 value)`` or None (:attr:`ObjectVersion.checksum`)."""
 
 
 class VersionedPut:
@@ -169,6 +172,7 @@ class VersionedPut:
             inline=stored.inline,
             modified=time.time(),
             created=self.created,
+            checksum=r.late_checksum() if r.late_checksum else None,
         )
 
     async def _abort(self) -> None:

@@ -8,6 +8,11 @@ completion go through the surviving peers. The object must read back byte-identi
 (SHA-256 of the whole body, and a ranged read across a part boundary) from every
 surviving peer, with S3's multipart ETag; then the killed agent restarts and serves the
 same bytes too.
+
+Before that, on the whole cluster: boto3's own full-object checksum (``put_object`` with
+``ChecksumAlgorithm="CRC32C"``, computed and sent by botocore) is stored with the version
+and returned by every peer to ``get_object(ChecksumMode="ENABLED")``, whose body botocore
+validates against it as it is read.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.httpchecksum import CrtCrc32cChecksum, StreamingChecksumBody
 
 from dfspeer.localcluster import LocalCluster
 from tests.integration.conftest import FAILURE_SETTINGS, start_cluster
@@ -32,6 +38,7 @@ SK = "failover-secret/0123456789abcdefghijklmno"
 MiB = 1024 * 1024
 PART = 5 * MiB
 BUCKET = "failover"
+SUMS_BUCKET = "checksums"
 KEY = "through/a/kill.bin"
 VICTIM = 3
 DETECT_TIMEOUT_S = 30.0
@@ -78,6 +85,33 @@ def read_back(s3: Any) -> tuple[str, str, bytes]:
         digest.update(piece)
     ranged = s3.get_object(Bucket=BUCKET, Key=KEY, Range=f"bytes={PART - 8}-{PART + 7}")
     return digest.hexdigest(), got["ETag"], ranged["Body"].read()
+
+
+def test_boto3_crc32c_is_stored_and_validated_on_every_peer(cluster: LocalCluster) -> None:
+    clients = {i: client(cluster, i) for i in (1, 2, 3)}
+    clients[1].create_bucket(Bucket=SUMS_BUCKET)
+    data = os.urandom(3 * MiB + 17)  # several blocks, not inline
+    sent: dict[str, str] = {}
+
+    def capture(request: Any, **_: Any) -> None:
+        value = request.headers.get("x-amz-checksum-crc32c")
+        if value is not None:
+            sent["crc32c"] = value.decode() if isinstance(value, bytes) else value
+
+    clients[1].meta.events.register("before-send.s3.PutObject", capture)
+    put = clients[1].put_object(
+        Bucket=SUMS_BUCKET, Key="crc32c.bin", Body=data, ChecksumAlgorithm="CRC32C"
+    )
+    expected = CrtCrc32cChecksum()  # botocore's own implementation, not the server's
+    expected.update(data)
+    assert sent["crc32c"] == expected.b64digest()  # what boto3 computed went out
+    assert put["ChecksumCRC32C"] == sent["crc32c"]
+    for via in (1, 2, 3):
+        got = clients[via].get_object(Bucket=SUMS_BUCKET, Key="crc32c.bin", ChecksumMode="ENABLED")
+        assert got["ChecksumCRC32C"] == sent["crc32c"], f"peer {via}"
+        assert got["ChecksumType"] == "FULL_OBJECT"
+        assert isinstance(got["Body"], StreamingChecksumBody)  # validated while read
+        assert got["Body"].read() == data, f"peer {via}"
 
 
 def test_multipart_upload_survives_a_sigkilled_peer(cluster: LocalCluster) -> None:

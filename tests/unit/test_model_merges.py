@@ -13,10 +13,12 @@ hooks on a real :class:`BlockStore` (releases queued in ``gc_releases``, referen
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,12 @@ VERSION_IDS = [hlc_text(BASE_MS + 1000 * i, peer) for i, peer in enumerate("abab
 """A small pool: the same version id turns up in several copies of one entry."""
 DIGESTS = [hashlib.sha256(bytes([i])).digest() for i in range(3)]
 TIMES = st.floats(min_value=0.0, max_value=2e9, allow_nan=False, allow_infinity=False)
+CHECKSUMS = [
+    ("crc32c", base64.b64encode(hashlib.sha256(b"a").digest()[:4]).decode()),
+    ("crc32c", base64.b64encode(hashlib.sha256(b"b").digest()[:4]).decode()),
+    ("sha256", base64.b64encode(hashlib.sha256(b"a").digest()).decode()),
+]
+"""Stored checksums (algorithm, base64 value): a version's copies may differ in it."""
 
 OBJECTS, BLOCK_REFS, BUCKETS, LWW = (
     ObjectsSchema(),
@@ -100,7 +108,7 @@ def object_version_records(draw: st.DrawFn, vid: str) -> dict[str, Any]:
         elif kind == "inline":
             inline = draw(st.binary(max_size=12))
             size = len(inline)
-    return {
+    record: dict[str, Any] = {
         "id": vid,
         "state": state,
         "null": draw(st.booleans()),
@@ -116,6 +124,10 @@ def object_version_records(draw: st.DrawFn, vid: str) -> dict[str, Any]:
         "modified": draw(TIMES),
         "created": draw(TIMES),
     }
+    checksum = draw(st.sampled_from([None, *CHECKSUMS]))
+    if checksum is not None:  # absent, as in a record of an earlier release, or set
+        record["checksum"] = list(checksum)
+    return record
 
 
 @st.composite
@@ -243,6 +255,10 @@ def malformed(name: str, valid: dict[str, Any]) -> list[Any]:
         )
         bad.append({**valid, "versions": [{"id": "x", "state": ABORTED}] * 2})
         bad.append({**valid, "versions": [{"id": "x", "state": "lost"}]})
+        for checksum in ("crc32c", ["crc32c"], ["crc32c", 5], ["", "AAAAAA=="]):
+            bad.append(
+                {**valid, "versions": [{"id": "x", "state": COMPLETE, "checksum": checksum}]}
+            )
     return bad
 
 
@@ -482,6 +498,70 @@ def test_retract_one_version() -> None:
     # a whole-entry token removes the entry only if it is exactly that state
     assert OBJECTS.retract(e, OBJECTS.token(e)) is None
     assert OBJECTS.retract(e, OBJECTS.token(left)) == e
+
+
+# ---------------------------------------------------------------------- stored checksums
+def _release_record(i: int) -> dict[str, Any]:
+    """A complete inline version's record as a release without stored checksums wrote it
+    (every key it had, no ``checksum``)."""
+    return {
+        "id": vid(i),
+        "state": COMPLETE,
+        "null": True,
+        "delete_marker": False,
+        "size": 3,
+        "sha256": hashlib.sha256(b"abc").hexdigest(),
+        "content_type": "text/plain",
+        "meta": {"dfs:etag": hashlib.md5(b"abc").hexdigest()},
+        "chunks": [],
+        "inline": b"abc",
+        "modified": 1_700_000_000.5,
+        "created": 1_700_000_000.25,
+        "upload": "",
+    }
+
+
+def test_a_version_without_a_checksum_decodes_unchanged() -> None:
+    old = _release_record(1)
+    version = ObjectVersion.from_record(old)
+    assert version.checksum is None
+    assert version.to_record() == old  # no key added: the same bytes, the same Merkle hash
+    record = {"format": 1, "bucket": "bkt", "key": "k", "versions": [old]}
+    stored = cbor2.loads(cbor2.dumps(record, canonical=True))
+    assert canon_record(OBJECTS.encode(OBJECTS.decode(stored))) == canon_record(record)
+
+
+@pytest.mark.parametrize("checksum", CHECKSUMS)
+def test_a_checksum_round_trips_through_the_codec(checksum: tuple[str, str]) -> None:
+    version = replace(ObjectVersion.from_record(_release_record(1)), checksum=checksum)
+    assert version.to_record() == {**_release_record(1), "checksum": list(checksum)}
+    assert ObjectVersion.from_record(version.to_record()) == version
+    record = OBJECTS.encode(entry(version))
+    wire = cbor2.loads(cbor2.dumps(record, canonical=True))  # as stored and sent: CBOR
+    assert OBJECTS.decode(wire).versions == (version,)
+    assert version.aborted().to_record() == {"id": vid(1), "state": ABORTED}
+
+
+@pytest.mark.parametrize("state", [UPLOADING, COMPLETE])
+def test_copies_with_and_without_the_checksum_merge_to_the_one_with_it(state: str) -> None:
+    """A copy re-encoded by a peer of an earlier release lost the field: whatever the order,
+    the join keeps the checksum, and merging either copy into it again changes nothing."""
+    bare = ObjectVersion.from_record({**_release_record(2), "state": state})
+    kept = replace(bare, checksum=CHECKSUMS[0])
+    with_it, without = entry(version(1), kept), entry(bare)
+    joins = [
+        OBJECTS.merge(with_it, without),
+        OBJECTS.merge(without, with_it),
+        OBJECTS.merge(OBJECTS.merge(without, with_it), without),
+        OBJECTS.merge(without, OBJECTS.merge(with_it, with_it)),
+    ]
+    assert {canon(OBJECTS, j) for j in joins} == {canon(OBJECTS, entry(version(1), kept))}
+    # record level, as anti-entropy and read repair see it
+    assert OBJECTS.stale(OBJECTS.encode(without), OBJECTS.encode(with_it)) is True
+    assert OBJECTS.stale(OBJECTS.encode(joins[0]), OBJECTS.encode(without)) is False
+    # an abort still wins over either copy
+    aborted = entry(ObjectVersion(bare.id, ABORTED))
+    assert OBJECTS.merge(with_it, aborted).get(bare.id) == ObjectVersion(bare.id, ABORTED)
 
 
 @pytest.mark.parametrize(

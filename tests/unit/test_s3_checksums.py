@@ -3,7 +3,11 @@
 Every checksum S3 has (``crc32``, ``crc32c``, ``crc64nvme``, ``sha1``, ``sha256``) is
 computed and compared, in a header and in an aws-chunked trailer, for PutObject and
 UploadPart; a wrong value is ``BadDigest`` with nothing written, a malformed declaration
-``InvalidRequest`` before the body is read, as S3 answers. boto3 (with the CRT, as
+``InvalidRequest`` before the body is read, as S3 answers. The checked value of a
+PutObject is stored with the version and returned by GetObject / HeadObject with
+``x-amz-checksum-mode: ENABLED`` for the whole object only (not without the mode, not for
+a range), kept by CopyObject, absent for multipart and native objects; botocore's own
+response validation reads it. boto3 (with the CRT, as
 ``botocore[crt]`` computes CRC32C and CRC64NVME) uploads with each algorithm in both of
 its modes. A header-signed ``UNSIGNED-PAYLOAD`` body is stored as sent; a SigV2 URL is
 refused."""
@@ -25,6 +29,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
+from botocore.httpchecksum import StreamingChecksumBody
 
 from dfspeer.api.s3.auth import UNSIGNED_PAYLOAD
 from dfspeer.api.s3.payload import Checksums
@@ -171,7 +176,9 @@ def test_boto3_sends_every_algorithm(s3: Any, monkeypatch: pytest.MonkeyPatch, h
     for alg in ALGORITHMS:
         key = f"boto-{https}-{alg}"
         s3.put_object(Bucket="sums", Key=key, Body=data, ChecksumAlgorithm=alg.upper())
-        got = s3.get_object(Bucket="sums", Key=key)
+        got = s3.get_object(Bucket="sums", Key=key)  # asks for the checksum by default
+        assert got[f"Checksum{alg.upper()}"] == digest(alg, data)
+        assert isinstance(got["Body"], StreamingChecksumBody)  # botocore validates it
         assert got["Body"].read() == data
         assert got["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
 
@@ -212,3 +219,116 @@ def test_xml_bodies_are_checked_too(node: PeerThread, s3: Any) -> None:
     done = s3.delete_objects(Bucket="sums", Delete={"Objects": [{"Key": "again"}]})
     assert [d["Key"] for d in done["Deleted"]] == ["again"]
     assert _missing(s3, "keep") and _missing(s3, "again")
+
+
+MODE = {"x-amz-checksum-mode": "ENABLED"}
+
+
+def _sums(headers: dict[str, str]) -> dict[str, str]:
+    """The ``x-amz-checksum-*`` headers of an answer (names lower-cased)."""
+    return {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-amz-checksum-")}
+
+
+@pytest.mark.parametrize("size", [100, 300_000], ids=["inline", "blocks"])
+@pytest.mark.parametrize("how", ["header", "trailer"])
+@pytest.mark.parametrize("alg", ALGORITHMS)
+def test_stored_checksum_is_returned_with_checksum_mode(
+    node: PeerThread, s3: Any, alg: str, how: str, size: int
+) -> None:
+    data = os.urandom(size)
+    key = f"stored-{alg}-{how}-{size}"
+    url = f"{node.s3_url}/sums/{key}"
+    want = digest(alg, data)
+    if how == "header":
+        declared = {f"x-amz-checksum-{alg}": want}
+        status, _, body = send(signed("PUT", url, body=data, headers=declared))
+    else:
+        trailer = (f"x-amz-checksum-{alg}", want)
+        status, body = framed_put(url, data, UNSIGNED_TRAILER, trailer=trailer)
+    assert status == 200, body
+    full = {f"x-amz-checksum-{alg}": want, "x-amz-checksum-type": "FULL_OBJECT"}
+    for method in ("GET", "HEAD"):
+        status, headers, body = send(signed(method, url, headers=MODE))
+        assert status == 200 and _sums(headers) == full, (method, headers)
+        assert body == (data if method == "GET" else b"")
+        status, headers, _ = send(signed(method, url))  # not asked for: none
+        assert status == 200 and _sums(headers) == {}, (method, headers)
+        ranged = {**MODE, "Range": "bytes=0-9"}  # a range: none, as S3
+        status, headers, body = send(signed(method, url, headers=ranged))
+        assert status == 206 and _sums(headers) == {}, (method, headers)
+        assert body == (data[:10] if method == "GET" else b"")
+    field = f"Checksum{alg.upper()}"
+    got = s3.get_object(Bucket="sums", Key=key, ChecksumMode="ENABLED")
+    assert got[field] == want and got["ChecksumType"] == "FULL_OBJECT"
+    assert isinstance(got["Body"], StreamingChecksumBody)
+    assert got["Body"].read() == data
+    head = s3.head_object(Bucket="sums", Key=key, ChecksumMode="ENABLED")
+    assert head[field] == want and head["ChecksumType"] == "FULL_OBJECT"
+
+
+def test_boto3_default_crc32_is_stored_and_validated(node: PeerThread, s3: Any) -> None:
+    """botocore (1.36+) sends a CRC32 with every PutObject and asks for a checksum on every
+    GetObject by default; a client set to ``when_required`` does not ask, and gets none."""
+    data = os.urandom(MiB + 5)
+    s3.put_object(Bucket="sums", Key="default-crc32", Body=data)
+    got = s3.get_object(Bucket="sums", Key="default-crc32")
+    assert got["ChecksumCRC32"] == digest("crc32", data)
+    assert isinstance(got["Body"], StreamingChecksumBody)
+    assert got["Body"].read() == data
+    quiet = node.client(response_checksum_validation="when_required")
+    plain = quiet.get_object(Bucket="sums", Key="default-crc32")
+    assert not any(name.startswith("Checksum") for name in plain)
+    assert plain["Body"].read() == data
+    ranged = s3.get_object(Bucket="sums", Key="default-crc32", Range="bytes=5-1000")
+    assert not any(name.startswith("Checksum") for name in ranged)
+    assert ranged["Body"].read() == data[5:1001]
+
+
+@pytest.mark.parametrize("size", [100, 300_000], ids=["inline", "blocks"])
+def test_copy_object_keeps_the_checksum(s3: Any, size: int) -> None:
+    data = os.urandom(size)
+    want = digest("crc64nvme", data)
+    src = f"copy-src-{size}"
+    s3.put_object(Bucket="sums", Key=src, Body=data, ChecksumAlgorithm="CRC64NVME")
+    s3.create_bucket(Bucket=f"sums-copy-{size}")
+    copied = s3.copy_object(
+        Bucket=f"sums-copy-{size}", Key="copy", CopySource={"Bucket": "sums", "Key": src}
+    )
+    assert copied["CopyObjectResult"]["ChecksumCRC64NVME"] == want
+    assert copied["CopyObjectResult"]["ChecksumType"] == "FULL_OBJECT"
+    replaced = s3.copy_object(  # onto itself, REPLACE: the bytes, so the checksum, stay
+        Bucket="sums",
+        Key=src,
+        CopySource={"Bucket": "sums", "Key": src},
+        MetadataDirective="REPLACE",
+        Metadata={"note": "replaced"},
+    )
+    assert replaced["CopyObjectResult"]["ChecksumCRC64NVME"] == want
+    s3.delete_object(Bucket="sums", Key=src)  # the copy does not depend on its source
+    got = s3.get_object(Bucket=f"sums-copy-{size}", Key="copy", ChecksumMode="ENABLED")
+    assert got["ChecksumCRC64NVME"] == want
+    assert got["Body"].read() == data
+
+
+def test_multipart_and_native_objects_have_no_checksum(node: PeerThread, s3: Any) -> None:
+    """A multipart object would need S3's composite checksum and a native one was never
+    checked against a client's: neither is returned (documented as not supported)."""
+    data = os.urandom(200_000)
+    uid = s3.create_multipart_upload(Bucket="sums", Key="mp-whole")["UploadId"]
+    part = s3.upload_part(
+        Bucket="sums", Key="mp-whole", UploadId=uid, PartNumber=1, Body=data
+    )  # botocore sends the part's CRC32: checked, echoed, not stored
+    assert part["ChecksumCRC32"] == digest("crc32", data)
+    s3.complete_multipart_upload(
+        Bucket="sums",
+        Key="mp-whole",
+        UploadId=uid,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    node.run(node.peer.put_object("sums", "native", b"native bytes"))
+    for key, body in (("mp-whole", data), ("native", b"native bytes")):
+        status, headers, got = send(signed("GET", f"{node.s3_url}/sums/{key}", headers=MODE))
+        assert status == 200 and got == body and _sums(headers) == {}, headers
+        answer = s3.get_object(Bucket="sums", Key=key, ChecksumMode="ENABLED")
+        assert not any(name.startswith("Checksum") for name in answer)
+        assert answer["Body"].read() == body

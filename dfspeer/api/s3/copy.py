@@ -8,7 +8,10 @@ version names it), then the version ``complete``. ``x-amz-metadata-directive``: 
 (default: the source's ``Content-Type`` and metadata) or ``REPLACE`` (the request's); the
 S3 ETag (``dfs:etag``) is the source's either way. A copy onto itself must change
 something (``REPLACE``), else ``InvalidRequest``, as S3. ``x-amz-copy-source-if-match`` /
-``-if-none-match`` are checked against the source's ETag (412).
+``-if-none-match`` are checked against the source's ETag (412). The copy keeps the
+source's stored full-object checksum (the bytes are the same; a request for another
+algorithm, ``x-amz-checksum-algorithm``, is not computed), and names it in
+``CopyObjectResult`` as S3 does.
 
 UploadPartCopy streams the source (or ``x-amz-copy-source-range: bytes=a-b``) through the
 part pipeline, so the part's MD5 and blocks are those of the bytes copied.
@@ -31,6 +34,7 @@ from dfspeer.api.s3.context import S3Request
 from dfspeer.api.s3.errors import S3Error, invalid_argument, invalid_request
 from dfspeer.api.s3.multipart import part_number, store_part
 from dfspeer.api.s3.objects import DEFAULT_CONTENT_TYPE, s3_etag, user_meta
+from dfspeer.api.s3.payload import XML_CHECKSUM_NAMES
 from dfspeer.errors import NoSuchKey, NoSuchVersion
 from dfspeer.model.block_refs import BLOCK_REFS_TABLE, ref_key
 from dfspeer.model.objects import COMPLETE, OBJECTS_TABLE, UPLOADING, ObjectVersion, table_key
@@ -127,6 +131,7 @@ async def copy_object(s3: S3Request) -> web.StreamResponse:
         inline=source.inline,
         modified=now,
         created=now,
+        checksum=source.checksum,
     )
     digests = {d for d, _ in source.chunks}
     if digests:
@@ -148,12 +153,14 @@ async def copy_object(s3: S3Request) -> web.StreamResponse:
     headers = {"x-amz-copy-source-version-id": source.id}
     if bucket.keeps_versions:
         headers["x-amz-version-id"] = vid
-    answer = xml_response(
-        xml.document(
-            "CopyObjectResult",
-            [("LastModified", xml.iso8601(info.modified)), ("ETag", s3_etag(info))],
-        )
-    )
+    result: list[xml.Child] = [
+        ("LastModified", xml.iso8601(info.modified)),
+        ("ETag", s3_etag(info)),
+    ]
+    if new.checksum is not None and new.checksum[0] in XML_CHECKSUM_NAMES:
+        algorithm, value = new.checksum
+        result += [("ChecksumType", "FULL_OBJECT"), (XML_CHECKSUM_NAMES[algorithm], value)]
+    answer = xml_response(xml.document("CopyObjectResult", result))
     answer.headers.update(headers)
     return answer
 

@@ -7,6 +7,12 @@ the reserved metadata entry ``dfs:etag`` (:data:`ETAG_META`; the native API hide
 for an object written through S3. An object written through the native API has no MD5:
 its S3 ETag is its SHA-256 hex (S3 allows an ETag that is not an MD5, as for SSE-KMS).
 
+Checksums: a PutObject whose body was checked against a declared ``x-amz-checksum-*``
+(:mod:`.payload`) stores that algorithm and value with the version; GetObject and
+HeadObject return it with ``x-amz-checksum-mode: ENABLED`` when the answer is the whole
+object (no ``Range``), as S3 does for a full-object checksum. A multipart object (S3 gives
+it a composite checksum) and an object written through the native API have none.
+
 User metadata: ``x-amz-meta-<name>`` headers (names lower-cased, at most 2 KiB of names
 and values) are the native API's ``X-Meta-<name>``, so metadata round-trips between them.
 """
@@ -26,7 +32,7 @@ from dfspeer.api.s3.body import sha256_mismatch, signed_sha256
 from dfspeer.api.s3.buckets import existing, xml_response
 from dfspeer.api.s3.context import S3Request
 from dfspeer.api.s3.errors import S3Error, invalid_argument, malformed_xml, not_implemented, s3_code
-from dfspeer.api.s3.payload import BodyStream, body_length, read_small
+from dfspeer.api.s3.payload import CHECKSUM_PREFIX, BodyStream, body_length, read_small
 from dfspeer.errors import BadDigest, DfsError, NoSuchKey, NoSuchVersion
 from dfspeer.objects.info import ObjectInfo, public_meta
 from dfspeer.objects.multipart import ETAG_META
@@ -37,6 +43,8 @@ MAX_META_BYTES = 2048
 MAX_DELETE_KEYS = 1000
 DELETE_CONCURRENCY = 16
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+CHECKSUM_MODE_HEADER = "x-amz-checksum-mode"
+CHECKSUM_TYPE_HEADER = "x-amz-checksum-type"
 RESPONSE_OVERRIDES = {
     "response-content-type": "Content-Type",
     "response-content-language": "Content-Language",
@@ -93,6 +101,7 @@ async def put_object(s3: S3Request) -> web.StreamResponse:
             content_type=s3.http.headers.get("Content-Type") or DEFAULT_CONTENT_TYPE,
             meta=meta,
             late_meta=stream.etag_meta,
+            late_checksum=stream.checked_checksum,
         )
     except BadDigest:
         raise sha256_mismatch() from None
@@ -116,6 +125,17 @@ def object_headers(info: ObjectInfo, *, versioned: bool) -> dict[str, str]:
     if versioned:
         headers["x-amz-version-id"] = info.version
     return headers
+
+
+def checksum_headers(s3: S3Request, info: ObjectInfo, *, whole: bool) -> dict[str, str]:
+    """``x-amz-checksum-<algorithm>`` and ``x-amz-checksum-type: FULL_OBJECT`` of the
+    version's stored checksum, for a request with ``x-amz-checksum-mode: ENABLED`` whose
+    answer is the whole object (``whole``: no ``Range``); else none, as S3."""
+    mode = s3.http.headers.get(CHECKSUM_MODE_HEADER, "").strip().upper()
+    if mode != "ENABLED" or not whole or info.checksum is None:
+        return {}
+    algorithm, value = info.checksum
+    return {CHECKSUM_PREFIX + algorithm: value, CHECKSUM_TYPE_HEADER: "FULL_OBJECT"}
 
 
 def _http_time(value: str | None) -> float | None:
@@ -183,6 +203,7 @@ async def _read(s3: S3Request, head: bool) -> web.StreamResponse:
     start, end = span if span is not None else (0, info.size)
     if span is not None:
         headers["Content-Range"] = content_range(start, end, info.size)
+    headers.update(checksum_headers(s3, info, whole=span is None))
     answer = web.StreamResponse(status=206 if span is not None else 200, headers=headers)
     answer.content_length = end - start
     if reader is None:

@@ -6,7 +6,8 @@ MD5 (the S3 ETag) and the checksum the client declared, in a header
 (``x-amz-checksum-crc32`` / ``-crc32c`` / ``-crc64nvme`` / ``-sha1`` / ``-sha256``) or as
 a trailer (``x-amz-trailer``). At the body's end ``Content-MD5`` and the checksum are
 compared; a mismatch raises BadDigest, so the upload fails before its version (or part)
-is written. As S3: a declared value that is not the base64 of a digest of the
+is written, and :meth:`BodyStream.checked_checksum` gives the checked value to store with
+the version. As S3: a declared value that is not the base64 of a digest of the
 algorithm's size, two checksum headers, or ``x-amz-sdk-checksum-algorithm`` without its
 header or trailer are InvalidRequest, before the body is read.
 
@@ -74,6 +75,14 @@ def _crc64nvme(piece: bytes, crc: int) -> int:
 DIGEST_BYTES = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32}
 """The checked algorithms (S3's names, lower-case) and their digest sizes, bytes."""
 ACCEPTED = tuple(DIGEST_BYTES)
+XML_CHECKSUM_NAMES = {
+    "crc32": "ChecksumCRC32",
+    "crc32c": "ChecksumCRC32C",
+    "crc64nvme": "ChecksumCRC64NVME",
+    "sha1": "ChecksumSHA1",
+    "sha256": "ChecksumSHA256",
+}
+"""The element of each algorithm in S3's XML answers (``CopyObjectResult``, ...)."""
 
 
 def new_checksum(algorithm: str) -> Any:
@@ -184,6 +193,7 @@ class BodyStream:
         self.declared, self.trailer_names = declared_checksums(s3)
         self.checksums = Checksums(set(self.declared) | self.trailer_names)
         self._md5 = hashlib.md5()
+        self._checked: dict[str, str] = {}
         self.size = 0
         content_md5(s3)  # refuse a malformed Content-MD5 before reading
         self.source: AsyncIterable[bytes]
@@ -227,6 +237,7 @@ class BodyStream:
                     400,
                     f"The {alg.upper()} you specified did not match the calculated checksum.",
                 )
+        self._checked = dict(want)
 
     @property
     def md5(self) -> bytes:
@@ -235,6 +246,14 @@ class BodyStream:
 
     def etag_meta(self) -> dict[str, str]:
         return {ETAG_META: self._md5.hexdigest()}
+
+    def checked_checksum(self) -> tuple[str, str] | None:
+        """``(algorithm, base64 value)`` of the declared checksum the whole body matched
+        (what PutObject stores with the version), or None: none declared, or the body
+        not read to its end and checked yet."""
+        if len(self._checked) != 1:
+            return None
+        return next(iter(self._checked.items()))
 
     def checksum_headers(self) -> dict[str, str]:
         """``{x-amz-checksum-<alg>: value}`` of the checked checksum (S3 echoes it in the
