@@ -178,7 +178,9 @@ def api_json(cluster: LocalCluster, method: str, path: str, **kwargs: Any) -> An
 
 
 def log_in(driver: WebDriver, base: str, token: str) -> None:
-    """Open the console and log in with the admin token."""
+    """Open the console and log in with the admin token (any earlier session, of any
+    peer, is dropped first, so a test that failed while logged in leaves nothing behind)."""
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
     driver.get(base + "/ui/")
     wait(driver, lambda d: d.find_element(By.ID, "login-form"))
     driver.find_element(By.CSS_SELECTOR, "#login-kind option[value=admin]").click()
@@ -188,7 +190,8 @@ def log_in(driver: WebDriver, base: str, token: str) -> None:
 
 
 def log_in_with_key(driver: WebDriver, base: str, key_id: str, secret: str) -> None:
-    """Open the console and log in with an access key."""
+    """Open the console and log in with an access key (earlier sessions dropped first)."""
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
     driver.get(base + "/ui/")
     wait(driver, lambda d: d.find_element(By.ID, "login-form"))
     driver.find_element(By.ID, "login-key-id").send_keys(key_id)

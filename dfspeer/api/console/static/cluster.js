@@ -124,7 +124,7 @@ export function renderCluster(container) {
         h(`button.small.${cls}`, { type: "button", "aria-label": `${label} ${m.id}`, hidden: true, onclick }, text);
       entry.buttons = {
         drain: button("danger.member-drain", "Drain…", "Drain member", () => drain(m.id)),
-        recount: button("secondary.member-recount", "Recount block refs…", "Recount the block references of member", () => recount(m.id)),
+        recount: button("secondary.member-recount", "Recount block refs…", "Recount block refs of member", () => recount(m.id)),
         remove: button("danger.member-remove", "Remove…", "Remove dead member", () => remove(m.id)),
       };
       entry.note = messageSlot();
