@@ -4,9 +4,11 @@ anti-entropy, rebalance, GC, coordinator) under a seeded fault schedule.
 The peers are the product's own parts (:mod:`dfspeer.sim`): N of them in this process on
 a virtual-time event loop, an in-memory network, and a simulated durability boundary;
 membership is each peer's own SWIM gossip core, over that network. Clients run ``--ops``
-operations -- puts, overwrites, deletes, versioned deletes, ranged reads -- through random
-ready peers while faults drawn from the seed crash and restart peers (losing their
-unacknowledged writes), wipe one, partition the network, drop, delay and reorder messages
+operations -- puts, overwrites, deletes, versioned deletes, ranged reads; a share of the
+puts reuse earlier content, and deleted bytes are put again, so chunks are deduplicated
+around the GC of blocks whose references went -- through random ready peers while
+faults drawn from the seed crash and restart peers (losing their unacknowledged writes),
+wipe one, partition the network, drop, delay and reorder messages
 (RPCs, gossip datagrams and push-pulls alike) and skew clocks. Then the network heals,
 repair runs, and the invariants of :mod:`dfspeer.sim.checks` are checked. A failing seed
 prints its fault schedule and its violations; ``--seed S --log`` prints the whole event
@@ -76,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"seed {seed}: ok, {result.acked} writes acknowledged, {result.messages} "
                 f"messages ({result.dropped} lost), {result.datagrams} gossip datagrams "
                 f"({result.datagrams_dropped} lost), {result.lost_writes} unacknowledged "
-                f"writes lost in crashes, {result.virtual_s:.0f} s simulated"
+                f"writes lost in crashes, {result.reused} puts of reused content "
+                f"({result.reputs} of deleted bytes), "
+                f"{result.dedup_skipped} chunks deduplicated ({result.dedup_rechecks_missed} "
+                f"re-checks missed), {result.virtual_s:.0f} s simulated"
             )
     wall = time.perf_counter() - started
     print(

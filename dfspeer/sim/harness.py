@@ -44,6 +44,9 @@ in flight (lost, never acknowledged)."""
 DRAIN_WAIT_S = 600
 """Longest wait for a drain to finish, virtual seconds (checked every second)."""
 FORM_WAIT_S = 60
+REUPLOAD_PERIODS = 3
+"""A delete's ``reput`` comes up to this many lifecycle periods (``block_gc_interval_s``)
+after it (:mod:`.workload`): by then its references are usually released."""
 """Longest wait for the first peers to see each other in their rings before the clients
 start, virtual seconds (checked every 0.1 s)."""
 
@@ -119,6 +122,15 @@ class SimResult:
     datagrams: int = 0
     datagrams_dropped: int = 0
     lost_writes: int = 0
+    reused: int = 0
+    """Puts issued with reused content (:mod:`.workload`)."""
+    reputs: int = 0
+    """Of those, puts of a deleted key's bytes again."""
+    dedup_skipped: int = 0
+    """Chunks written as references only (the replicas held the block), summed over the
+    coordinators' :class:`~dfspeer.objects.dedup.DedupWriter` counters."""
+    dedup_rechecks_missed: int = 0
+    """Reference-only attempts whose re-check found the block gone, so it was sent."""
 
     @property
     def ok(self) -> bool:
@@ -196,6 +208,7 @@ class Simulation:
             self.log,
             ops=settings.ops,
             keys=settings.keys,
+            reupload_within_s=REUPLOAD_PERIODS * self.config.block_gc_interval_s,
             fresh_reads=lambda: len(self.peers) <= self.config.replication_factor,
         )
 
@@ -234,6 +247,7 @@ class Simulation:
         await self._heal()
         await self._check()
         for p in self.peers:
+            self._count_dedup(p)
             await p.stop()
         net = self.net
         self.log(
@@ -244,6 +258,14 @@ class Simulation:
         r.messages, r.dropped = net.messages, net.dropped
         r.datagrams, r.datagrams_dropped = net.datagrams, net.datagrams_dropped
         r.lost_writes = sum(d.lost_writes for d in self.disks.values())
+        r.reused, r.reputs = self.workload.reused, self.workload.reputs
+
+    def _count_dedup(self, peer: SimPeer) -> None:
+        """Add ``peer``'s dedup counters to the result (before it stops or crashes)."""
+        if peer.parts is not None:
+            counters = peer.objects.dedup.counters
+            self.result.dedup_skipped += counters["dedup_chunks_skipped"]
+            self.result.dedup_rechecks_missed += counters["dedup_rechecks_missed"]
 
     async def _formed(self) -> None:
         """Wait until every peer has every other one in its ring (clients connect to a
@@ -290,6 +312,7 @@ class Simulation:
             return
         if f.kind == "wipe":
             self.workload.wipes += 1  # before: ops issued from now on miss its old disk
+        self._count_dedup(peer)
         await peer.crash()
         if f.kind == "wipe":
             peer.wipe()
@@ -314,6 +337,7 @@ class Simulation:
                 break
         self.log(f"drain of {peer_id}: {'left' if peer.left else 'unfinished'}")
         if peer.left:
+            self._count_dedup(peer)
             await peer.stop()
 
     async def _heal(self) -> None:

@@ -3,15 +3,30 @@ through random ready peers (up and joined: where a load balancer probing ``/read
 clients), with a per-key history of what was acknowledged.
 
 Operations on one key are serialized (one client at a time), operations on different keys
-run concurrently. Every put writes unique bytes (its op number is inside), so a read tells
-which put it saw. :meth:`History.allowed` is the set of states a key may end in: the state
+run concurrently. A fresh put writes unique bytes (its op number is at the head, so
+:func:`label` names the put whose bytes a read saw). :data:`REUSE` of the puts reuse
+content instead, so that chunks (content-addressed blocks) are shared and deduplicated
+(:mod:`dfspeer.objects.dedup` sends a block only to replicas that do not hold it): the
+bytes of an earlier put, usually under another key (``copy``); an overwrite of a key with
+its own last acknowledged bytes (``same``); or a new object that shares every chunk but
+the first with an earlier put (``share``: a new head in the first chunk). And
+:data:`REPUT` of the deletes of a key whose last acknowledged put had blocks are followed,
+after a pause of up to ``reupload_within_s`` (a few lifecycle periods: long enough for
+the deleted version's references to be released and its blocks' counts to reach zero),
+by a put of the deleted bytes again under a random key (``reput``), so a digest is
+referenced again around the time its count drops to zero -- the windows the block GC's
+grace (``block_gc_grace_s``) guards. The checks see shared blocks like any other: a live
+version's every chunk must be on its N replicas, whichever versions share it.
+
+:meth:`History.allowed` is the set of states a key may end in: the state
 after its last acknowledged mutation, or after any later unacknowledged one (a write that
 failed may still have landed somewhere and won), or -- after a versioned delete of the
 current version -- an older put of the key (deleting a version by id uncovers the one
 before it, as in S3, when its background abort had not landed). A ranged read must return
 a slice of some put of its key and, while ``fresh_reads()`` is true and no wipe came after
 the key's last acknowledged mutation was issued, a slice of one of the allowed states of
-that moment.
+that moment. (Two puts of one key may write the same bytes, ``same`` or ``copy``: a read
+cannot tell them apart, and needs not.)
 
 When that is exact (what the harness passes as ``fresh_reads``): while no more than N
 peers have ever run. Every peer's view is built from its own gossip core, so two
@@ -46,6 +61,12 @@ CHECK_AFTER_WRITE = 0.5
 through a random ready peer (a "check": with ``fresh_reads`` it must see the write)."""
 ABSENT = b"<absent>"
 """The state of a key with no live version."""
+REUSE = 0.4
+"""Probability that a put reuses content (``copy``, ``same`` or ``share``, a third each;
+module docstring) instead of writing fresh bytes."""
+REPUT = 0.75
+"""Probability that a delete of a key whose last acknowledged put had blocks is followed
+by a ``reput`` of those bytes (module docstring)."""
 
 
 @dataclass
@@ -63,6 +84,11 @@ class Op:
     error: str = ""
     wipes: int = 0
     """Wipes before this op was issued (:attr:`Workload.wipes`)."""
+    reuse: str = ""
+    """How a put reuses content (``copy op-3``, ``same``, ``share op-7``, ``reput op-9``);
+    empty for fresh bytes."""
+    reput: bytes = b""
+    """A delete's: the bytes its client puts again after a pause (empty: none)."""
 
 
 @dataclass
@@ -128,6 +154,14 @@ def payload(index: int, rng: random.Random, chunk_bytes: int) -> bytes:
     return (head + rng.randbytes(max(0, size - len(head))))[:size] if size > len(head) else head
 
 
+def sharing(index: int, source: bytes) -> bytes:
+    """The bytes of ``source`` with op ``index``'s head written over its first bytes: as
+    long, the first chunk differs (two op heads never match), every later chunk is
+    ``source``'s (the same blocks)."""
+    head = f"op-{index}:".encode()
+    return head + source[len(head) :]
+
+
 async def read_all(peer: SimPeer, key: str, start: int = 0, end: int | None = None) -> bytes:
     """The bytes ``[start, end)`` of ``key`` through ``peer``; ABSENT for no such key."""
     try:
@@ -151,6 +185,7 @@ class Workload:
         clients: int = 4,
         chunk_bytes: int = 64 * 1024,
         think_s: float = 0.25,
+        reupload_within_s: float = 10.0,
         fresh_reads: Callable[[], bool] = lambda: True,
     ) -> None:
         self.rng = rng
@@ -161,6 +196,8 @@ class Workload:
         self.clients = clients
         self.chunk_bytes = chunk_bytes
         self.think_s = think_s
+        self.reupload_within_s = reupload_within_s
+        """Longest pause between a delete and its ``reput`` (module docstring)."""
         self.fresh_reads = fresh_reads
         """Whether a read must see the last acknowledged write now (module docstring:
         no more than N peers ever ran, so every read quorum meets every write quorum)."""
@@ -170,7 +207,13 @@ class Workload:
         self._locks = {k: asyncio.Lock() for k in self.keys}
         self._next = 0
         self._checks = 0
+        self._contents: list[bytes] = []
+        """Distinct contents of the puts issued so far that have blocks (not inline)."""
         self.acked = 0
+        self.reused = 0
+        """Puts issued with reused content (copy, same, share, reput)."""
+        self.reputs = 0
+        """Of those, reputs of a deleted key's bytes."""
 
     async def run(self) -> None:
         await asyncio.gather(*(self._client() for _ in range(self.clients)))
@@ -182,25 +225,65 @@ class Workload:
             await asyncio.sleep(self.rng.expovariate(1 / self.think_s))
             key = self.rng.choice(self.keys)
             async with self._locks[key]:
-                await self._one(index, key)
+                done = await self._one(index, key)
+            if done is None or not done.reput or self._next >= self.ops:
+                continue
+            # put the deleted bytes again, under a random key, once the references of
+            # the deleted version may have been released (their counts at zero)
+            index = self._next
+            self._next += 1
+            await asyncio.sleep(self.rng.uniform(0.0, self.reupload_within_s))
+            key = self.rng.choice(self.keys)
+            async with self._locks[key]:
+                await self._one(index, key, reput=done.reput)
+
+    def _put(self, index: int, key: str, peer: SimPeer, target: Op | None) -> Op:
+        """A put of fresh bytes, or (:data:`REUSE`) of reused content."""
+        data, reuse = b"", ""
+        if self.rng.random() < REUSE and self._contents:
+            how = self.rng.random()
+            source = self.rng.choice(self._contents)
+            if how < 1 / 3:
+                data, reuse = source, f"copy {label(source)}"
+            elif how < 2 / 3 and target is not None:
+                data, reuse = target.data, "same"
+            else:
+                data, reuse = sharing(index, source), f"share {label(source)}"
+        if not reuse:
+            data = payload(index, self.rng, self.chunk_bytes)
+        return Op(index, "put", key, peer.peer_id, data, reuse=reuse)
 
     def _choose(self, index: int, key: str, peer: SimPeer) -> Op:
         roll = self.rng.random()
         target = self.history.last_acked_put(key)
         if roll < 0.55:
-            return Op(index, "put", key, peer.peer_id, payload(index, self.rng, self.chunk_bytes))
+            return self._put(index, key, peer, target)
         if roll < 0.7:
-            return Op(index, "delete", key, peer.peer_id)
+            op = Op(index, "delete", key, peer.peer_id)
+            chunked = target is not None and len(target.data) >= self.chunk_bytes // 2
+            if target is not None and chunked and self.rng.random() < REPUT:
+                op.reput = target.data
+            return op
         if roll < 0.8 and target is not None:
             return Op(index, "vdelete", key, peer.peer_id, target_version=target.version)
         return Op(index, "read", key, peer.peer_id)
 
-    async def _one(self, index: int, key: str) -> None:
+    async def _one(self, index: int, key: str, *, reput: bytes = b"") -> Op | None:
+        """Issue op ``index`` on ``key`` (a put of ``reput`` if given, else a drawn op)
+        through a random ready peer; returns it (None: no peer was ready)."""
         live = [p for p in self.peers() if p.ready]
         if not live:
-            return
+            return None
         peer = self.rng.choice(live)
-        op = self._choose(index, key, peer)
+        if reput:
+            op = Op(index, "put", key, peer.peer_id, reput, reuse=f"reput {label(reput)}")
+        else:
+            op = self._choose(index, key, peer)
+        if op.kind == "put":
+            self.reused += bool(op.reuse)
+            self.reputs += bool(reput)
+            if len(op.data) >= self.chunk_bytes // 2 and op.data not in self._contents:
+                self._contents.append(op.data)
         await self._issue(peer, op)
         if op.ok and op.kind != "read" and self.rng.random() < CHECK_AFTER_WRITE:
             live = [p for p in self.peers() if p.ready]
@@ -208,6 +291,7 @@ class Workload:
                 other = self.rng.choice(live)
                 self._checks += 1
                 await self._issue(other, Op(self.ops + self._checks, "check", key, other.peer_id))
+        return op
 
     async def _issue(self, peer: SimPeer, op: Op) -> None:
         index, key = op.index, op.key
@@ -224,7 +308,8 @@ class Workload:
                 self.history.violations.append(f"op {index} raised {op.error}")
         self.acked += op.ok and op.kind not in ("read", "check")
         outcome = "ok" if op.ok else f"failed ({op.error})"
-        self.log(f"op {index} {op.kind} {key} via {op.peer} {op.version} -> {outcome}")
+        how = f" ({op.reuse})" if op.reuse else ""
+        self.log(f"op {index} {op.kind}{how} {key} via {op.peer} {op.version} -> {outcome}")
 
     async def _apply(self, peer: SimPeer, op: Op) -> None:
         objects = peer.objects

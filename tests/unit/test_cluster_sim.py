@@ -29,14 +29,21 @@ from dfspeer.sim.loop import SimulationDeadlock, VirtualTimeLoop
 from dfspeer.sim.network import SimRpc
 
 ROOT = Path(__file__).resolve().parents[2]
-CI_SEEDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 83)
+CI_SEEDS = (260, 114, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13)
 """Seeds run on every test run: 60 ops and 4 faults each, about half a second apiece (and
-the seeds of :data:`FOUND`, seed 10 among them, each in a test of its own). Seeds 12 and
-83 each have a put that fails its quorum (under message loss) after leaving its complete
-version on the key's first replica, next to the key's acknowledged version: the case the
-lifecycle's supersede rule must get right, so ``plant_supersede_by_any_complete`` fails
-them (and seed 218; no other of 1-300). Which seeds reach that case depends on the
-product's write path: re-choose them (scan 1-300 with the plant) when it changes."""
+the seeds of :data:`FOUND`, seed 10 among them, each in a test of its own). Seeds 11
+and 114 each have a put that fails its quorum (under message loss) after leaving its
+complete version on the key's first replica, next to the key's acknowledged version: the
+case the lifecycle's supersede rule must get right, so ``plant_supersede_by_any_complete``
+fails them (and seed 202; no other of 1-300). Seed 260 has a ``share`` put whose shared
+chunk's count had dropped to 0 (the earlier version was deleted and released) and
+whose reference-only write meets a collection pass under message loss: with neither the
+GC grace nor the dedup re-check (``plant_no_gc_grace`` and ``plant_no_dedup_recheck``
+together) the block is collected on every replica and the acknowledged put is lost (the
+only seed of 1-300 that fails so; either guard alone holds 1-300). Which seeds reach such
+cases depends on the product's write path and on the workload: re-choose them (scan
+1-300 with the plant) when either changes. Those seeds come first, so that a planted-bug
+test, which stops at the first failing seed, ends early."""
 CI_OPS = 60
 FOUND = {
     10: "k12: the lifecycle aborts the acked version, superseded by a failed put's",
@@ -75,6 +82,41 @@ def plant_supersede_by_any_complete() -> None:
     lifecycle.acknowledged_null = any_complete  # type: ignore[assignment]
 
 
+def plant_no_gc_grace() -> None:
+    """Collect a block as soon as its reference count is 0: the block manager's grace
+    (``block_gc_grace_s``) dropped to 0 whatever the config says. Alone, no seed of
+    1-1000 fails with it (README, *Whole-peer simulation*): the dedup re-check guards the
+    same window; with ``plant_no_dedup_recheck`` too, seed 260 fails."""
+    from dfspeer.cluster.blockmanager import BlockManager
+
+    real_init = BlockManager.__init__
+
+    def no_grace(self: BlockManager, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        self.grace_s = 0.0
+
+    BlockManager.__init__ = no_grace  # type: ignore[method-assign]
+
+
+def plant_no_dedup_recheck() -> None:
+    """Trust the first presence answer of a reference-only (deduplicated) block write: no
+    second ``blocks/has`` once the reference is stored (alone, the grace covers it)."""
+    from dfspeer.model.block_refs import BLOCK_REFS_TABLE, ref_key
+    from dfspeer.objects.dedup import DedupWriter
+
+    real_write_block = DedupWriter.write_block
+
+    async def no_recheck(self: DedupWriter, data: bytes, digest: bytes, *, ref: Any) -> int:
+        replicator = self.replicator
+        targets = replicator.write_targets(replicator.view.partition_of(digest))
+        if len(targets) >= replicator.write_quorum and await self.all_hold(targets, digest):
+            key = ref_key(digest, self.refs.decode(ref).version)
+            return await replicator.write_record(BLOCK_REFS_TABLE, key, ref)
+        return await real_write_block(self, data, digest, ref=ref)
+
+    DedupWriter.write_block = no_recheck  # type: ignore[method-assign]
+
+
 CHILD = """
 import json, sys, tempfile, logging
 from pathlib import Path
@@ -82,13 +124,14 @@ import tests.unit.test_cluster_sim as t
 from dfspeer.sim.harness import SimSettings, run_simulation
 logging.basicConfig(level=logging.CRITICAL)
 args = json.loads(sys.argv[1])
-if args["plant"]:
-    getattr(t, args["plant"])()
+for plant in filter(None, args["plant"].split(",")):
+    getattr(t, plant)()
 out = {}
 for seed in args["seeds"]:
     with tempfile.TemporaryDirectory() as root:
         r = run_simulation(SimSettings(seed=seed, ops=args["ops"], peers=args["peers"]), Path(root))
     out[seed] = {"violations": r.violations, "log": r.log if args["log"] else []}
+    out[seed]["reuse"] = [r.reused, r.reputs, r.dedup_skipped]
     if r.violations and args["first"]:
         break
 print(json.dumps(out))
@@ -102,10 +145,11 @@ def _child(
     peers: int = 3,
     log: bool = False,
     first: bool = False,
-) -> dict[int, dict[str, list[str]]]:
-    """Run ``seeds`` in a child process (hash seed pinned); per seed its violations (and
-    event log if ``log``). ``plant``: a ``plant_*`` function of this module to apply first;
-    ``first``: stop at the first failing seed."""
+) -> dict[int, dict[str, Any]]:
+    """Run ``seeds`` in a child process (hash seed pinned); per seed its ``violations``,
+    event ``log`` (if ``log``) and ``reuse`` counts (puts of reused content, reputs,
+    chunks deduplicated). ``plant``: ``plant_*`` functions of this module to apply first,
+    comma-separated; ``first``: stop at the first failing seed."""
     args = {"seeds": list(seeds), "ops": CI_OPS, "peers": peers, "plant": plant}
     args.update(log=log, first=first)
     env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -120,7 +164,7 @@ def _child(
     return {int(k): v for k, v in json.loads(done.stdout.splitlines()[-1]).items()}
 
 
-def _failing(results: dict[int, dict[str, list[str]]]) -> dict[int, list[str]]:
+def _failing(results: dict[int, dict[str, Any]]) -> dict[int, list[str]]:
     return {seed: r["violations"] for seed, r in results.items() if r["violations"]}
 
 
@@ -183,7 +227,13 @@ def test_crash_loses_exactly_the_unacknowledged_writes(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- seeded runs
 def test_ci_seeds_hold_every_invariant() -> None:
-    assert _failing(_child(CI_SEEDS)) == {}
+    """... with content reuse in the mix: puts of earlier bytes, reputs of deleted bytes,
+    and chunks written as references only (the replicas held the block)."""
+    results = _child(CI_SEEDS)
+    assert _failing(results) == {}
+    reused, reputs, deduplicated = (sum(r["reuse"][i] for r in results.values()) for i in range(3))
+    n = len(CI_SEEDS)
+    assert reused > 5 * n and reputs >= n and deduplicated > 3 * n, (reused, reputs, deduplicated)
 
 
 def test_five_peers_with_stand_ins_joins_and_drains() -> None:
@@ -243,12 +293,22 @@ def test_a_seed_replays_exactly_across_processes() -> None:
     assert len(one[5]["log"]) > CI_OPS
 
 
-@pytest.mark.parametrize("plant", ["plant_quorum_of_one", "plant_supersede_by_any_complete"])
+@pytest.mark.parametrize(
+    "plant",
+    [
+        "plant_quorum_of_one",
+        "plant_supersede_by_any_complete",
+        "plant_no_gc_grace,plant_no_dedup_recheck",
+    ],
+)
 def test_a_planted_bug_is_found_within_the_ci_seeds(plant: str) -> None:
-    """A build that acknowledges a write after one replica instead of W = 2, or that
-    aborts a null version as superseded by a newer one not known acknowledged (injected by a
-    ``plant_*`` function of this test module in the child, never a product flag), fails
-    one of the seeds run on every test run."""
+    """A build that acknowledges a write after one replica instead of W = 2, that aborts a
+    null version as superseded by a newer one not known acknowledged, or that collects a
+    block at once when its count reaches 0 *and* trusts a deduplicated write's first
+    presence answer (injected by ``plant_*`` functions of this test module in the child,
+    never a product flag), fails one of the seeds run on every test run. The GC grace
+    alone is not load-bearing in the simulation: the dedup re-check closes the window it
+    guards (:data:`CI_SEEDS`, README)."""
     assert _failing(_child(CI_SEEDS, plant=plant, first=True)), f"{plant} went unnoticed"
 
 
