@@ -25,7 +25,7 @@ Settings (each set explicitly, which also turns glibc's dynamic adjustment off):
 Measured (``benchmarks/upload_cpu.py``, ``benchmarks/rss_upload.py``; figures in the
 README, *Against OpenStack Swift*): against a 1 MiB mmap threshold and default trimming,
 alternated, uploads took 9.8-11.6 CPU-s/GiB over the three agents instead of 12.6-13.2, and
-the coordinator's peak RSS during a 2 GiB upload was 134-144 MiB (130-141 MiB before):
+the coordinator's peak RSS during a 2 GiB upload was 142-146 MiB (130-141 MiB before):
 under the 150 MiB aim. A 1 MiB ranged read went from about 200 page faults to none.
 
 Only the agent command calls :func:`return_large_blocks_to_the_kernel`: an application
