@@ -21,7 +21,6 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from dfspeer import tls
-from dfspeer.access.credentials import new_admin_token, write_secret_file
 from dfspeer.access.jwks_url import JwksUrlKeys
 from dfspeer.access.jwt_auth import JwtVerifier, load_jwt_verifier, parse_jwks
 from dfspeer.cli import build_parser
@@ -29,7 +28,6 @@ from dfspeer.client import Client
 from dfspeer.commands.agent import config_from_args
 from dfspeer.config import ConfigError, PeerConfig
 from dfspeer.errors import DfsError, Unauthenticated
-from dfspeer.gossip.keyring import generate_key
 from dfspeer.peer import Peer
 from tests.tls_certs import Pki, make_pki
 from tests.unit.access_world import Clock, secured_world
@@ -43,7 +41,7 @@ from tests.unit.test_access_jwt import (
     make_jwks,
     token,
 )
-from tests.unit.test_peer_single import config_for
+from tests.unit.test_peer_single import secured_config_for
 
 NEW_EC_KEY = ec.generate_private_key(ec.SECP256R1())
 ED_KEY = ed25519.Ed25519PrivateKey.generate()
@@ -283,16 +281,8 @@ def test_the_setting_its_flag_and_its_variable(tmp_path: Path) -> None:
 async def test_a_peer_starts_while_the_provider_is_down_and_serves_jwts_later(
     tmp_path: Path, idp: Idp
 ) -> None:
-    admin_token = new_admin_token()
-    write_secret_file(tmp_path / "admin.token", admin_token)
-    write_secret_file(tmp_path / "cluster.key", generate_key())
-    config = config_for(
-        tmp_path / "p1",
-        insecure=False,
-        admin_token_file=tmp_path / "admin.token",
-        cluster_key_file=tmp_path / "cluster.key",
-        jwt_jwks_url=idp.url,
-        jwt_issuer=ISSUER,
+    config, admin_token = secured_config_for(
+        tmp_path, tmp_path / "p1", jwt_jwks_url=idp.url, jwt_issuer=ISSUER
     )
     idp.jwks = None
     async with Peer(config) as peer:

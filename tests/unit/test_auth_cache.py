@@ -13,17 +13,15 @@ from typing import Any
 import pytest
 
 from dfspeer.access.cache import CachedBuckets, CachedRecords, TtlCache, cached_lookups
-from dfspeer.access.credentials import new_admin_token, write_secret_file
 from dfspeer.client import Client
 from dfspeer.config import ConfigError, PeerConfig
 from dfspeer.errors import DfsError
-from dfspeer.gossip.keyring import generate_key
 from dfspeer.model.buckets import BUCKETS_TABLE, Bucket, Grant
 from dfspeer.model.keys import KEYS_TABLE
 from dfspeer.objects.buckets import BucketService
 from dfspeer.objects.hlc import HybridLogicalClock
 from dfspeer.peer import Peer
-from tests.unit.test_peer_single import config_for
+from tests.unit.test_peer_single import secured_config_for
 
 
 class Clock:
@@ -247,16 +245,7 @@ def test_the_ttl_is_bounded_by_anti_entropy() -> None:
 
 
 async def test_a_key_disabled_through_the_peer_is_refused_at_once(tmp_path: Path) -> None:
-    token = new_admin_token()
-    write_secret_file(tmp_path / "admin.token", token)
-    write_secret_file(tmp_path / "cluster.key", generate_key())
-    config = config_for(
-        tmp_path / "p1",
-        insecure=False,
-        admin_token_file=tmp_path / "admin.token",
-        cluster_key_file=tmp_path / "cluster.key",
-        auth_cache_ttl_s=30.0,
-    )
+    config, token = secured_config_for(tmp_path, tmp_path / "p1", auth_cache_ttl_s=30.0)
     async with Peer(config) as peer:
         await peer.wait_ready(10)
         async with Client(peer.api_url, token=token) as admin:
@@ -272,16 +261,7 @@ async def test_a_key_disabled_through_the_peer_is_refused_at_once(tmp_path: Path
 
 
 async def test_bucket_changes_through_the_peer_apply_at_once(tmp_path: Path) -> None:
-    token = new_admin_token()
-    write_secret_file(tmp_path / "admin.token", token)
-    write_secret_file(tmp_path / "cluster.key", generate_key())
-    config = config_for(
-        tmp_path / "p1",
-        insecure=False,
-        admin_token_file=tmp_path / "admin.token",
-        cluster_key_file=tmp_path / "cluster.key",
-        auth_cache_ttl_s=30.0,
-    )
+    config, token = secured_config_for(tmp_path, tmp_path / "p1", auth_cache_ttl_s=30.0)
     assert config.effective_auth_cache_ttl_s == 30.0  # nothing expires during the test
     async with Peer(config) as peer:
         await peer.wait_ready(10)

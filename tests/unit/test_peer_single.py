@@ -12,9 +12,11 @@ import aiohttp
 import pytest
 
 from dfspeer import PeerConfig
+from dfspeer.access.credentials import new_admin_token, write_secret_file
 from dfspeer.config import ConfigError, MiB
 from dfspeer.errors import NoSuchKey
 from dfspeer.gossip import MemberState
+from dfspeer.gossip.keyring import generate_key
 from dfspeer.peer import Peer
 
 CHUNK = 64 * 1024
@@ -40,6 +42,22 @@ def config_for(data_dir: Path, **changes: object) -> PeerConfig:
         log_level="warning",
     )
     return base.replace(**changes)
+
+
+def secured_config_for(secrets: Path, data_dir: Path, **changes: object) -> tuple[PeerConfig, str]:
+    """:func:`config_for` with access control on: a new admin token and cluster key written
+    under ``secrets``; returns the config and the admin token."""
+    token = new_admin_token()
+    write_secret_file(secrets / "admin.token", token)
+    write_secret_file(secrets / "cluster.key", generate_key())
+    config = config_for(
+        data_dir,
+        insecure=False,
+        admin_token_file=secrets / "admin.token",
+        cluster_key_file=secrets / "cluster.key",
+        **changes,
+    )
+    return config, token
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ import pytest
 from multidict import CIMultiDict
 
 from dfspeer.access.cache import CachedRecords, TtlCache, cached_lookups
-from dfspeer.access.credentials import new_admin_token, write_secret_file
 from dfspeer.access.keystore import KeyService, RecordStore
 from dfspeer.access.sealing import SecretSealer
 from dfspeer.api.s3.auth import Identity, SigV4Verifier
@@ -31,7 +30,6 @@ from dfspeer.api.s3.errors import S3Error
 from dfspeer.client import Client
 from dfspeer.errors import DfsError
 from dfspeer.gossip import Keyring
-from dfspeer.gossip.keyring import generate_key
 from dfspeer.loopback import free_port
 from dfspeer.model.buckets import BUCKETS_TABLE, Bucket
 from dfspeer.model.keys import KEYS_TABLE, KeysSchema
@@ -39,7 +37,7 @@ from dfspeer.objects.hlc import HybridLogicalClock
 from dfspeer.peer import Peer
 from tests.unit.s3_harness import error_code, signed
 from tests.unit.test_auth_cache import Clock, Records
-from tests.unit.test_peer_single import config_for
+from tests.unit.test_peer_single import secured_config_for
 
 KEYRING = Keyring([bytes(range(32))])
 HOST = "s3.test"
@@ -189,16 +187,8 @@ async def test_a_peers_s3_port_shares_the_native_auth_cache(
     """Wired by the Peer: S3 requests read the key once, the native API then reads it no
     more (one cache); a change through the peer applies at once on both ports, one
     through another peer on both once the cached read expires."""
-    token = new_admin_token()
-    write_secret_file(tmp_path / "admin.token", token)
-    write_secret_file(tmp_path / "cluster.key", generate_key())
-    config = config_for(
-        tmp_path / "p1",
-        insecure=False,
-        admin_token_file=tmp_path / "admin.token",
-        cluster_key_file=tmp_path / "cluster.key",
-        s3_port=free_port("127.0.0.1"),
-        auth_cache_ttl_s=30.0,
+    config, token = secured_config_for(
+        tmp_path, tmp_path / "p1", s3_port=free_port("127.0.0.1"), auth_cache_ttl_s=30.0
     )
     ttl_s = config.effective_auth_cache_ttl_s
     assert ttl_s == 30.0
