@@ -244,9 +244,12 @@ def _checksum(raw: Any) -> tuple[str, str] | None:
 def _pick_same_id(a: ObjectVersion, b: ObjectVersion) -> ObjectVersion:
     """The winner of two copies of one version: a total order on copies (state rank, then
     whether it kept its checksum, then the canonical encoding), so merge is a join."""
-    ka = (_RANK[a.state], a.checksum is not None, cbor2.dumps(a.to_record(), canonical=True))
-    kb = (_RANK[b.state], b.checksum is not None, cbor2.dumps(b.to_record(), canonical=True))
-    return a if ka >= kb else b
+    ka, kb = (_RANK[a.state], a.checksum is not None), (_RANK[b.state], b.checksum is not None)
+    if ka != kb:  # decided without encoding either copy
+        return a if ka > kb else b
+    ea = cbor2.dumps(a.to_record(), canonical=True)
+    eb = cbor2.dumps(b.to_record(), canonical=True)
+    return a if ea >= eb else b
 
 
 class ObjectsSchema(TableSchema[ObjectEntry]):
