@@ -100,10 +100,16 @@ class ObjectBackend(Protocol):
     ) -> tuple[ObjectInfo, AsyncIterator[bytes]]: ...
 
     async def open_object(
-        self, bucket: str, key: str, *, version: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        *,
+        version: str | None = None,
+        span: tuple[int, int | None] | None = None,
     ) -> tuple[ObjectInfo, ObjectReader]:
         """Info and a reader (``await reader(start, end)`` -> the stream of
-        :meth:`get_object`) from one read of the entry."""
+        :meth:`get_object`) from one read of the entry; ``span``: the read expected, whose
+        first bytes may be fetched early (the reader may have ``aclose()`` to drop them)."""
         ...
 
     async def delete_object(

@@ -34,6 +34,7 @@ from dfspeer.api.middleware import error_response, render_dfs_error, request_id
 from dfspeer.api.ranges import (
     content_range,
     etag_matches,
+    expected_span,
     if_range_allows,
     parse_range,
 )
@@ -324,7 +325,7 @@ async def list_objects(request: web.Request) -> web.Response:
     )
 
 
-async def _close(stream: AsyncIterator[bytes] | None) -> None:
+async def _close(stream: object) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         with contextlib.suppress(Exception):
@@ -364,12 +365,16 @@ async def get_object(request: web.Request) -> web.StreamResponse:
         if isinstance(plan, web.Response):
             return plan
         return await _respond(request, info, plan, None)
-    info, reader = await objects.open_object(bucket, key, version=version)
-    plan = _plan(request, info)
-    if isinstance(plan, web.Response):
-        return plan
-    want = plan if plan is not None else (0, info.size)
-    stream = await reader(want[0], want[1])
+    span = expected_span(request.headers)
+    info, reader = await objects.open_object(bucket, key, version=version, span=span)
+    try:
+        plan = _plan(request, info)
+        if isinstance(plan, web.Response):
+            return plan
+        want = plan if plan is not None else (0, info.size)
+        stream = await reader(want[0], want[1])
+    finally:
+        await _close(reader)
     try:
         return await _respond(request, info, plan, stream)
     finally:

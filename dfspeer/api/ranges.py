@@ -16,6 +16,7 @@ Decisions (also in the README's API notes):
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from dfspeer.errors import InvalidRange
 
@@ -45,6 +46,23 @@ def range_spec(header: str | None) -> tuple[int | None, int | None] | None:
     if last and int(last) < int(first):
         return None  # invalid byte-range-spec: ignored (RFC 9110 section 14.1.1)
     return int(first), int(last) if last else None
+
+
+def expected_span(headers: Mapping[str, str]) -> tuple[int, int | None] | None:
+    """The byte span ``(start, end)`` (``end`` exclusive, None = to the end) a GET with
+    these headers will most likely send, known before the object's size, so its first
+    bytes can be fetched early; None when that cannot be told (a suffix range, or an
+    ``If-Range`` / ``If-None-Match`` that may change or cancel the answer). A guess only:
+    the answer is always planned on the object itself."""
+    if "If-None-Match" in headers or "If-Range" in headers:
+        return None
+    spec = range_spec(headers.get("Range"))
+    if spec is None:
+        return 0, None
+    first, last = spec
+    if first is None:
+        return None
+    return first, None if last is None else last + 1
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:

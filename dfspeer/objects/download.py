@@ -135,6 +135,11 @@ class ChunkStream:
         self._fill()
         return data
 
+    def begin(self) -> None:
+        """Start fetching the first pieces (the prefetch window) without waiting for them;
+        :meth:`start` or iteration then picks them up, :meth:`aclose` cancels them."""
+        self._fill()
+
     async def start(self) -> None:
         """Fetch the first piece now (errors raise here). Idempotent."""
         if self._first is None and (self._pending or self._inflight):

@@ -3,8 +3,9 @@
 Objects live in the replicated ``objects`` table (:mod:`dfspeer.model.objects`): one entry
 per key holding its versions. Upload: :mod:`.versioned_put` (``uploading`` with block
 references, then ``complete``); nothing is visible until the complete version is on W
-replicas. Reads: quorum-R read of the entry (merged), then chunks with prefetch
-(:mod:`.download`). Delete: in a bucket that keeps versions, a delete marker; otherwise a
+replicas. Reads (:mod:`.service_reads`): quorum-R read of the entry (merged), then chunks
+with prefetch (:mod:`.download`), the first ones fetched from this peer's copy of the entry
+while the quorum read runs (:mod:`.early_read`). Delete: in a bucket that keeps versions, a delete marker; otherwise a
 null delete marker that replaces the null version (whose blocks are then released),
 written even when the read sees nothing live; with a version id, that version is aborted
 for good. Listing: :mod:`.listing`.
@@ -20,14 +21,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping
 
 from dfspeer.blockstore import BlockStore
 from dfspeer.cluster.replication import Replicator
 from dfspeer.cluster.rpc import MAX_HAS_DIGESTS
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
-from dfspeer.errors import DfsError, NoSuchKey, NoSuchVersion
+from dfspeer.errors import DfsError, NoSuchVersion
 from dfspeer.model.block_refs import BlockRef, BlockRefsSchema
 from dfspeer.model.objects import (
     ABORTED,
@@ -41,17 +42,11 @@ from dfspeer.model.objects import (
 )
 from dfspeer.objects.buckets import BucketService
 from dfspeer.objects.dedup import DedupWriter
-from dfspeer.objects.download import (
-    ChunkStream,
-    InlineStream,
-    ObjectReader,
-    map_range,
-    resolve_range,
-)
 from dfspeer.objects.hlc import HybridLogicalClock
 from dfspeer.objects.info import ObjectInfo, VersionInfo
 from dfspeer.objects.listing import ListResult, VersionPage, list_objects, list_versions
 from dfspeer.objects.names import validate_bucket, validate_key
+from dfspeer.objects.service_reads import ObjectReads
 from dfspeer.objects.upload import as_stream
 from dfspeer.objects.usage import Footprint, bucket_footprint
 from dfspeer.objects.versioned_put import PutRequest, VersionedPut
@@ -59,7 +54,7 @@ from dfspeer.objects.versioned_put import PutRequest, VersionedPut
 log = logging.getLogger(__name__)
 
 
-class ObjectService:
+class ObjectService(ObjectReads):
     """Objects and their versions over the cluster: put / get (ranged) / stat / delete /
     list, and the buckets (:attr:`buckets`).
 
@@ -103,18 +98,6 @@ class ObjectService:
         await self.dedup.close()
 
     # ------------------------------------------------------------------ entries
-    async def _read_entry(self, bucket: str, key: str) -> ObjectEntry | None:
-        record = await self.replicator.read_record(OBJECTS_TABLE, table_key(bucket, key))
-        if record is None:
-            return None
-        try:
-            entry = self.schema.decode(record)
-        except ValueError as exc:
-            raise DfsError(f"stored entry of {bucket}/{key} is unreadable: {exc}") from exc
-        if entry.versions:
-            self.clock.observe_version(entry.versions[-1].id)
-        return entry
-
     async def write_version(self, bucket: str, key: str, version: ObjectVersion) -> None:
         """Merge ``version`` into the entry of ``bucket/key`` (quorum W)."""
         await self._write_version(bucket, key, version)
@@ -128,21 +111,6 @@ class ObjectService:
     async def _write_version(self, bucket: str, key: str, version: ObjectVersion) -> None:
         record = self.schema.encode(ObjectEntry(bucket, key, (version,)))
         await self.replicator.write_record(OBJECTS_TABLE, table_key(bucket, key), record)
-
-    async def _version(self, bucket: str, key: str, version_id: str | None) -> ObjectVersion:
-        """The live version, or version ``version_id``. Raises NoSuchKey, NoSuchVersion."""
-        validate_bucket(bucket)
-        validate_key(key)
-        entry = await self._read_entry(bucket, key)
-        if version_id is None:
-            live = entry.live() if entry is not None else None
-            if live is None:
-                raise NoSuchKey(f"no object {bucket}/{key}")
-            return live
-        version = entry.get(version_id) if entry is not None else None
-        if version is None or not version.is_data:
-            raise NoSuchVersion(f"{bucket}/{key} has no version {version_id}")
-        return version
 
     # ------------------------------------------------------------------ writes
     async def put_object(
@@ -260,61 +228,7 @@ class ObjectService:
         self.supersede(bucket, key, entry, marker)
         return marker.id if visible else None
 
-    # ------------------------------------------------------------------ reads
-    async def stat_object(self, bucket: str, key: str, *, version: str | None = None) -> ObjectInfo:
-        """Info of the live version (or of ``version``). Raises NoSuchKey, NoSuchVersion."""
-        return ObjectInfo.of(bucket, key, await self._version(bucket, key, version))
-
-    async def get_object(
-        self,
-        bucket: str,
-        key: str,
-        *,
-        start: int = 0,
-        end: int | None = None,
-        version: str | None = None,
-    ) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
-        """Info and a stream of bytes ``[start, end)`` of the live version (or of
-        ``version``); ``end`` None = the size, an end past the size is clamped. The first
-        chunk is already fetched when this returns, so a missing chunk raises
-        DataUnavailable here. Raises NoSuchKey, NoSuchVersion, InvalidRange. The stream has
-        ``aclose()``: call it when stopping early."""
-        info, reader = await self.open_object(bucket, key, version=version)
-        return info, await reader(start, end)
-
-    async def open_object(
-        self, bucket: str, key: str, *, version: str | None = None
-    ) -> tuple[ObjectInfo, ObjectReader]:
-        """Info of the live version (or of ``version``) and a reader of its bytes, from
-        one read of the entry: ``await reader(start, end)`` is what :meth:`get_object`
-        returns as its stream (``end`` None = the size; InvalidRange, DataUnavailable
-        raised there). Lets a caller decide on the info (304, 416, the span) without
-        reading the entry twice. Raises NoSuchKey, NoSuchVersion."""
-        v = await self._version(bucket, key, version)
-
-        async def reader(start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-            return await self._open_stream(v, start, end)
-
-        return ObjectInfo.of(bucket, key, v), reader
-
-    async def _open_stream(
-        self, v: ObjectVersion, start: int, end: int | None
-    ) -> AsyncIterator[bytes]:
-        lo, hi = resolve_range(v.size, start, end)
-        if v.inline is not None or not v.chunks:
-            return InlineStream((v.inline or b"")[lo:hi])
-        sizes = [n for _, n in v.chunks]
-        stream = ChunkStream(
-            [d for d, _ in v.chunks],
-            map_range(sizes, lo, hi),
-            self.replicator.read_block,
-            prefetch=self.config.download_prefetch_chunks,
-            read_range=self.replicator.read_block_range,
-            sizes=sizes,
-        )
-        await stream.start()
-        return stream
-
+    # ------------------------------------------------------------------ listings
     async def list_object_versions(self, bucket: str, key: str) -> list[VersionInfo]:
         """Every version of ``bucket/key`` (delete markers too), newest first; [] if none."""
         validate_bucket(bucket)

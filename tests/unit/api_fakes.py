@@ -188,7 +188,12 @@ class FakeObjects:
         return info, self._pieces(data[start:end])
 
     async def open_object(
-        self, bucket: str, key: str, *, version: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        *,
+        version: str | None = None,
+        span: tuple[int, int | None] | None = None,
     ) -> tuple[ObjectInfo, ObjectReader]:
         # through get_object, so that doubles overriding it fail here as they would there
         info, _ = await self.get_object(bucket, key, version=version)

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dfspeer.api.ranges import content_range, parse_range
+from dfspeer.api.ranges import content_range, expected_span, parse_range
 from dfspeer.api.s3 import xml
 from dfspeer.api.s3.body import sha256_mismatch, signed_sha256
 from dfspeer.api.s3.buckets import existing, xml_response
@@ -186,10 +186,23 @@ async def _read(s3: S3Request, head: bool) -> web.StreamResponse:
         if head:
             info = await objects.stat_object(s3.bucket_name, s3.key_name, version=version)
         else:
-            info, reader = await objects.open_object(s3.bucket_name, s3.key_name, version=version)
+            span = expected_span(s3.http.headers)
+            info, reader = await objects.open_object(
+                s3.bucket_name, s3.key_name, version=version, span=span
+            )
     except (NoSuchKey, NoSuchVersion):
         await existing(s3, cached=True)
         raise
+    try:
+        return await _answer(s3, info, reader)
+    finally:
+        closer: Any = getattr(reader, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+async def _answer(s3: S3Request, info: ObjectInfo, reader: Any) -> web.StreamResponse:
+    """The GetObject (``reader`` set) or HeadObject answer for ``info``."""
     bucket = await existing(s3, cached=True)
     headers = object_headers(info, versioned=bucket.versioning != "unversioned")
     status = check_conditions(s3, info, headers["ETag"])
