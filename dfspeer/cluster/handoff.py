@@ -37,138 +37,49 @@ is merged there, LWW). Only after the target acknowledged is the hint dropped, a
 stand-in's copy of a block too if no other hint needs it and the stand-in is not itself a
 replica of the block's partition (while the target still is; otherwise the copy is left to
 ring-change repair).
+
+The hints table is :mod:`.handoff_hints`; :class:`HintedHandoff` is assembled from
+:mod:`.handoff_base` (the state its parts share) and :mod:`.handoff_delivery` (delivery);
+this module keeps its construction, the write side and its status.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
-import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from dfspeer.blockstore import BlockNotFound, BlockStore, CorruptBlock
+from dfspeer.cluster.handoff_base import Fetch, PeerOp
+from dfspeer.cluster.handoff_delivery import DELIVERY_CONCURRENCY, PAGE, HintDelivery
+from dfspeer.cluster.handoff_hints import (
+    HINTS_TABLE,
+    HintsFull,
+    HintStore,
+    block_hint_key,
+    block_hint_prefix,
+    record_hint_key,
+)
 from dfspeer.cluster.rpc import PeerRpcClient, PeerUnreachable
-from dfspeer.cluster.table import TableSchema
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
-from dfspeer.errors import DfsError
+
+__all__ = [
+    "DELIVERY_CONCURRENCY",
+    "HINTS_TABLE",
+    "PAGE",
+    "Fetch",
+    "HintStore",
+    "HintedHandoff",
+    "HintsFull",
+    "PeerOp",
+    "block_hint_key",
+    "block_hint_prefix",
+    "record_hint_key",
+]
 
 log = logging.getLogger(__name__)
-
-HINTS_TABLE = "hints"
-PAGE = 256
-"""Hints read per page by a delivery round."""
-DELIVERY_CONCURRENCY = 8
-"""Hint deliveries in flight at once."""
-
-PeerOp = Callable[[str], Awaitable[None]]
-Fetch = Callable[[bytes], Awaitable[bytes]]
-
-
-class HintsFull(DfsError):
-    """This peer already keeps ``max_hints`` hints and takes no more."""
-
-    code, status = "hints_full", 507
-
-
-def block_hint_prefix(digest: bytes) -> bytes:
-    """Hints-table key prefix of every hint for block ``digest`` (any target)."""
-    return b"b" + digest
-
-
-def block_hint_key(digest: bytes, target: str) -> bytes:
-    """Hints-table key of the hint "block ``digest`` is meant for ``target``"."""
-    return block_hint_prefix(digest) + target.encode()
-
-
-def record_hint_key(table: str, key: bytes, target: str) -> bytes:
-    """Hints-table key of the hint "record ``table``/``key`` is meant for ``target``"
-    (hashed: a table key may be up to 511 bytes, an LMDB key too)."""
-    h = hashlib.blake2b(table.encode() + b"\0" + key, digest_size=16).digest()
-    return b"r" + h + target.encode()
-
-
-class HintStore:
-    """The ``hints`` table of one peer, and the data a stand-in keeps for other peers.
-
-    ``max_hints``: capacity (0 refuses every hint); ``tables``: the replicated tables a
-    record hint may name (name -> schema). ``clock``: unix seconds. Counters:
-    ``stored`` (hints taken), ``refused`` (over capacity).
-    """
-
-    def __init__(
-        self,
-        store: BlockStore,
-        *,
-        max_hints: int,
-        tables: Mapping[str, TableSchema[Any]],
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.store = store
-        self.tables = tables
-        self.table = store.table(HINTS_TABLE)
-        self.max_hints = max_hints
-        self.clock = clock
-        self.counters: Counter[str] = Counter()
-
-    def schema(self, table: str) -> TableSchema[Any]:
-        """The schema of replicated table ``table``. Raises ValueError for another name."""
-        schema = self.tables.get(table)
-        if schema is None:
-            raise ValueError(f"{table!r} is not a replicated table of this peer")
-        return schema
-
-    def pending(self) -> int:
-        """Hints waiting for delivery (O(1))."""
-        return self.table.count()
-
-    def _check_room(self, hkey: bytes) -> None:
-        if self.table.count() >= self.max_hints and self.table.get(hkey) is None:
-            self.counters["refused"] += 1
-            raise HintsFull(f"this peer already keeps {self.max_hints} hints (max_hints)")
-
-    async def add_block(self, target: str, digest: bytes, data: bytes) -> None:
-        """Keep block ``data`` (verified against ``digest``: DigestMismatch) for ``target``.
-        Raises HintsFull, StoreFull; durable when it returns."""
-        hkey = block_hint_key(digest, target)
-        self._check_room(hkey)
-        await self.store.put_verified(digest, data)
-        hint = {"kind": "block", "target": target, "digest": digest, "created": self.clock()}
-        await self.table.put(hkey, hint)
-        self.counters["stored"] += 1
-
-    async def add_record(self, target: str, table: str, key: bytes, record: Any) -> None:
-        """Keep ``record`` of ``table``/``key`` for ``target`` (LWW-merged with a hint
-        already kept for it). Raises ValueError (not a record of ``table``), HintsFull,
-        StoreFull."""
-        schema = self.schema(table)
-        schema.decode(record)
-        hkey = record_hint_key(table, key, target)
-        self._check_room(hkey)
-        now = self.clock()
-
-        def merge(cur: Any | None) -> Any:
-            old = cur.get("record") if isinstance(cur, dict) else None
-            best = schema.merge_records(old, record)
-            return {
-                "kind": "record",
-                "target": target,
-                "table": table,
-                "key": key,
-                "record": best,
-                "created": now,
-            }
-
-        await self.table.update(hkey, merge)
-        self.counters["stored"] += 1
-
-    def has_block_hints(self, digest: bytes) -> bool:
-        """True if some hint still needs the local copy of block ``digest``."""
-        return self.table.has_prefix(block_hint_prefix(digest))
 
 
 class _StandIns:
@@ -184,7 +95,7 @@ class _StandIns:
         return self._free.popleft() if self._free else None
 
 
-class HintedHandoff:
+class HintedHandoff(HintDelivery):
     """Sloppy-quorum writes (:meth:`wrap_block`, :meth:`wrap_record`) and hint delivery
     (:meth:`run`, :meth:`deliver_once`) for one peer.
 
@@ -214,9 +125,6 @@ class HintedHandoff:
         self._wake = asyncio.Event()
 
     # ------------------------------------------------------------------ write side
-    def _reachable(self, peer: str) -> bool:
-        return peer == self.view.self_id or self.view.is_alive(peer)
-
     def _candidates(self, partition: int, targets: Sequence[str]) -> list[str]:
         return [
             p
@@ -306,120 +214,6 @@ class HintedHandoff:
                 await self.rpc.put_hinted_record(address, target, table, key, record)
 
         return self.wrap(partition, targets, primary, hinted)
-
-    def _address(self, peer: str) -> str:
-        address = self.view.address(peer)
-        if address is None:
-            raise PeerUnreachable(f"no address known for peer {peer}")
-        return address
-
-    # ------------------------------------------------------------------ delivery
-    def wake(self) -> None:
-        """Run a delivery round now (e.g. a member came back ALIVE)."""
-        self._wake.set()
-
-    async def run(self) -> None:
-        """Deliver hints forever: every ``hint_delivery_interval_s`` and on :meth:`wake`."""
-        while True:
-            self._wake.clear()
-            try:
-                if self.hints.pending():
-                    await self.deliver_once()
-            except Exception:
-                log.exception("hint delivery round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
-
-    async def deliver_once(self) -> int:
-        """One pass over every hint: deliver those whose target is ALIVE (at most
-        ``DELIVERY_CONCURRENCY`` at once). Returns the number delivered."""
-        delivered = 0
-        unreachable: set[str] = set()
-        sem = asyncio.Semaphore(DELIVERY_CONCURRENCY)
-        after: bytes | None = None
-        while True:
-            page = self.hints.table.scan(start_after=after, limit=PAGE)
-            if not page:
-                return delivered
-            after = page[-1][0]
-            due = [
-                (k, h)
-                for k, h in page
-                if isinstance(h, dict)
-                and str(h.get("target")) not in unreachable
-                and self._reachable(str(h.get("target")))
-            ]
-
-            async def one(hkey: bytes, hint: dict[str, Any]) -> bool:
-                async with sem:
-                    if str(hint["target"]) in unreachable:
-                        return False
-                    try:
-                        return await self._deliver(hkey, hint)
-                    except PeerUnreachable:
-                        unreachable.add(str(hint["target"]))
-                    except Exception as exc:
-                        log.debug("hint %s for %s not delivered: %s", hkey.hex(), hint, exc)
-                    self.counters["delivery_failures"] += 1
-                    return False
-
-            results = await asyncio.gather(*(one(k, h) for k, h in due))
-            delivered += sum(results)
-
-    async def _put_block_on(self, target: str, digest: bytes, data: bytes) -> None:
-        if target == self.view.self_id:
-            await self.store.put_verified(digest, data)
-        else:
-            await self.rpc.put_block(self._address(target), digest, data)
-
-    async def _deliver(self, hkey: bytes, hint: dict[str, Any]) -> bool:
-        target = str(hint["target"])
-        if hint.get("kind") == "record":
-            return await self._deliver_record(hkey, hint, target)
-        digest = bytes(hint["digest"])
-        try:
-            data = await self.store.get(digest)
-        except (BlockNotFound, CorruptBlock):
-            if target != self.view.self_id and await self.rpc.has_block(
-                self._address(target), digest
-            ):
-                await self.hints.table.delete(hkey)
-                self.counters["dropped"] += 1
-                return False
-            if self.fetch is None:
-                raise
-            data = await self.fetch(digest)
-        await self._put_block_on(target, digest, data)
-        await self.hints.table.delete(hkey)
-        self.counters["delivered"] += 1
-        await self._maybe_drop_copy(digest, target)
-        return True
-
-    async def _maybe_drop_copy(self, digest: bytes, target: str) -> None:
-        """The stand-in's copy is no longer pinned by a hint: nothing references it here,
-        so the block manager collects it after the grace (the only code that deletes)."""
-        replicas = self.view.replicas(self.view.partition_of(digest))
-        if self.view.self_id in replicas or target not in replicas:
-            return
-        if not self.hints.has_block_hints(digest):
-            self.counters["copies_dropped"] += 1
-
-    async def _deliver_record(self, hkey: bytes, hint: dict[str, Any], target: str) -> bool:
-        table, key, record = str(hint["table"]), bytes(hint["key"]), hint["record"]
-        schema = self.hints.schema(table)
-        if target == self.view.self_id:
-            merge = schema.merge_records
-            await self.store.table(table).update(key, lambda cur: merge(cur, record))
-        else:
-            await self.rpc.put_record(self._address(target), table, key, record)
-
-        def drop_if_same(cur: Any | None) -> Any | None:
-            kept = cur.get("record") if isinstance(cur, dict) else None
-            return None if kept == record else cur
-
-        await self.hints.table.update(hkey, drop_if_same)
-        self.counters["delivered"] += 1
-        return True
 
     def status(self) -> dict[str, Any]:
         """``{"pending", "stored", "delivered", "hinted_writes", "refused", ...}``."""

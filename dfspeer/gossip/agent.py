@@ -15,53 +15,61 @@ Clock: ``now`` is ``time.time()`` (wall-clock seconds), because the core's repla
 compares sender timestamps across hosts. Push-pull framing, each way: 4-byte big-endian
 length + sealed payload, capped at :data:`MAX_FRAME_BYTES`; the responder replies only when
 the request opened and merged (no answer, no amplification for unauthenticated callers).
+
+The agent is assembled from one part per concern: :mod:`.agent_base` (the state the parts
+share, the driver's limits and the exchange with the core), :mod:`.agent_loops` (sockets,
+receive, send, timer and join tasks) and :mod:`.agent_pushpull` (push-pull streams); this
+module keeps its construction and its API.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import functools
 import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
-from ipaddress import ip_address
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import asyncio_dgram
-
+from dfspeer.gossip.agent_base import (
+    CONNECT_TIMEOUT_S,
+    JOIN_BACKOFF_INITIAL_S,
+    JOIN_BACKOFF_MAX_S,
+    MAX_INBOUND_STREAMS,
+    MAX_OUTBOUND_STREAMS,
+    MAX_SLEEP_S,
+    MIN_SLEEP_S,
+    SEND_QUEUE_MAX,
+    STREAM_TIMEOUT_S,
+    Address,
+)
+from dfspeer.gossip.agent_loops import AgentLoops
+from dfspeer.gossip.agent_pushpull import AgentPushPull
 from dfspeer.gossip.config import SwimConfig
 from dfspeer.gossip.keyring import Keyring
 from dfspeer.gossip.swim import Swim
-from dfspeer.gossip.transport import (
-    FrameError,
-    HostResolver,
-    close_stream,
-    is_ip,
-    read_frame,
-    write_frame,
-)
-from dfspeer.gossip.types import Member, MemberEvent, MemberState
+from dfspeer.gossip.transport import HostResolver
+from dfspeer.gossip.types import Member, MemberEvent
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "JOIN_BACKOFF_INITIAL_S",
+    "JOIN_BACKOFF_MAX_S",
+    "MAX_INBOUND_STREAMS",
+    "MAX_OUTBOUND_STREAMS",
+    "MAX_SLEEP_S",
+    "MIN_SLEEP_S",
+    "SEND_QUEUE_MAX",
+    "STREAM_TIMEOUT_S",
+    "GossipAgent",
+]
 
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
 
-STREAM_TIMEOUT_S = 10.0  # whole push-pull exchange (either side)
-CONNECT_TIMEOUT_S = 3.0
-MIN_SLEEP_S = 0.005
-MAX_SLEEP_S = 1.0
-SEND_QUEUE_MAX = 8192  # datagrams waiting for the socket
-MAX_OUTBOUND_STREAMS = 4  # concurrent push-pull exchanges we start
-MAX_INBOUND_STREAMS = 16  # concurrent push-pull exchanges we serve
-JOIN_BACKOFF_INITIAL_S = 0.5
-JOIN_BACKOFF_MAX_S = 8.0
-
-
-class GossipAgent:
+class GossipAgent(AgentLoops, AgentPushPull):
     """SWIM member on a real network: UDP datagrams + TCP push-pull on one port.
 
     ``config``: core timers and sizes; ``self_member``: this peer (its ``gossip_address``
@@ -104,11 +112,6 @@ class GossipAgent:
         self._stopped = False
 
     # ------------------------------------------------------------------ surface
-    @property
-    def local_member(self) -> Member:
-        """This peer as the core sees it (incarnation bumps on refutation)."""
-        return self.swim.local
-
     @property
     def joined(self) -> bool:
         """True once another member has been seen alive, or join() had no other seeds."""
@@ -204,232 +207,3 @@ class GossipAgent:
                 await asyncio.wait_for(self._tcp.wait_closed(), timeout=1.0)
         if self._udp is not None:
             self._udp.close()
-
-    # ------------------------------------------------------------------ sockets
-    async def _bind(self) -> None:
-        wanted = self.local_member.gossip_address[1]
-        for attempt in range(8):
-            udp = await asyncio_dgram.bind((self.bind_host, wanted))
-            port = int(udp.sockname[1])
-            try:
-                self._tcp = await asyncio.start_server(self._serve, self.bind_host, port)
-            except OSError:
-                udp.close()
-                if wanted != 0 or attempt == 7:
-                    raise
-                continue  # ephemeral UDP port was taken on TCP: try another
-            self._udp = udp
-            self._resolver.family = udp.socket.family
-            break
-        if port != self.local_member.gossip_address[1]:
-            # Port 0 resolved before anything ran: rebuild the core around the real port.
-            local = dataclasses.replace(
-                self.local_member, gossip_address=(self.local_member.gossip_address[0], port)
-            )
-            seed = self._rng.getrandbits(64)
-            self.swim = Swim(self.config, local, self.keyring, random.Random(seed))
-        self._self_addrs = {self.local_member.gossip_address, (str(self._udp.sockname[0]), port)}
-
-    def _is_self(self, addr: Address) -> bool:
-        """True if ``addr`` reaches this agent (its own or, on a wildcard bind, loopback)."""
-        if addr in self._self_addrs:
-            return True
-        port = self.local_member.gossip_address[1]
-        wildcard = self.bind_host in ("", "0.0.0.0", "::")
-        return wildcard and addr[1] == port and is_ip(addr[0]) and ip_address(addr[0]).is_loopback
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("gossip task %s failed", task.get_name(), exc_info=task.exception())
-
-    async def _receive_loop(self) -> None:
-        while True:
-            try:
-                data, addr = await self._udp.recv()
-            except asyncio_dgram.TransportClosed:
-                return
-            except OSError as exc:  # an earlier send's ICMP error surfaced here
-                self.counters["socket_errors"] += 1
-                log.debug("udp error: %s", exc)
-                continue
-            self.counters["msgs_received"] += 1
-            self.counters["bytes_received"] += len(data)
-            source = (str(addr[0]), int(addr[1]))
-            self._run_core(functools.partial(self.swim.receive, data, source))
-
-    async def _send_loop(self) -> None:
-        while True:
-            addr, data = await self._send_q.get()
-            try:
-                self._drain_socket_errors()
-                await self._udp.send(data, addr)
-                self.counters["msgs_sent"] += 1
-                self.counters["bytes_sent"] += len(data)
-            except asyncio_dgram.TransportClosed:
-                return
-            except (OSError, ValueError, TypeError) as exc:
-                self.counters["dropped.send_error"] += 1
-                log.debug("udp send to %s failed: %s", addr, exc)
-            finally:
-                self._send_q.task_done()
-
-    def _drain_socket_errors(self) -> None:
-        # asyncio-dgram raises a queued error (from an earlier sendto) on the next send;
-        # consume them first so they do not cost this datagram.
-        for _ in range(64):
-            try:
-                _ = self._udp.exception
-                return
-            except OSError:
-                self.counters["socket_errors"] += 1
-
-    async def _timer_loop(self) -> None:
-        while True:
-            deadline = self.swim.next_deadline()
-            self._armed_deadline = deadline
-            delay = min(max(deadline - time.time(), MIN_SLEEP_S), MAX_SLEEP_S)
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
-                continue  # the deadline moved earlier: re-arm
-            except TimeoutError:
-                pass
-            self._run_core(self.swim.tick)
-
-    # ------------------------------------------------------------------ core I/O
-    def _run_core(self, step: Callable[[float], object]) -> None:
-        """Feed one input to the core, then flush its outputs. Never raises."""
-        try:
-            step(time.time())
-        except Exception:  # the core promises not to raise; keep the agent alive if it does
-            self.counters["core_errors"] += 1
-            log.exception("gossip core raised")
-        self._flush()
-
-    def _flush(self) -> None:
-        for dest, data in self.swim.drain_datagrams():
-            addr = self._resolver.route(dest, stopped=self._stopped)
-            if addr is None:
-                continue
-            try:
-                self._send_q.put_nowait((addr, data))
-            except asyncio.QueueFull:
-                self.counters["dropped.send_queue_full"] += 1
-        for event in self.swim.drain_events():
-            self._dispatch(event)
-        for target in self.swim.drain_push_pull():
-            self._start_push_pull(target)
-        if self.swim.next_deadline() < self._armed_deadline:
-            self._wake.set()
-
-    def _dispatch(self, event: MemberEvent) -> None:
-        member = event.member
-        if member.id != self.local_member.id and member.state is MemberState.ALIVE:
-            self._mark_joined()
-        for callback in list(self._subscribers):
-            try:
-                callback(event)
-            except Exception:
-                self.counters["subscriber_errors"] += 1
-                log.exception("gossip subscriber %r failed on %s", callback, event)
-
-    def _mark_joined(self) -> None:
-        if not self._joined.is_set():
-            self._joined.set()
-            log.info("gossip %s joined the cluster", self.local_member.id)
-
-    # ------------------------------------------------------------------ join
-    async def _join_loop(self, seeds: list[Address]) -> None:
-        delay = JOIN_BACKOFF_INITIAL_S
-        attempt = 0
-        while not self._joined.is_set():
-            attempt += 1
-            resolved: list[Address] = []
-            unresolved = 0
-            ips = await asyncio.gather(*(self._resolver.resolve(h, int(p)) for h, p in seeds))
-            for ip, (_, port) in zip(ips, seeds, strict=True):
-                if ip is None:
-                    unresolved += 1
-                elif not self._is_self((ip, int(port))):
-                    resolved.append((ip, int(port)))
-            if resolved:  # the core pings each seed and asks us to push-pull with it
-                log.info("gossip join attempt %d via %s", attempt, resolved)
-                self._run_core(functools.partial(self.swim.join, resolved))
-            elif not unresolved:  # every seed is this agent: it is the first member
-                self._mark_joined()
-                return
-            else:
-                log.warning("gossip join attempt %d: no seed of %s resolves", attempt, seeds)
-            # "equal jitter": between half and all of the current delay
-            sleep_s = delay / 2 + self._rng.uniform(0, delay / 2)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._joined.wait(), timeout=sleep_s)
-            delay = min(delay * 2, JOIN_BACKOFF_MAX_S)
-
-    # ------------------------------------------------------------------ push-pull
-    def _start_push_pull(self, target: Address) -> None:
-        if self._stopped:
-            return
-        key = (str(target[0]), int(target[1]))
-        if key in self._outbound or self._is_self(key):
-            return
-        if len(self._outbound) >= MAX_OUTBOUND_STREAMS:
-            self.counters["push_pull.skipped"] += 1
-            return
-        self._outbound.add(key)
-        self._spawn(self._push_pull(key), "gossip-push-pull")
-
-    async def _push_pull(self, target: Address) -> None:
-        """Send our full state to ``target`` and merge its reply (memberlist pushPull)."""
-        writer: asyncio.StreamWriter | None = None
-        try:
-            async with asyncio.timeout(STREAM_TIMEOUT_S):
-                reader, stream = await asyncio.wait_for(
-                    asyncio.open_connection(*target), timeout=CONNECT_TIMEOUT_S
-                )
-                writer = stream
-                await write_frame(stream, self.swim.local_state())
-                reply = await read_frame(reader)
-            ok = self.swim.merge_state(reply, time.time())
-            self.counters["push_pull.ok" if ok else "push_pull.rejected"] += 1
-            self._flush()
-        except (OSError, TimeoutError, FrameError, asyncio.IncompleteReadError) as exc:
-            self.counters["push_pull.failed"] += 1
-            log.debug("push-pull with %s failed: %r", target, exc)
-        finally:
-            self._outbound.discard(target)
-            if writer is not None:
-                await close_stream(writer)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Answer one push-pull: merge the caller's state, reply with ours."""
-        task = asyncio.current_task()
-        if self._stopped or self._inbound >= MAX_INBOUND_STREAMS or task is None:
-            self.counters["push_pull.refused"] += 1
-            await close_stream(writer)
-            return
-        self._inbound += 1
-        self._tasks.add(task)
-        try:
-            async with asyncio.timeout(STREAM_TIMEOUT_S):
-                request = await read_frame(reader)
-                if not self.swim.merge_state(request, time.time()):
-                    self.counters["push_pull.rejected"] += 1
-                    return
-                self._flush()
-                await write_frame(writer, self.swim.local_state())
-            self.counters["push_pull.served"] += 1
-        except (OSError, TimeoutError, FrameError, asyncio.IncompleteReadError) as exc:
-            self.counters["push_pull.failed"] += 1
-            log.debug("push-pull served to %s failed: %r", writer.get_extra_info("peername"), exc)
-        finally:
-            self._inbound -= 1
-            self._tasks.discard(task)
-            await close_stream(writer)
