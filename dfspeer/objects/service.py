@@ -5,10 +5,10 @@ per key holding its versions. Upload: :mod:`.versioned_put` (``uploading`` with 
 references, then ``complete``); nothing is visible until the complete version is on W
 replicas. Reads (:mod:`.service_reads`): quorum-R read of the entry (merged), then chunks
 with prefetch (:mod:`.download`), the first ones fetched from this peer's copy of the entry
-while the quorum read runs (:mod:`.early_read`). Delete: in a bucket that keeps versions, a delete marker; otherwise a
-null delete marker that replaces the null version (whose blocks are then released),
-written even when the read sees nothing live; with a version id, that version is aborted
-for good. Listing: :mod:`.listing`.
+while the quorum read runs (:mod:`.early_read`). Delete: in a bucket that keeps versions, a
+delete marker; otherwise a null delete marker that replaces the null version (whose blocks
+are then released), written even when the read sees nothing live; with a version id, that
+version is aborted for good. Listing: :mod:`.listing`.
 
 Version order across coordinators: before choosing a version id, the coordinator reads
 the key's entry and feeds its newest version id to the hybrid logical clock, so a write
