@@ -13,6 +13,7 @@ from typing import Any
 from awscrt.checksums import crc32c
 
 from dfspeer.blockstore.errors import BlockNotFound, CorruptBlock
+from dfspeer.blockstore.residency import resident
 from dfspeer.blockstore.schema import (
     SUM_BYTES,
     bad_segment,
@@ -22,6 +23,11 @@ from dfspeer.blockstore.schema import (
     sha256,
 )
 from dfspeer.blockstore.store_base import INLINE_BYTES, StoreBase
+
+RESIDENT_INLINE_BYTES = 1088 * 1024
+"""A range whose segments (a 1 MiB range covers at most 17 of 64 KiB) are all in the page
+cache is copied and checked on the event loop up to this size: cheaper than the hand-off
+to a worker thread and back, which is kept for ranges that may wait for the disk."""
 
 
 def _verified(digest: bytes, data: bytes) -> bytes:
@@ -50,21 +56,26 @@ class ReadsMixin(StoreBase):
     async def get_range(self, digest: bytes, lo: int, hi: int) -> bytes:
         """Bytes ``[lo, hi)`` of the block (clamped to its size), verified by the CRC-32C of
         each 64 KiB segment they touch (see :mod:`.schema`), not by re-hashing the whole
-        block; a block stored without segment sums is read whole and re-hashed. Raises
+        block; a block stored without segment sums is read whole and re-hashed. Up to
+        ``INLINE_BYTES``, or ``RESIDENT_INLINE_BYTES`` when those bytes are in the page
+        cache (:mod:`.residency`), on the event loop; else in a worker thread. Raises
         ``BlockNotFound``, ``CorruptBlock`` (``actual``: the SHA-256 of the whole stored
         block) when a covered segment does not match; ValueError for a bad range."""
         check_digest(digest)
         if lo < 0 or hi < lo:
             raise ValueError(f"bad range [{lo}, {hi})")
-        got = self._read_segments(digest, lo, hi, INLINE_BYTES)
+        got = self._read_segments(digest, lo, hi, INLINE_BYTES, RESIDENT_INLINE_BYTES)
         if got is None:
             got = await asyncio.to_thread(self._read_segments, digest, lo, hi, None)
         assert got is not None
         return got
 
-    def _read_segments(self, digest: bytes, lo: int, hi: int, limit: int | None) -> bytes | None:
+    def _read_segments(
+        self, digest: bytes, lo: int, hi: int, limit: int | None, resident_limit: int = 0
+    ) -> bytes | None:
         """:meth:`get_range`'s work; None (nothing done) when more than ``limit`` bytes
-        would be copied and verified (then the caller runs it in a thread)."""
+        would be copied and verified, unless they are at most ``resident_limit`` bytes all
+        in the page cache (then the caller runs it in a thread)."""
         with self._read_txn() as txn:
             view = txn.get(digest, db=self._dbs.blocks)
             if view is None:
@@ -79,7 +90,11 @@ class ReadsMixin(StoreBase):
                 crc, sums = zlib.crc32, txn.get(digest, db=self._dbs.legacy_segments)
             whole = sums is None or len(sums) != segment_count(size) * SUM_BYTES
             start, stop = (0, size) if whole else segments_of(size, lo, hi)
-            if limit is not None and stop - start > limit:
+            if (
+                limit is not None
+                and stop - start > limit
+                and not (stop - start <= resident_limit and resident(view[start:stop]))
+            ):
                 return None
             if (
                 sums is not None

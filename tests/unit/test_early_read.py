@@ -16,6 +16,7 @@ from dfspeer.api.ranges import expected_span
 from dfspeer.config import PeerConfig
 from dfspeer.errors import NoSuchKey
 from dfspeer.model.objects import OBJECTS_TABLE, table_key
+from dfspeer.objects.download import ChunkSlice, ChunkStream
 from tests.unit.maintenance_cluster import CHUNK, Cluster, Node, make_cluster
 
 CONFIG = PeerConfig(
@@ -194,3 +195,24 @@ async def test_a_missing_object_leaves_no_fetch_behind(cluster: Cluster) -> None
 )
 def test_expected_span(headers: dict[str, str], span: tuple[int, int | None] | None) -> None:
     assert expected_span(headers) == span
+
+
+async def test_begun_fetches_let_a_task_scheduled_after_them_go_first() -> None:
+    """An early fetch of a local block runs on the event loop; the quorum RPC scheduled
+    just after ``begin()`` must be sent before it, so that the two overlap."""
+    order: list[str] = []
+
+    async def read_block(digest: bytes) -> bytes:
+        order.append("fetch")
+        return digest
+
+    async def rpc() -> None:
+        order.append("rpc sent")
+
+    stream = ChunkStream([b"a" * 32], [ChunkSlice(0, 0, 32)], read_block, prefetch=0)
+    stream.begin()
+    sent = asyncio.create_task(rpc())
+    await stream.start()
+    await sent
+    assert order == ["rpc sent", "fetch"]
+    assert [piece async for piece in stream] == [b"a" * 32]
