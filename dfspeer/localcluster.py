@@ -14,25 +14,27 @@ joins through every other peer's gossip address. :attr:`LocalCluster.admin_token
 :attr:`LocalCluster.headers` authenticate a client as the admin. Settings go to the agents as
 ``DFSPEER_*`` variables; inherited ``DFSPEER_*`` variables are dropped so a run does not
 depend on the caller's environment.
+
+The class is assembled from :mod:`dfspeer.localcluster_base` (peers, key and admin token),
+:mod:`dfspeer.localcluster_processes` (starting and stopping agents) and
+:mod:`dfspeer.localcluster_wait` (readiness and membership views); this module lays the peers
+out.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
+import ssl
 import sys
-import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+from dfspeer.localcluster_base import LocalClusterError, LocalPeer
+from dfspeer.localcluster_processes import ProcessesMixin
+from dfspeer.localcluster_wait import WaitsMixin
 from dfspeer.loopback import (
     busy_ports,
     choose_hosts,
-    die_with_parent,
     free_port,
     host_bindable,
     http_get_json,
@@ -50,55 +52,7 @@ __all__ = [
 ]
 
 
-class LocalClusterError(RuntimeError):
-    """A local peer did not start, exited, or did not become ready in time."""
-
-
-@dataclass
-class LocalPeer:
-    """One agent subprocess of a :class:`LocalCluster`."""
-
-    index: int
-    peer_id: str
-    host: str
-    port: int
-    gossip_port: int
-    data_dir: Path
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-    s3_port: int = 0  # 0: S3 off
-    scheme: str = "http"  # "https" when the agents serve TLS (tls_cert_file)
-
-    @property
-    def s3_url(self) -> str | None:
-        """Base URL of the peer's S3 API (None when off)."""
-        return f"{self.scheme}://{self.host}:{self.s3_port}" if self.s3_port else None
-
-    @property
-    def url(self) -> str:
-        """Base URL of the peer's HTTP API."""
-        return f"{self.scheme}://{self.host}:{self.port}"
-
-    @property
-    def gossip_address(self) -> str:
-        """``host:port`` of the peer's gossip endpoint."""
-        return f"{self.host}:{self.gossip_port}"
-
-    @property
-    def running(self) -> bool:
-        """True while the subprocess exists and has not exited."""
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last ``lines`` lines of the peer's log ('' if none)."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-class LocalCluster:
+class LocalCluster(ProcessesMixin, WaitsMixin):
     """``peers`` agent subprocesses under ``base_dir``; a context manager that stops them all.
 
     ``settings`` maps :class:`~dfspeer.config.PeerConfig` field names to values for every
@@ -134,29 +88,28 @@ class LocalCluster:
             self.admin_token_file = admin_token_file or self.base_dir / "admin.token"
         self.python = python
         scheme = "https" if self.settings.get("tls_cert_file") else "http"
-        self.ssl_context = None
-        if scheme == "https":
-            from dfspeer.tls import client_context
-
-            self.ssl_context = client_context(ca_file)
+        self.ssl_context = _client_context(scheme, ca_file)
         hosts = choose_hosts(peers, host_base)
         self.distinct_hosts = len(set(hosts)) == peers
+        self.peers = self._lay_out(hosts, scheme, base_port, gossip_base_port, s3_base_port)
+        self._check_distinct()
+
+    def _lay_out(
+        self,
+        hosts: list[str],
+        scheme: str,
+        base_port: int | None,
+        gossip_base_port: int | None,
+        s3_base_port: int | None,
+    ) -> list[LocalPeer]:
+        """Peer ``i`` on ``hosts[i - 1]`` with its ports (module docstring), data dir and log."""
         taken: list[int] = []
-        self.peers: list[LocalPeer] = []
+        peers: list[LocalPeer] = []
         for i, host in enumerate(hosts, start=1):
-            port = base_port + i - 1 if base_port is not None else free_port(host, taken)
-            taken.append(port)
-            gport = (
-                gossip_base_port + i - 1 if gossip_base_port is not None else free_port(host, taken)
+            port, gport, s3_port = _peer_ports(
+                i, host, taken, base_port, gossip_base_port, s3_base_port
             )
-            taken.append(gport)
-            s3_port = 0
-            if s3_base_port is None or (s3_base_port and base_port is None):
-                s3_port = free_port(host, taken)
-            elif s3_base_port:
-                s3_port = s3_base_port + i - 1
-            taken.append(s3_port)
-            self.peers.append(
+            peers.append(
                 LocalPeer(
                     i,
                     f"peer-{i}",
@@ -169,7 +122,7 @@ class LocalCluster:
                     scheme=scheme,
                 )
             )
-        self._check_distinct()
+        return peers
 
     def _check_distinct(self) -> None:
         """Raise LocalClusterError if two ports would be the same on one address."""
@@ -196,254 +149,35 @@ class LocalCluster:
     ) -> None:
         self.stop()
 
-    def peer(self, index: int) -> LocalPeer:
-        """Peer by 1-based index."""
-        return self.peers[index - 1]
 
-    @property
-    def urls(self) -> list[str]:
-        """Base URLs of every peer, in index order."""
-        return [p.url for p in self.peers]
+def _client_context(scheme: str, ca_file: Path | None) -> ssl.SSLContext | None:
+    """The context the cluster's own polling verifies ``https://`` peers with; None for
+    ``http``."""
+    if scheme != "https":
+        return None
+    from dfspeer.tls import client_context
 
-    def ensure_key(self) -> Path:
-        """Create the cluster key file and the admin token file (mode 0600) unless they
-        exist; return the key file's path."""
-        if not self.key_file.exists():
-            from dfspeer.commands.agent import write_key_file
-            from dfspeer.gossip import generate_key
-
-            self.key_file.parent.mkdir(parents=True, exist_ok=True)
-            write_key_file(self.key_file, generate_key())
-        if self.admin_token_file is not None and not self.admin_token_file.exists():
-            from dfspeer.access.credentials import new_admin_token, write_secret_file
-
-            self.admin_token_file.parent.mkdir(parents=True, exist_ok=True)
-            write_secret_file(self.admin_token_file, new_admin_token())
-        return self.key_file
-
-    @property
-    def admin_token(self) -> str | None:
-        """The agents' admin token (made on first use), or None without one."""
-        if self.admin_token_file is None:
-            return None
-        from dfspeer.access.credentials import load_admin_token
-
-        self.ensure_key()
-        return load_admin_token(self.admin_token_file)
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """``{"Authorization": "Bearer <admin token>"}`` (``{}`` without a token): for raw
-        HTTP clients of the agents (``dfspeer.Client`` takes ``token=``)."""
-        token = self.admin_token
-        return {"Authorization": f"Bearer {token}"} if token else {}
-
-    def environment(self) -> dict[str, str]:
-        """The agents' environment: the caller's minus ``DFSPEER_*``, plus the settings."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DFSPEER_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        for name, value in self.settings.items():
-            env["DFSPEER_" + name.upper()] = (
-                str(value).lower() if isinstance(value, bool) else str(value)
-            )
-        return env
-
-    def command(self, peer: LocalPeer) -> list[str]:
-        """The ``dfspeer agent`` command line of ``peer``."""
-        cmd = [
-            self.python,
-            "-m",
-            "dfspeer",
-            "agent",
-            "--data-dir",
-            str(peer.data_dir),
-            "--host",
-            peer.host,
-            "--port",
-            str(peer.port),
-            "--gossip-port",
-            str(peer.gossip_port),
-            "--s3-port",
-            str(peer.s3_port),
-            "--peer-id",
-            peer.peer_id,
-            "--cluster-key-file",
-            str(self.key_file),
-        ]
-        if self.admin_token_file is not None:
-            cmd += ["--admin-token-file", str(self.admin_token_file)]
-        seeds = [p.gossip_address for p in self.peers if p is not peer]
-        return cmd + (["--join", *seeds] if seeds else [])
-
-    def start(self) -> None:
-        """Start every peer that is not running (returns at once; see :meth:`wait_ready`).
-
-        Raises :class:`LocalClusterError` if a peer's ports are taken.
-        """
-        self.ensure_key()
-        for peer in self.peers:
-            if not peer.running:
-                self._check_ports(peer)
-        for peer in self.peers:
-            if not peer.running:
-                self.start_peer(peer.index)
-
-    def _check_ports(self, peer: LocalPeer) -> None:
-        busy = busy_ports(peer.host, [p for p in (peer.port, peer.gossip_port, peer.s3_port) if p])
-        if busy:
-            raise LocalClusterError(
-                f"{peer.peer_id}: port(s) {', '.join(map(str, busy))} on {peer.host} in use "
-                "(another cluster running?); choose other base ports"
-            )
-
-    def start_peer(self, index: int) -> LocalPeer:
-        """Start (or restart) peer ``index`` with its data dir kept."""
-        peer = self.peer(index)
-        if peer.running:
-            raise LocalClusterError(f"{peer.peer_id} is already running")
-        self._check_ports(peer)
-        self.ensure_key()
-        peer.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(peer.log_path, "ab") as log:
-            log.write(f"--- starting {peer.peer_id} at {time.ctime()}\n".encode())
-            log.flush()
-            peer.process = subprocess.Popen(
-                self.command(peer),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.environment(),
-                start_new_session=True,
-                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
-            )
-        return peer
-
-    def kill(self, index: int, sig: int = signal.SIGKILL, timeout_s: float = 10.0) -> int | None:
-        """Send ``sig`` to peer ``index``'s process group and wait for it; its exit code."""
-        peer = self.peer(index)
-        proc = peer.process
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        return proc.returncode
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM every peer (graceful leave), SIGKILL whatever is left after ``timeout_s``."""
-        for peer in self.peers:
-            if peer.running and peer.process is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(peer.process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        for peer in self.peers:
-            if peer.process is None:
-                continue
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                peer.process.wait(max(0.0, deadline - time.monotonic()))
-            self.kill(peer.index, signal.SIGKILL)
-
-    def _check_alive(self, peer: LocalPeer) -> None:
-        if peer.process is None:
-            raise LocalClusterError(f"{peer.peer_id} was never started")
-        code = peer.process.poll()
-        if code is not None:
-            raise LocalClusterError(
-                f"{peer.peer_id} exited with code {code}; last lines of {peer.log_path}:\n"
-                + peer.log_tail()
-            )
-
-    def _check_identity(self, peer: LocalPeer) -> None:
-        """Make sure the process answering on the peer's port is ours."""
-        try:
-            _, doc = http_get_json(
-                peer.url + "/v1/cluster/status", headers=self.headers, context=self.ssl_context
-            )
-        except OSError:
-            doc = None
-        found = doc.get("id") if isinstance(doc, dict) else None
-        if found != peer.peer_id:
-            self._check_alive(peer)
-            raise LocalClusterError(
-                f"{peer.url} is answered by peer {found!r}, not {peer.peer_id}: "
-                "its port belongs to another process"
-            )
-
-    def wait_ready(self, timeout_s: float = 60.0, indices: Iterable[int] | None = None) -> None:
-        """Poll ``GET /ready`` until every (selected) peer answers 200.
-
-        Raises :class:`LocalClusterError` (with the peer's log tail) if a peer exits or the
-        deadline passes.
-        """
-        waiting = [self.peer(i) for i in (indices or range(1, len(self.peers) + 1))]
-        deadline = time.monotonic() + timeout_s
-        while waiting:
-            peer = waiting[0]
-            self._check_alive(peer)
-            try:
-                status, _ = http_get_json(
-                    peer.url + "/ready", timeout_s=1.0, context=self.ssl_context
-                )
-            except OSError:
-                status = 0
-            if status == 200:
-                self._check_identity(peer)
-                waiting.pop(0)
-                continue
-            if time.monotonic() > deadline:
-                raise LocalClusterError(
-                    f"{peer.peer_id} not ready after {timeout_s:.0f} s (last status {status});"
-                    f" last lines of {peer.log_path}:\n{peer.log_tail()}"
-                )
-            time.sleep(0.1)
-
-    def member_states(self, index: int) -> dict[str, str]:
-        """Peer ``index``'s view: ``{peer_id: state}``; ``{}`` if it does not answer."""
-        try:
-            status, doc = http_get_json(
-                self.peer(index).url + "/v1/cluster/members",
-                headers=self.headers,
-                context=self.ssl_context,
-            )
-        except OSError:
-            return {}
-        if status != 200 or not isinstance(doc, dict):
-            return {}
-        return {str(m.get("id")): str(m.get("state")) for m in doc.get("members", [])}
-
-    def wait_view(
-        self,
-        alive: Iterable[int],
-        timeout_s: float = 30.0,
-        *,
-        observers: Iterable[int] | None = None,
-    ) -> None:
-        """Wait until every observer (default: the ``alive`` peers) sees exactly the
-        ``alive`` peers as alive and every other peer of the cluster as dead, left or not
-        at all (a suspect does not count as gone yet)."""
-        alive_set = sorted(set(alive))
-        want = {self.peer(i).peer_id for i in alive_set}
-        watchers = list(observers) if observers is not None else alive_set
-        deadline = time.monotonic() + timeout_s
-        while True:
-            views = {i: self.member_states(i) for i in watchers}
-            if all(_view_matches(v, want) for v in views.values()):
-                return
-            if time.monotonic() > deadline:
-                raise LocalClusterError(
-                    f"views did not converge to alive={sorted(want)} in {timeout_s:.0f} s: {views}"
-                )
-            time.sleep(0.2)
+    return client_context(ca_file)
 
 
-def _view_matches(view: Mapping[str, str], alive: set[str]) -> bool:
-    if not view:
-        return False
-    seen_alive = {p for p, s in view.items() if s == "alive"}
-    undecided = {p for p, s in view.items() if p not in alive and s not in ("dead", "left")}
-    return seen_alive == alive and not undecided
+def _peer_ports(
+    i: int,
+    host: str,
+    taken: list[int],
+    base_port: int | None,
+    gossip_base_port: int | None,
+    s3_base_port: int | None,
+) -> tuple[int, int, int]:
+    """HTTP, gossip and S3 port of peer ``i`` on ``host`` (S3 0: off); a free port is one
+    not in ``taken``, and every port chosen is added to it."""
+    port = base_port + i - 1 if base_port is not None else free_port(host, taken)
+    taken.append(port)
+    gport = gossip_base_port + i - 1 if gossip_base_port is not None else free_port(host, taken)
+    taken.append(gport)
+    s3_port = 0
+    if s3_base_port is None or (s3_base_port and base_port is None):
+        s3_port = free_port(host, taken)
+    elif s3_base_port:
+        s3_port = s3_base_port + i - 1
+    taken.append(s3_port)
+    return port, gport, s3_port

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
-from dfspeer.access.audit import AuditLog, native_target
+from dfspeer.access.audit import AuditLog, Describe, native_target
 from dfspeer.access.limits import LIMITS_KEY, Limits
 from dfspeer.access.middleware import ACCESS_KEY, AccessControl
 from dfspeer.api import access_routes, buckets, cluster_routes, public, share_routes
@@ -71,22 +72,12 @@ def build_app(
     traffic = HttpTraffic(registry)
     loop_lag = EventLoopLag(registry)
     registry.register(PeerStateCollector(state))
-    limits = Limits.from_config(config) if access is not None else None
-    if limits is not None and not limits.enabled:
-        limits = None
+    limits = _limits(config, access)
     describe = native_target(metrics_public=config.metrics_public)
     app = web.Application(
-        middlewares=[
-            request_context_middleware,
-            server_spans(skip_prefix=INTERNAL_PREFIX),  # the internal app has its own
-            metrics.middleware,
-            traffic.middleware,
-            *([audit.middleware("native", describe)] if audit is not None else []),
-            error_middleware,
-            *([access.middleware] if access is not None else []),
-            *([limits.middleware] if limits is not None else []),
-            *([gate.middleware] if gate is not None else []),
-        ],
+        middlewares=_middlewares(
+            metrics, traffic, describe, audit=audit, access=access, limits=limits, gate=gate
+        ),
         client_max_size=client_max_size(config),
     )
     app.cleanup_ctx.append(loop_lag.cleanup_ctx)
@@ -97,6 +88,48 @@ def build_app(
     app.on_response_prepare.append(add_request_id_header)
     if audit is not None:
         audit.install(app, "native", describe)
+    _add_routes(app, access, limits)
+    if internal is not None:
+        app.add_subapp(INTERNAL_PREFIX, internal)
+    return app
+
+
+def _middlewares(
+    metrics: ApiMetrics,
+    traffic: HttpTraffic,
+    describe: Describe,
+    *,
+    audit: AuditLog | None,
+    access: AccessControl | None,
+    limits: Limits | None,
+    gate: ShutdownGate | None,
+) -> list[Middleware]:
+    """The middleware stack, outermost first (:func:`build_app` says where each one runs)."""
+    return [
+        request_context_middleware,
+        server_spans(skip_prefix=INTERNAL_PREFIX),  # the internal app has its own
+        metrics.middleware,
+        traffic.middleware,
+        *([audit.middleware("native", describe)] if audit is not None else []),
+        error_middleware,
+        *([access.middleware] if access is not None else []),
+        *([limits.middleware] if limits is not None else []),
+        *([gate.middleware] if gate is not None else []),
+    ]
+
+
+def _limits(config: PeerConfig, access: AccessControl | None) -> Limits | None:
+    """The rate limits and in-flight caps of ``config``; None without ``access`` or when
+    none is set."""
+    limits = Limits.from_config(config) if access is not None else None
+    if limits is not None and not limits.enabled:
+        limits = None
+    return limits
+
+
+def _add_routes(app: web.Application, access: AccessControl | None, limits: Limits | None) -> None:
+    """The object, bucket and cluster routes; with ``access``, its key, permission and
+    share-link routes; ``limits`` in ``app[LIMITS_KEY]`` when there are some."""
     app.add_routes(public.routes)
     app.add_routes(buckets.routes)
     app.add_routes(cluster_routes.routes)
@@ -106,6 +139,3 @@ def build_app(
         app.add_routes(share_routes.routes)
     if limits is not None:
         app[LIMITS_KEY] = limits
-    if internal is not None:
-        app.add_subapp(INTERNAL_PREFIX, internal)
-    return app

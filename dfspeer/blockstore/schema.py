@@ -51,227 +51,62 @@ The partition of a digest is the ring's mmh3 partition, not a prefix of the dige
 index sub-db makes "digests of partition p" a single range scan; it is written in the same
 transaction as the block. Its fingerprint detects a store reopened with another partitioner
 (or without one for a while): the index is then rebuilt at open.
+
+The names, format version and sub-database handles are in :mod:`.schema_layout`, block
+values and their segment checksums in :mod:`.schema_values`, the block mutations in
+:mod:`.schema_blocks`; this module opens the schema and pages through digests.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
-import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
 
 import lmdb
-from awscrt.checksums import crc32c
 
 from dfspeer.blockstore.errors import StoreFormatError
-from dfspeer.blockstore.merkle import HASH_BYTES, fingerprint, rebuild, record_change
-from dfspeer.blockstore.refcount import RefDbs, ensure_row
-from dfspeer.blockstore.writer import WriteTxn
-
-BLOCKS_DB = b"blocks"
-PARTITION_DB = b"blocks_by_partition"
-META_DB = b"meta"
-TABLE_PREFIX = b"table:"
-BLOCKS_SUMMARY_DB = b"merkle:blocks"
-TABLE_SUMMARY_PREFIX = b"merkle:table:"
-SUMMARY_FINGERPRINT_PREFIX = b"summary_fingerprint:"
-REFCOUNTS_DB = b"refcounts"
-GC_QUEUE_DB = b"gc_queue"
-SEGMENTS_DB = b"block_crc32c"
-LEGACY_SEGMENTS_DB = b"block_segments"
-INTERNAL_DBS = 8
-SEGMENT_BYTES = 64 * 1024
-"""Bytes per checksummed segment of a block (the last one may be shorter)."""
-SUM_BYTES = 4
-
-COUNT_KEY = b"block_count"
-BYTES_KEY = b"block_bytes"
-FORMAT_KEY = b"format"
-FINGERPRINT_KEY = b"partition_fingerprint"
-FORMAT = b"2"
-"""On-disk format version. 2: reference counts and the collection queue (every block has a
-count kept by the block_refs table). Stores of format 1 are refused: they have no counts."""
-
-DIGEST_BYTES = 32
-MAX_PARTITION = 0xFFFF
-
-PartitionOf = Callable[[bytes], int]
-
-
-@dataclass(frozen=True)
-class Dbs:
-    """Handles of the internal sub-databases."""
-
-    blocks: lmdb._Database
-    by_partition: lmdb._Database
-    meta: lmdb._Database
-    summary: lmdb._Database | None
-    """Merkle trie of the blocks; None when the store keeps no summaries."""
-    refs: RefDbs
-    """Reference counts and the collection queue (:mod:`.refcount`)."""
-    segments: lmdb._Database
-    """CRC-32C per 64 KiB segment of each block (:func:`segment_sums`)."""
-    legacy_segments: lmdb._Database
-    """CRC-32 per 64 KiB segment of blocks written by earlier versions (read only)."""
-
-
-def partition_key(partition: int, digest: bytes) -> bytes:
-    """Key of the index entry: 2-byte big-endian partition + 32-byte digest."""
-    return partition.to_bytes(2, "big") + digest
-
-
-def zero_partition(_key: bytes) -> int:
-    """The partitioner of a store opened without ``partition_of``: everything in 0."""
-    return 0
-
-
-def checked_partition(partition_of: PartitionOf | None, digest: bytes) -> int | None:
-    """``partition_of(digest)``, checked to fit the 2-byte index; None without partitioner.
-
-    Raises ValueError if the partitioner returns something outside 0..65535.
-    """
-    if partition_of is None:
-        return None
-    partition = partition_of(digest)
-    if not isinstance(partition, int) or not 0 <= partition <= MAX_PARTITION:
-        raise ValueError(f"partition_of returned {partition!r}; expected an int in 0..65535")
-    return partition
-
-
-# ---------------------------------------------------------------------- block values
-def check_digest(digest: bytes) -> bytes:
-    """Return ``digest`` if it is 32 bytes, else raise TypeError/ValueError."""
-    if not isinstance(digest, bytes):
-        raise TypeError(f"a digest is 32 bytes, got {type(digest).__name__}")
-    if len(digest) != DIGEST_BYTES:
-        raise ValueError(f"a digest is 32 bytes (SHA-256), got {len(digest)}")
-    return digest
-
-
-def as_bytes(data: bytes) -> bytes:
-    """``data`` as immutable bytes: a bytearray/memoryview is copied, since a mutable
-    buffer could change between hashing and storing. TypeError for anything else."""
-    if type(data) is bytes:
-        return data
-    if isinstance(data, bytes | bytearray | memoryview):
-        return bytes(data)
-    raise TypeError(f"block data is bytes, got {type(data).__name__}")
-
-
-def sha256(data: bytes) -> bytes:
-    """The 32-byte SHA-256 digest of ``data``."""
-    return hashlib.sha256(data).digest()
-
-
-def segment_sums(data: bytes) -> bytes:
-    """CRC-32C (4 bytes big-endian) of each :data:`SEGMENT_BYTES` segment of ``data``."""
-    view = memoryview(data)
-    return b"".join(
-        crc32c(view[i : i + SEGMENT_BYTES]).to_bytes(SUM_BYTES, "big")
-        for i in range(0, len(data), SEGMENT_BYTES)
-    )
-
-
-def legacy_segment_sums(data: bytes) -> bytes:
-    """:func:`segment_sums` with zlib's CRC-32, as earlier versions wrote them."""
-    view = memoryview(data)
-    return b"".join(
-        zlib.crc32(view[i : i + SEGMENT_BYTES]).to_bytes(SUM_BYTES, "big")
-        for i in range(0, len(data), SEGMENT_BYTES)
-    )
-
-
-def segment_count(size: int) -> int:
-    """Segments of a ``size``-byte block (0 for an empty one)."""
-    return -(-size // SEGMENT_BYTES)
-
-
-def segments_of(size: int, lo: int, hi: int) -> tuple[int, int]:
-    """Byte span ``[start, stop)`` of the whole segments of a ``size``-byte block that
-    cover ``[lo, hi)`` (``0 <= lo < hi <= size``)."""
-    return lo - lo % SEGMENT_BYTES, min(size, -(-hi // SEGMENT_BYTES) * SEGMENT_BYTES)
-
-
-def bad_segment(
-    sums: bytes, start: int, data: bytes | memoryview, crc: Callable[[Any], int] = crc32c
-) -> int | None:
-    """Offset in the block of the first segment of ``data`` (the block's bytes from
-    ``start``, a segment boundary; a view into the map is not copied) whose checksum
-    (``crc``: CRC-32C, or ``zlib.crc32`` for legacy sums) differs from ``sums``; None if
-    all match."""
-    view = memoryview(data)
-    first = start // SEGMENT_BYTES
-    for n, i in enumerate(range(0, len(data), SEGMENT_BYTES)):
-        at = (first + n) * SUM_BYTES
-        want = int.from_bytes(sums[at : at + SUM_BYTES], "big")
-        if crc(view[i : i + SEGMENT_BYTES]) != want:
-            return start + i
-    return None
-
-
-# ---------------------------------------------------------------------- block mutations
-def put_block(w: WriteTxn, dbs: Dbs, digest: bytes, data: bytes, partition: int | None) -> bytes:
-    """Store ``data`` (already verified to hash to ``digest``); return ``digest``.
-
-    Identical content already stored is not rewritten (dedup). A stored value that differs
-    from ``data`` can only be a corrupt copy, so it is overwritten (repair).
-    """
-    txn = w.txn
-    old = txn.get(digest, db=dbs.blocks)
-    if old is not None and len(old) == len(data) and bytes(old) == data:
-        if txn.get(digest, db=dbs.segments) is None:  # stored by an earlier version
-            txn.put(digest, segment_sums(data), db=dbs.segments)
-            txn.delete(digest, db=dbs.legacy_segments)
-        return digest
-    txn.put(digest, data, db=dbs.blocks)
-    txn.put(digest, segment_sums(data), db=dbs.segments)
-    if partition is not None:
-        txn.put(partition_key(partition, digest), b"", db=dbs.by_partition)
-    if old is None:
-        if dbs.summary is not None:
-            record_change(
-                w.summary_changes, dbs.summary, partition or 0, digest, digest[:HASH_BYTES]
-            )
-        ensure_row(w, dbs.refs, digest, int(time.time() * 1000))
-        w.count_delta += 1
-        w.bytes_delta += len(data)
-    else:  # a corrupt copy overwritten
-        txn.delete(digest, db=dbs.legacy_segments)
-        w.bytes_delta += len(data) - len(old)
-    return digest
-
-
-def delete_block(w: WriteTxn, dbs: Dbs, digest: bytes, partition: int | None) -> bool:
-    """Delete the block ``digest`` and its index entry; True if it existed. Its reference
-    count stays: references outlive a copy that repair may bring back."""
-    return delete_block_sized(w, dbs, digest, partition) is not None
-
-
-def delete_block_sized(w: WriteTxn, dbs: Dbs, digest: bytes, partition: int | None) -> int | None:
-    """As :func:`delete_block`; returns the deleted block's size in bytes, None if absent."""
-    txn = w.txn
-    old = txn.get(digest, db=dbs.blocks)
-    if old is None:
-        return None
-    size = len(old)
-    txn.delete(digest, db=dbs.blocks)
-    txn.delete(digest, db=dbs.segments)
-    txn.delete(digest, db=dbs.legacy_segments)
-    if partition is not None:
-        txn.delete(partition_key(partition, digest), db=dbs.by_partition)
-    if dbs.summary is not None:
-        record_change(w.summary_changes, dbs.summary, partition or 0, digest, None)
-    w.count_delta -= 1
-    w.bytes_delta -= size
-    return size
-
-
-def write_counters(txn: lmdb.Transaction[memoryview], dbs: Dbs, count: int, size: int) -> None:
-    """Persist the block count and byte total (8-byte big-endian each)."""
-    txn.put(COUNT_KEY, count.to_bytes(8, "big"), db=dbs.meta)
-    txn.put(BYTES_KEY, size.to_bytes(8, "big"), db=dbs.meta)
+from dfspeer.blockstore.merkle import HASH_BYTES, fingerprint, rebuild
+from dfspeer.blockstore.refcount import RefDbs
+from dfspeer.blockstore.schema_blocks import delete_block as delete_block
+from dfspeer.blockstore.schema_blocks import delete_block_sized as delete_block_sized
+from dfspeer.blockstore.schema_blocks import put_block as put_block
+from dfspeer.blockstore.schema_blocks import write_counters as write_counters
+from dfspeer.blockstore.schema_layout import BLOCKS_DB as BLOCKS_DB
+from dfspeer.blockstore.schema_layout import BLOCKS_SUMMARY_DB as BLOCKS_SUMMARY_DB
+from dfspeer.blockstore.schema_layout import BYTES_KEY as BYTES_KEY
+from dfspeer.blockstore.schema_layout import COUNT_KEY as COUNT_KEY
+from dfspeer.blockstore.schema_layout import DIGEST_BYTES as DIGEST_BYTES
+from dfspeer.blockstore.schema_layout import FINGERPRINT_KEY as FINGERPRINT_KEY
+from dfspeer.blockstore.schema_layout import FORMAT as FORMAT
+from dfspeer.blockstore.schema_layout import FORMAT_KEY as FORMAT_KEY
+from dfspeer.blockstore.schema_layout import GC_QUEUE_DB as GC_QUEUE_DB
+from dfspeer.blockstore.schema_layout import INTERNAL_DBS as INTERNAL_DBS
+from dfspeer.blockstore.schema_layout import LEGACY_SEGMENTS_DB as LEGACY_SEGMENTS_DB
+from dfspeer.blockstore.schema_layout import MAX_PARTITION as MAX_PARTITION
+from dfspeer.blockstore.schema_layout import META_DB as META_DB
+from dfspeer.blockstore.schema_layout import PARTITION_DB as PARTITION_DB
+from dfspeer.blockstore.schema_layout import REFCOUNTS_DB as REFCOUNTS_DB
+from dfspeer.blockstore.schema_layout import SEGMENT_BYTES as SEGMENT_BYTES
+from dfspeer.blockstore.schema_layout import SEGMENTS_DB as SEGMENTS_DB
+from dfspeer.blockstore.schema_layout import SUM_BYTES as SUM_BYTES
+from dfspeer.blockstore.schema_layout import (
+    SUMMARY_FINGERPRINT_PREFIX as SUMMARY_FINGERPRINT_PREFIX,
+)
+from dfspeer.blockstore.schema_layout import TABLE_PREFIX as TABLE_PREFIX
+from dfspeer.blockstore.schema_layout import TABLE_SUMMARY_PREFIX as TABLE_SUMMARY_PREFIX
+from dfspeer.blockstore.schema_layout import Dbs as Dbs
+from dfspeer.blockstore.schema_layout import PartitionOf as PartitionOf
+from dfspeer.blockstore.schema_layout import checked_partition as checked_partition
+from dfspeer.blockstore.schema_layout import partition_key as partition_key
+from dfspeer.blockstore.schema_layout import zero_partition as zero_partition
+from dfspeer.blockstore.schema_values import as_bytes as as_bytes
+from dfspeer.blockstore.schema_values import bad_segment as bad_segment
+from dfspeer.blockstore.schema_values import check_digest as check_digest
+from dfspeer.blockstore.schema_values import legacy_segment_sums as legacy_segment_sums
+from dfspeer.blockstore.schema_values import segment_count as segment_count
+from dfspeer.blockstore.schema_values import segment_sums as segment_sums
+from dfspeer.blockstore.schema_values import segments_of as segments_of
+from dfspeer.blockstore.schema_values import sha256 as sha256
 
 
 # ---------------------------------------------------------------------- opening

@@ -79,6 +79,13 @@ def _read_chunk(
     return data, hashlib.sha256(data).hexdigest() if want_digest else ""
 
 
+def _count_session(stats: UploadStats, session: UploadJson, resumed: bool) -> None:
+    """Note in ``stats`` the session an upload now uses."""
+    stats.sessions += 1
+    stats.upload_id, stats.chunk_size = session["upload_id"], session["chunk_size"]
+    stats.resumed = resumed
+
+
 class UploadsMixin(SessionsMixin):
     """:class:`~dfspeer.client.Client`'s resumable file upload (:meth:`upload_file`)."""
 
@@ -129,14 +136,9 @@ class UploadsMixin(SessionsMixin):
                 content_type=content_type,
                 metadata=metadata,
             )
-            stats.sessions += 1
-            stats.upload_id, stats.chunk_size = session["upload_id"], session["chunk_size"]
-            stats.resumed = resumed
+            _count_session(stats, session, resumed)
             try:
-                if session["state"] == "completed":
-                    info = await self.complete_upload(session["upload_id"])
-                else:
-                    info = await self._send_file(identity, session, parallel, progress, stats)
+                info = await self._send_file(identity, session, parallel, progress, stats)
             except _StaleSession:
                 if not resumed:
                     raise AssertionError("a new session cannot be stale") from None
@@ -206,8 +208,11 @@ class UploadsMixin(SessionsMixin):
         progress: UploadProgress | None,
         stats: UploadStats,
     ) -> dict[str, Any]:
-        """Send the missing chunks of ``session`` from the file, then complete it."""
+        """Send the missing chunks of ``session`` from the file, then complete it (at once
+        when the server has completed it already)."""
         upload_id, chunk = session["upload_id"], session["chunk_size"]
+        if session["state"] == "completed":
+            return await self.complete_upload(upload_id)
         size = identity.size
         if session["size"] != size:
             raise _StaleSession

@@ -36,24 +36,42 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "the previous versions, and a delete adds a delete marker).",
     )
     commands = b.add_subparsers(dest="bucket_command", metavar="COMMAND", required=True)
+    _add_create(commands)
+    _add_ls(commands)
+    _add_stat(commands)
+    _add_rm(commands)
+    _add_grants(commands)
+    _add_versioning(commands)
 
+
+def _add_create(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``bucket create``."""
     c = commands.add_parser("create", help="create a bucket (existing: apply --versioning)")
     c.add_argument("name", metavar="NAME")
     c.add_argument("--versioning", choices=CREATE_STATES, help="versioning state")
     add_peer_options(c)
     c.set_defaults(func=cmd_create)
 
+
+def _add_ls(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``bucket ls``."""
     ls = commands.add_parser("ls", help="list buckets")
     ls.add_argument("--json", action="store_true", help="one JSON object per line")
     add_peer_options(ls)
     ls.set_defaults(func=cmd_ls)
 
+
+def _add_stat(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``bucket stat``."""
     st = commands.add_parser("stat", help="show a bucket, its object count and size")
     st.add_argument("name", metavar="NAME")
     st.add_argument("--json", action="store_true", help="print JSON")
     add_peer_options(st)
     st.set_defaults(func=cmd_stat)
 
+
+def _add_rm(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``bucket rm``."""
     rm = commands.add_parser(
         "rm",
         help="delete an empty bucket",
@@ -64,6 +82,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_peer_options(rm)
     rm.set_defaults(func=cmd_rm)
 
+
+def _add_grants(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``bucket allow`` and ``bucket deny``."""
     for verb, text in (
         ("allow", "grant an access key permissions on a bucket (owner or admin)"),
         ("deny", "take permissions on a bucket from an access key (owner or admin)"),
@@ -82,6 +103,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         add_peer_options(g, key_flag=False)
         g.set_defaults(func=cmd_allow if verb == "allow" else cmd_deny)
 
+
+def _add_versioning(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``bucket versioning``."""
     v = commands.add_parser("versioning", help="enable or suspend versioning")
     v.add_argument("name", metavar="NAME")
     v.add_argument("status", choices=SET_STATES)

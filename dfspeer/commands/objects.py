@@ -31,6 +31,16 @@ from dfspeer.commands.uploads import add_resumable_options, put_resumable, stats
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the object commands."""
+    _add_put(sub)
+    _add_get(sub)
+    _add_ls(sub)
+    _add_rm(sub)
+    _add_stat(sub)
+    _add_versions(sub)
+
+
+def _add_put(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``put``."""
     p = sub.add_parser(
         "put",
         help="upload a file",
@@ -53,6 +63,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _transfer_options(p)
     p.set_defaults(func=cmd_put)
 
+
+def _add_get(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``get``."""
     g = sub.add_parser("get", help="download an object (to stdout unless -o)")
     g.add_argument("target", metavar="BUCKET/KEY")
     g.add_argument(
@@ -72,6 +85,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _transfer_options(g)
     g.set_defaults(func=cmd_get)
 
+
+def _add_ls(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``ls``."""
     ls = sub.add_parser(
         "ls",
         help="list objects",
@@ -87,6 +103,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_peer_options(ls)
     ls.set_defaults(func=cmd_ls)
 
+
+def _add_rm(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``rm``."""
     rm = sub.add_parser(
         "rm",
         help="delete objects",
@@ -98,6 +117,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_peer_options(rm)
     rm.set_defaults(func=cmd_rm)
 
+
+def _add_stat(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``stat``."""
     st = sub.add_parser("stat", help="show an object's metadata")
     st.add_argument("target", metavar="BUCKET/KEY")
     st.add_argument("--version", metavar="V", help="show version V")
@@ -105,6 +127,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_peer_options(st)
     st.set_defaults(func=cmd_stat)
 
+
+def _add_versions(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``versions``."""
     v = sub.add_parser(
         "versions",
         help="list an object's versions",

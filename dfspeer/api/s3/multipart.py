@@ -22,6 +22,7 @@ the last under 5 MiB), EntityTooLarge (a part over 5 GiB), MalformedXML (400).
 from __future__ import annotations
 
 from collections.abc import AsyncIterable
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from aiohttp import web
@@ -35,6 +36,7 @@ from dfspeer.api.s3.objects import DEFAULT_CONTENT_TYPE, s3_etag, user_meta
 from dfspeer.api.s3.payload import BodyStream, Md5Pass, body_length, read_small
 from dfspeer.errors import BadDigest
 from dfspeer.model.hlc_time import version_unix_s
+from dfspeer.model.uploads import UploadSession
 from dfspeer.objects.multipart import MAX_PART_NUMBER, MultipartService
 from dfspeer.objects.names import validate_key
 
@@ -218,6 +220,33 @@ async def abort_upload(s3: S3Request) -> web.StreamResponse:
 async def list_uploads(s3: S3Request) -> web.StreamResponse:
     """``GET /bucket?uploads``: open multipart uploads by key, then initiation."""
     bucket = await existing(s3, cached=True)
+    query = _uploads_query(s3)
+    limit_open = s3.ctx.config.max_open_uploads
+    sessions = await service(s3).list_open(bucket.name, limit=limit_open)
+    sessions.sort(key=lambda s: (s.key.encode(), s.created, s.id))
+    page = _uploads_page(sessions, query)
+    children = _uploads_result(bucket.name, query, page, owner(s3))
+    return xml_response(xml.document("ListMultipartUploadsResult", children))
+
+
+@dataclass(frozen=True)
+class _UploadsQuery:
+    """ListMultipartUploads' query parameters (``max-uploads`` capped at MAX_LISTED)."""
+
+    prefix: str
+    delimiter: str
+    key_marker: str
+    id_marker: str
+    limit: int
+    url: bool  # encoding-type=url
+
+    def enc(self, text: str) -> str:
+        """``text`` as the answer carries it (URL-encoded with ``encoding-type=url``)."""
+        return quote(text, safe="/") if self.url else text
+
+
+def _uploads_query(s3: S3Request) -> _UploadsQuery:
+    """The ListMultipartUploads parameters. Raises InvalidArgument."""
     q = s3.query
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     key_marker, id_marker = q.get("key-marker", ""), q.get("upload-id-marker", "")
@@ -225,66 +254,81 @@ async def list_uploads(s3: S3Request) -> web.StreamResponse:
     if q.get("encoding-type") not in (None, "url"):
         raise invalid_argument("Invalid Encoding Method specified in Request")
     url = q.get("encoding-type") == "url"
+    return _UploadsQuery(prefix, delimiter, key_marker, id_marker, limit, url)
 
-    def enc(text: str) -> str:
-        return quote(text, safe="/") if url else text
 
-    limit_open = s3.ctx.config.max_open_uploads
-    sessions = await service(s3).list_open(bucket.name, limit=limit_open)
-    sessions.sort(key=lambda s: (s.key.encode(), s.created, s.id))
-    uploads: list[xml.Child] = []
-    prefixes: list[str] = []
-    truncated = False
-    last: tuple[str, str] = ("", "")
+@dataclass
+class _UploadsPage:
+    """One page of ListMultipartUploads: its uploads and rolled-up common prefixes."""
+
+    uploads: list[UploadSession] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    truncated: bool = False
+    last: tuple[str, str] = ("", "")  # key and upload id of the last entry listed
+
+
+def _uploads_page(sessions: list[UploadSession], query: _UploadsQuery) -> _UploadsPage:
+    """The page of ``sessions`` (sorted by key, initiation, id) after the markers and under
+    the prefix, rolled up at the delimiter: at most ``limit`` uploads and prefixes in all."""
+    page = _UploadsPage()
+    prefix, delimiter, key_marker = query.prefix, query.delimiter, query.key_marker
     passed_marker = False
-    who = owner(s3)
     for s in sessions:
         if not s.key.startswith(prefix):
             continue
         if key_marker and s.key < key_marker:
             continue
         if key_marker and s.key == key_marker and not passed_marker:
-            passed_marker = s.id == id_marker  # uploads of key-marker after upload-id-marker
+            passed_marker = s.id == query.id_marker  # uploads of key-marker after upload-id-marker
             continue
         rolled = ""
         if delimiter:
             cut = s.key.find(delimiter, len(prefix))
             rolled = s.key[: cut + len(delimiter)] if cut >= 0 else ""
-        if rolled and rolled in prefixes:
+        if rolled and rolled in page.prefixes:
             continue
-        if len(uploads) + len(prefixes) >= limit:
-            truncated = True
+        if len(page.uploads) + len(page.prefixes) >= query.limit:
+            page.truncated = True
             break
-        last = (s.key, s.id)
+        page.last = (s.key, s.id)
         if rolled:
-            prefixes.append(rolled)
+            page.prefixes.append(rolled)
             continue
-        uploads.append(
-            (
-                "Upload",
-                [
-                    ("Key", enc(s.key)),
-                    ("UploadId", s.id),
-                    ("Initiator", who),
-                    ("Owner", who),
-                    ("StorageClass", STORAGE_CLASS),
-                    ("Initiated", xml.iso8601(s.created)),
-                ],
-            )
+        page.uploads.append(s)
+    return page
+
+
+def _uploads_result(
+    bucket: str, query: _UploadsQuery, page: _UploadsPage, who: list[xml.Child]
+) -> list[xml.Child]:
+    """The children of ``<ListMultipartUploadsResult>`` for ``page``."""
+    enc, truncated, last = query.enc, page.truncated, page.last
+    uploads: list[xml.Child] = [
+        (
+            "Upload",
+            [
+                ("Key", enc(s.key)),
+                ("UploadId", s.id),
+                ("Initiator", who),
+                ("Owner", who),
+                ("StorageClass", STORAGE_CLASS),
+                ("Initiated", xml.iso8601(s.created)),
+            ],
         )
-    rolled_up: list[xml.Child] = [("CommonPrefixes", [("Prefix", enc(p))]) for p in prefixes]
-    children: list[xml.Child] = [
-        ("Bucket", bucket.name),
-        ("KeyMarker", enc(key_marker)),
-        ("UploadIdMarker", id_marker),
+        for s in page.uploads
+    ]
+    rolled_up: list[xml.Child] = [("CommonPrefixes", [("Prefix", enc(p))]) for p in page.prefixes]
+    return [
+        ("Bucket", bucket),
+        ("KeyMarker", enc(query.key_marker)),
+        ("UploadIdMarker", query.id_marker),
         ("NextKeyMarker", enc(last[0]) if truncated else None),
         ("NextUploadIdMarker", last[1] if truncated else None),
-        ("Prefix", enc(prefix) if prefix else None),
-        ("Delimiter", enc(delimiter) if delimiter else None),
-        ("MaxUploads", limit),
+        ("Prefix", enc(query.prefix) if query.prefix else None),
+        ("Delimiter", enc(query.delimiter) if query.delimiter else None),
+        ("MaxUploads", query.limit),
         ("IsTruncated", truncated),
         *uploads,
         *rolled_up,
-        ("EncodingType", "url" if url else None),
+        ("EncodingType", "url" if query.url else None),
     ]
-    return xml_response(xml.document("ListMultipartUploadsResult", children))
