@@ -64,6 +64,70 @@ def _hash_chunk(whole: Any, chunk: bytes) -> bytes:
     return hashlib.sha256(chunk).digest()
 
 
+class _Pipeline:
+    """The chunks of one upload in flight: each hashed on a dedicated thread (in stream
+    order, feeding the whole-object SHA-256 too) and replicated by its own task, at most
+    ``depth`` at once."""
+
+    def __init__(self, write_block: WriteBlock, depth: int) -> None:
+        self.write_block = write_block
+        self.whole = hashlib.sha256()
+        self.chunks: list[tuple[asyncio.Future[bytes], int]] = []
+        self.slots = asyncio.Semaphore(depth)
+        self.running: set[asyncio.Task[None]] = set()
+        self.failures: list[BaseException] = []
+        self.executor: ThreadPoolExecutor | None = None
+        self.loop = asyncio.get_running_loop()
+
+    async def _replicate(
+        self, digest_future: asyncio.Future[bytes], chunk: bytes, more: bool
+    ) -> None:
+        MORE_BLOCKS_FOLLOW.set(more)  # this task's own context: its replicas may linger
+        try:
+            await self.write_block(chunk, await digest_future)
+        finally:
+            self.slots.release()
+
+    def _on_done(self, task: asyncio.Task[None]) -> None:
+        self.running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.failures.append(task.exception())  # type: ignore[arg-type]
+
+    async def add(self, chunk: bytes, *, more: bool) -> None:
+        """Hash and replicate ``chunk`` (``more``: others follow it), once a slot is free.
+        Raises the first failure of an earlier chunk."""
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dfspeer-hash")
+        await self.slots.acquire()
+        if self.failures:
+            self.slots.release()
+            raise self.failures[0]
+        digest_future = self.loop.run_in_executor(self.executor, _hash_chunk, self.whole, chunk)
+        self.chunks.append((digest_future, len(chunk)))
+        task = asyncio.create_task(self._replicate(digest_future, chunk, more))
+        self.running.add(task)
+        task.add_done_callback(self._on_done)
+
+    async def finish(self) -> list[tuple[bytes, int]]:
+        """Wait for every chunk; ``(digest, size)`` in order. Raises the first failure."""
+        if self.running:
+            await asyncio.wait(set(self.running))
+        if self.failures:
+            raise self.failures[0]
+        return [(await fut, n) for fut, n in self.chunks]
+
+    async def cancel(self) -> None:
+        """Cancel every chunk write still running and wait for them to end."""
+        for task in list(self.running):
+            task.cancel()
+        if self.running:
+            await asyncio.gather(*self.running, return_exceptions=True)
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=False)
+
+
 async def store_body(
     body: AsyncIterable[bytes],
     write_block: WriteBlock,
@@ -91,28 +155,9 @@ async def store_body(
     expected = check_expected_sha256(expected_sha256)
     if content_length is not None and content_length > max_bytes:
         raise EntityTooLarge(f"object of {content_length} bytes is over the {max_bytes}-byte limit")
-    whole = hashlib.sha256()
-    chunks: list[tuple[asyncio.Future[bytes], int]] = []
+    pipeline = _Pipeline(write_block, depth)
     inline: bytes | None = None
     size = 0
-    slots = asyncio.Semaphore(depth)
-    running: set[asyncio.Task[None]] = set()
-    failures: list[BaseException] = []
-    executor: ThreadPoolExecutor | None = None
-    loop = asyncio.get_running_loop()
-
-    async def replicate(digest_future: asyncio.Future[bytes], chunk: bytes, more: bool) -> None:
-        MORE_BLOCKS_FOLLOW.set(more)  # this task's own context: its replicas may linger
-        try:
-            await write_block(chunk, await digest_future)
-        finally:
-            slots.release()
-
-    def on_done(task: asyncio.Task[None]) -> None:
-        running.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            failures.append(task.exception())  # type: ignore[arg-type]
-
     try:
         if chunker is None:
             chunks_of = iter_chunks(body, chunk_size, max_bytes=max_bytes)
@@ -120,44 +165,37 @@ async def store_body(
             chunks_of = chunker(body, max_bytes)
         async for chunk in chunks_of:
             size += len(chunk)
-            if not chunks and len(chunk) < chunk_size and len(chunk) <= inline_threshold:
-                whole.update(chunk)  # a short first chunk is the whole body: keep inline
+            if not pipeline.chunks and len(chunk) < chunk_size and len(chunk) <= inline_threshold:
+                pipeline.whole.update(chunk)  # a short first chunk is the whole body: inline
                 inline = chunk
                 continue
-            if executor is None:
-                executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dfspeer-hash")
-            await slots.acquire()
-            if failures:
-                slots.release()
-                raise failures[0]
-            digest_future = loop.run_in_executor(executor, _hash_chunk, whole, chunk)
-            chunks.append((digest_future, len(chunk)))
-            more = content_length is None or size < content_length
-            task = asyncio.create_task(replicate(digest_future, chunk, more))
-            running.add(task)
-            task.add_done_callback(on_done)
+            await pipeline.add(chunk, more=content_length is None or size < content_length)
             del chunk
-        if running:
-            await asyncio.wait(set(running))
-        if failures:
-            raise failures[0]
-        digests = [(await fut, n) for fut, n in chunks]
+        digests = await pipeline.finish()
     except BaseException:
-        for task in list(running):
-            task.cancel()
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
+        await pipeline.cancel()
         raise
     finally:
-        if executor is not None:
-            executor.shutdown(wait=False)
+        pipeline.close()
+    return _stored(size, content_length, pipeline.whole.hexdigest(), expected, inline, digests)
+
+
+def _stored(
+    size: int,
+    content_length: int | None,
+    sha: str,
+    expected: str | None,
+    inline: bytes | None,
+    digests: list[tuple[bytes, int]],
+) -> StoredBody:
+    """The result once every chunk is stored, checked against the declared length and
+    SHA-256. Raises IncompleteBody, InvalidArgument, BadDigest."""
     if content_length is not None and size < content_length:
         raise IncompleteBody(f"body ended after {size} of {content_length} bytes")
     if content_length is not None and size > content_length:
         raise InvalidArgument(f"body is longer ({size}) than its Content-Length")
     if inline is None and not digests:
         inline = b""
-    sha = whole.hexdigest()
     if expected is not None and sha != expected:
         raise BadDigest(f"body hashes to {sha}, not to the X-Content-SHA256 {expected}")
     return StoredBody(size=size, sha256=sha, chunks=tuple(digests), inline=inline)
