@@ -145,6 +145,7 @@ class PeerConfig:
     # operations
     log_level: str = "info"
     log_format: str = "text"  # "text" for a terminal, "json": one JSON object per line
+    event_loop: str = "auto"  # the agent's loop: "auto" (uvloop if installed), "uvloop", "asyncio"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ construction

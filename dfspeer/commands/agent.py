@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dfspeer import tracing
+from dfspeer import eventloop, tracing
 from dfspeer.commands.common import UsageError
 from dfspeer.config import PeerConfig
 from dfspeer.logsetup import configure_logging
@@ -171,7 +171,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     tracing.configure()  # on only with opentelemetry installed and OTEL_* asking for export
     return_large_blocks_to_the_kernel()  # chunk buffers do not pile up in the heap
     try:
-        asyncio.run(_run_peer(config))
+        eventloop.run(_run_peer(config), config.event_loop)
     except OSError as exc:
         print(f"dfspeer: error: cannot start peer: {exc}", file=sys.stderr)
         return 1
@@ -191,11 +191,12 @@ async def _run_peer(config: PeerConfig) -> None:
     log = logging.getLogger("dfspeer.agent")
     async with Peer(config) as peer:
         log.info(
-            "peer %s serving %s (gossip %s:%d)",
+            "peer %s serving %s (gossip %s:%d, event loop %s)",
             peer.peer_id,
             peer.api_url,
             config.advertised_host,
             config.gossip_port,
+            type(loop).__module__.split(".")[0],
         )
         waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(peer.left.wait())]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

@@ -17,7 +17,6 @@ agree decodes the entry once.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -71,7 +70,7 @@ class EarlyRead:
         """Cancel the early fetches if nobody took them (idempotent)."""
         stream, self.stream = self.stream, None
         if stream is not None:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
+            with contextlib.suppress(Exception):
                 await stream.aclose()
 
 

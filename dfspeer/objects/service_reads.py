@@ -53,10 +53,11 @@ class ObjectReads:
         if record is None:
             return None
         entry = early.entry_for(record) if early is not None else None
-        try:
-            entry = entry or self.schema.decode(record)
-        except ValueError as exc:
-            raise DfsError(f"stored entry of {bucket}/{key} is unreadable: {exc}") from exc
+        if entry is None:
+            try:
+                entry = self.schema.decode(record)
+            except ValueError as exc:
+                raise DfsError(f"stored entry of {bucket}/{key} is unreadable: {exc}") from exc
         if entry.versions:
             self.clock.observe_version(entry.versions[-1].id)
         return entry

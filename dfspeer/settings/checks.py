@@ -192,6 +192,11 @@ def _check_gossip_and_logging(config: PeerConfig) -> None:
         "must be one of debug, info, warning, error",
     )
     need(config.log_format in ("text", "json"), "log_format", "must be text or json")
+    need(
+        config.event_loop in ("auto", "uvloop", "asyncio"),
+        "event_loop",
+        "must be auto, uvloop or asyncio",
+    )
 
 
 def _check_identity(config: PeerConfig) -> None:
