@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from dfspeer.blockstore import BlockStore
 from dfspeer.cluster import tracing_hooks as spans
-from dfspeer.cluster.block_reads import read_verified_block
+from dfspeer.cluster.block_reads import read_verified_block, read_verified_range
 from dfspeer.cluster.quorum import cancel_all
 from dfspeer.cluster.replication_blocks import MORE_BLOCKS_FOLLOW as MORE_BLOCKS_FOLLOW
 from dfspeer.cluster.replication_blocks import BlockReplication
@@ -43,7 +43,6 @@ from dfspeer.cluster.scan import ScanPage, scan_cluster, scan_entries
 from dfspeer.cluster.table import TableSchema
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
-from dfspeer.errors import DfsError
 from dfspeer.tracing import traced
 
 if TYPE_CHECKING:
@@ -107,15 +106,12 @@ class Replicator(BlockReplication, RecordReplication):
 
     async def read_block_range(self, digest: bytes, lo: int, hi: int) -> bytes:
         """Bytes ``[lo, hi)`` of a block, verified: from the local copy, checking only the
-        64 KiB segments the range covers (:meth:`BlockStore.get_range`); when that copy is
-        missing, corrupt or fails, the whole block through :meth:`read_block` (which
-        quarantines a corrupt local copy, fails over to the replicas and repairs)."""
-        try:
-            return await self.store.get_range(digest, lo, hi)
-        except DfsError:
-            pass
-        data = await self.read_block(digest)
-        return data[lo:hi]
+        64 KiB segments the range covers (:meth:`BlockStore.get_range`); on a peer that is
+        not one of the block's replicas and has no copy, only those bytes from a replica;
+        otherwise the whole block through :meth:`read_block` (which quarantines a corrupt
+        local copy, fails over to the replicas and repairs). See
+        :func:`.block_reads.read_verified_range`. Raises DataUnavailable."""
+        return await read_verified_range(self, digest, lo, hi)
 
     # ------------------------------------------------------------------ scans
     async def scan_partitioned(

@@ -251,6 +251,26 @@ class PeerRpcClient:
             raise RpcError(f"{address}: answered a different block than asked")
         return body
 
+    async def get_block_range(self, address: str, digest: bytes, lo: int, hi: int) -> bytes:
+        """Bytes ``[lo, hi)`` of a block (``hi`` within it), which the peer checked against
+        its segment sums and which are checked here against the answer's signed SHA-256.
+        Raises BlockNotFound (404) or RpcError (also for an answer of another length, e.g.
+        the whole block from a peer that predates ranged reads)."""
+        status, claimed, body = await self._call(
+            "GET",
+            address,
+            f"/internal/blocks/{digest.hex()}?range={lo}-{hi}",
+            max_bytes=64 * 1024 * 1024 + 1,
+        )
+        if status == 404:
+            raise BlockNotFound(digest)
+        if status != 200:
+            raise self._error(address, status, body)
+        data = await self._checked_body(address, claimed, body)
+        if len(data) != hi - lo:
+            raise RpcError(f"{address}: answered {len(data)} bytes for a {hi - lo}-byte range")
+        return data
+
     async def has_block(self, address: str, digest: bytes) -> bool:
         status, _, body = await self._call("HEAD", address, f"/internal/blocks/{digest.hex()}")
         if status in (200, 404):

@@ -282,6 +282,20 @@ class SimRpc(PeerRpcClient):
 
         return await self._send(address, body)
 
+    async def get_block_range(self, address: str, digest: bytes, lo: int, hi: int) -> bytes:
+        async def body(ep: Endpoint) -> bytes:
+            try:
+                data = await ep.store.get_range(digest, lo, hi)
+            except CorruptBlock as exc:
+                raise RpcError(
+                    f"{address}: 500 corrupt_block", status=500, code="corrupt_block"
+                ) from exc
+            if len(data) != hi - lo:
+                raise RpcError(f"{address}: answered {len(data)} bytes for {hi - lo}")
+            return data
+
+        return await self._send(address, body)
+
     async def has_block(self, address: str, digest: bytes) -> bool:
         return await self._send(address, lambda ep: ep.store.has(digest))
 
