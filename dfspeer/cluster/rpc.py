@@ -234,19 +234,25 @@ class PeerRpcClient:
         if status not in (200, 201, 204):
             raise self._error(address, status, body)
 
-    async def get_block(self, address: str, digest: bytes) -> bytes:
-        """Fetch a block. Raises BlockNotFound (404) or RpcError. NOT verified here: the
-        caller hashes the bytes (see Replicator.read_block)."""
+    async def _get_block(self, address: str, digest: bytes, query: str) -> tuple[str, bytes]:
+        """``GET /internal/blocks/{digest}{query}``: (claimed body SHA-256, body). Raises
+        BlockNotFound (404) or RpcError."""
         status, claimed, body = await self._call(
             "GET",
             address,
-            f"/internal/blocks/{digest.hex()}",
+            f"/internal/blocks/{digest.hex()}{query}",
             max_bytes=64 * 1024 * 1024 + 1,
         )
         if status == 404:
             raise BlockNotFound(digest)
         if status != 200:
             raise self._error(address, status, body)
+        return claimed, body
+
+    async def get_block(self, address: str, digest: bytes) -> bytes:
+        """Fetch a block. Raises BlockNotFound (404) or RpcError. NOT verified here: the
+        caller hashes the bytes (see Replicator.read_block)."""
+        claimed, body = await self._get_block(address, digest, "")
         if claimed != digest.hex():
             raise RpcError(f"{address}: answered a different block than asked")
         return body
@@ -256,16 +262,7 @@ class PeerRpcClient:
         its segment sums and which are checked here against the answer's signed SHA-256.
         Raises BlockNotFound (404) or RpcError (also for an answer of another length, e.g.
         the whole block from a peer that predates ranged reads)."""
-        status, claimed, body = await self._call(
-            "GET",
-            address,
-            f"/internal/blocks/{digest.hex()}?range={lo}-{hi}",
-            max_bytes=64 * 1024 * 1024 + 1,
-        )
-        if status == 404:
-            raise BlockNotFound(digest)
-        if status != 200:
-            raise self._error(address, status, body)
+        claimed, body = await self._get_block(address, digest, f"?range={lo}-{hi}")
         data = await self._checked_body(address, claimed, body)
         if len(data) != hi - lo:
             raise RpcError(f"{address}: answered {len(data)} bytes for a {hi - lo}-byte range")
