@@ -103,15 +103,13 @@ class ChunkStream:
         self._inflight: deque[tuple[ChunkSlice, asyncio.Task[bytes]]] = deque()
         self._first: bytes | None = None
 
-    def _fill(self, *, yield_first: bool = False) -> None:
+    def _fill(self) -> None:
         while self._pending and len(self._inflight) < self._window:
             piece = self._pending.popleft()
-            task = asyncio.create_task(self._fetch(piece, yield_first=yield_first))
+            task = asyncio.create_task(self._fetch(piece))
             self._inflight.append((piece, task))
 
-    async def _fetch(self, piece: ChunkSlice, *, yield_first: bool = False) -> bytes:
-        if yield_first:
-            await asyncio.sleep(0)
+    async def _fetch(self, piece: ChunkSlice) -> bytes:
         digest = self._digests[piece.index]
         if (
             self._read_range is not None
@@ -139,11 +137,11 @@ class ChunkStream:
 
     def begin(self) -> None:
         """Start fetching the first pieces (the prefetch window) without waiting for them;
-        :meth:`start` or iteration then picks them up, :meth:`aclose` cancels them. Each
-        fetch first lets the tasks already scheduled run one step (a local read is done in
-        the event loop, and a peer RPC scheduled just after this call should be sent
-        before it, not after)."""
-        self._fill(yield_first=True)
+        :meth:`start` or iteration then picks them up, :meth:`aclose` cancels them. The
+        fetches are created on the loop's next turn, so a task scheduled just after this
+        call (the quorum RPC) takes its first step before them: a local read runs on the
+        event loop, and the RPC should be sent before it, not after."""
+        asyncio.get_running_loop().call_soon(self._fill)
 
     async def start(self) -> None:
         """Fetch the first piece now (errors raise here). Idempotent."""
