@@ -13,19 +13,13 @@ from typing import Any
 import pytest
 
 from dfspeer.api.ranges import expected_span
-from dfspeer.config import PeerConfig
 from dfspeer.errors import NoSuchKey
 from dfspeer.model.objects import OBJECTS_TABLE, table_key
 from dfspeer.objects.download import ChunkSlice, ChunkStream
 from tests.unit.maintenance_cluster import CHUNK, Cluster, Node, make_cluster
+from tests.unit.maintenance_cluster import CONFIG as SHARED_CONFIG
 
-CONFIG = PeerConfig(
-    chunk_size_bytes=CHUNK,
-    default_chunking="fixed",
-    partition_bits=4,
-    request_timeout_s=5.0,
-    download_prefetch_chunks=1,
-).validate()
+CONFIG = SHARED_CONFIG.replace(download_prefetch_chunks=1)
 
 
 @pytest.fixture

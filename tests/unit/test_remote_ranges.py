@@ -12,16 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dfspeer.config import PeerConfig
 from dfspeer.errors import DataUnavailable
-from tests.unit.maintenance_cluster import CHUNK, Cluster, Node, flip_byte, make_cluster
-
-CONFIG = PeerConfig(
-    chunk_size_bytes=CHUNK,
-    default_chunking="fixed",
-    partition_bits=4,
-    request_timeout_s=5.0,
-).validate()
+from tests.unit.maintenance_cluster import CHUNK, CONFIG, Cluster, Node, flip_byte, make_cluster
 
 
 @pytest.fixture
