@@ -271,30 +271,29 @@ class SimRpc(PeerRpcClient):
 
         await self._send(address, body)
 
-    async def get_block(self, address: str, digest: bytes) -> bytes:
+    async def _read_block(
+        self, address: str, read: Callable[[Endpoint], Awaitable[bytes]]
+    ) -> bytes:
+        """``read`` on the target's store, a corrupt block answered as the handler does."""
+
         async def body(ep: Endpoint) -> bytes:
             try:
-                return await ep.store.get(digest)
+                return await read(ep)
             except CorruptBlock as exc:
                 raise RpcError(
                     f"{address}: 500 corrupt_block", status=500, code="corrupt_block"
                 ) from exc
 
         return await self._send(address, body)
+
+    async def get_block(self, address: str, digest: bytes) -> bytes:
+        return await self._read_block(address, lambda ep: ep.store.get(digest))
 
     async def get_block_range(self, address: str, digest: bytes, lo: int, hi: int) -> bytes:
-        async def body(ep: Endpoint) -> bytes:
-            try:
-                data = await ep.store.get_range(digest, lo, hi)
-            except CorruptBlock as exc:
-                raise RpcError(
-                    f"{address}: 500 corrupt_block", status=500, code="corrupt_block"
-                ) from exc
-            if len(data) != hi - lo:
-                raise RpcError(f"{address}: answered {len(data)} bytes for {hi - lo}")
-            return data
-
-        return await self._send(address, body)
+        data = await self._read_block(address, lambda ep: ep.store.get_range(digest, lo, hi))
+        if len(data) != hi - lo:
+            raise RpcError(f"{address}: answered {len(data)} bytes for {hi - lo}")
+        return data
 
     async def has_block(self, address: str, digest: bytes) -> bool:
         return await self._send(address, lambda ep: ep.store.has(digest))
