@@ -17,6 +17,7 @@ from dfspeer.api.middleware import render_dfs_error, request_id
 from dfspeer.api.public_fields import etag, object_headers
 from dfspeer.api.ranges import content_range, etag_matches, if_range_allows, parse_range
 from dfspeer.errors import DfsError, InvalidRange
+from dfspeer.objects.download import close_stream
 
 if TYPE_CHECKING:
     from dfspeer.objects import ObjectInfo
@@ -25,10 +26,8 @@ log = logging.getLogger("dfspeer.api")
 
 
 async def _close(stream: object) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        with contextlib.suppress(Exception):
-            await aclose()
+    with contextlib.suppress(Exception):
+        await close_stream(stream)
 
 
 def _plan(request: web.Request, info: ObjectInfo) -> web.Response | tuple[int, int] | None:

@@ -168,6 +168,14 @@ class ChunkStream:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def close_stream(stream: object) -> None:
+    """``await stream.aclose()`` if ``stream`` has one (a :class:`ChunkStream`, an
+    :class:`InlineStream`, a version reader's early fetches); anything else is left as is."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 class InlineStream:
     """Async iterator yielding one slice of an inline object (nothing if empty)."""
 

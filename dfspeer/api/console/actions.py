@@ -30,6 +30,7 @@ from dfspeer.api.context import OBJECTS_KEY, STATE_KEY
 from dfspeer.api.public import object_json, version_param
 from dfspeer.errors import DfsError, InvalidArgument
 from dfspeer.gossip import MemberState
+from dfspeer.objects.download import close_stream
 from dfspeer.objects.names import validate_bucket, validate_key
 
 PeerStatus = Callable[[str], Awaitable[dict[str, Any]]]
@@ -113,9 +114,7 @@ async def restore(request: web.Request) -> web.Response:
             meta=info.meta,
         )
     finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await close_stream(stream)
     return web.json_response(object_json(copy), status=201)
 
 

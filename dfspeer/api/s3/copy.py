@@ -38,6 +38,7 @@ from dfspeer.api.s3.payload import XML_CHECKSUM_NAMES
 from dfspeer.errors import NoSuchKey, NoSuchVersion
 from dfspeer.model.block_refs import BLOCK_REFS_TABLE, ref_key
 from dfspeer.model.objects import COMPLETE, OBJECTS_TABLE, UPLOADING, ObjectVersion, table_key
+from dfspeer.objects.download import close_stream
 from dfspeer.objects.info import RESERVED_META_PREFIX, ObjectInfo
 from dfspeer.objects.names import validate_bucket, validate_key
 
@@ -189,9 +190,7 @@ async def upload_part_copy(s3: S3Request) -> web.StreamResponse:
     try:
         etag = await store_part(s3, number, stream, None, end - start, None)
     finally:
-        closer: Any = getattr(stream, "aclose", None)
-        if closer is not None:
-            await closer()
+        await close_stream(stream)
     answer = xml_response(
         xml.document("CopyPartResult", [("LastModified", xml.iso8601(time.time())), ("ETag", etag)])
     )

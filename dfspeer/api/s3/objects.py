@@ -34,6 +34,7 @@ from dfspeer.api.s3.context import S3Request
 from dfspeer.api.s3.errors import S3Error, invalid_argument, malformed_xml, not_implemented, s3_code
 from dfspeer.api.s3.payload import CHECKSUM_PREFIX, BodyStream, body_length, read_small
 from dfspeer.errors import BadDigest, DfsError, NoSuchKey, NoSuchVersion
+from dfspeer.objects.download import close_stream
 from dfspeer.objects.info import ObjectInfo, public_meta
 from dfspeer.objects.multipart import ETAG_META
 from dfspeer.objects.names import validate_key
@@ -196,9 +197,7 @@ async def _read(s3: S3Request, head: bool) -> web.StreamResponse:
     try:
         return await _answer(s3, info, reader)
     finally:
-        closer: Any = getattr(reader, "aclose", None)
-        if closer is not None:
-            await closer()
+        await close_stream(reader)
 
 
 async def _answer(s3: S3Request, info: ObjectInfo, reader: Any) -> web.StreamResponse:
@@ -227,9 +226,7 @@ async def _answer(s3: S3Request, info: ObjectInfo, reader: Any) -> web.StreamRes
         async for piece in stream:
             await answer.write(piece)
     finally:
-        closer: Any = getattr(stream, "aclose", None)
-        if closer is not None:
-            await closer()
+        await close_stream(stream)
     await answer.write_eof()
     return answer
 
