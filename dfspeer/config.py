@@ -94,6 +94,10 @@ class PeerConfig:
     durable: bool = True
     # an upload's blocks wait up to this long for the next ones to share one commit (flush)
     commit_linger_ms: float = 10.0
+    # written blocks leave the OS page cache: replicas' copies at once, this peer's own
+    # uploads once this many bytes of newer ones follow (dfspeer/blockstore/page_cache.py)
+    drop_written_blocks: bool = True
+    recent_writes_cache_bytes: int = 1 * GiB
     # repair (see dfspeer/cluster/handoff.py, scrub.py, tombstones.py)
     hinted_handoff: bool = True
     hint_delivery_interval_s: float = 10.0

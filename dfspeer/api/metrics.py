@@ -13,7 +13,8 @@ Families (``dfspeer_`` prefix):
   ``ring_members``, ``ready``; counters ``store_txn_commits_total`` (LMDB write
   transactions committed: one flush each on a durable store) and
   ``store_write_requests_total`` (writes applied in them: their ratio is the group-commit
-  batch size).
+  batch size) and ``store_cache_dropped_bytes_total`` (written blocks' bytes dropped from
+  the OS page cache, see :mod:`dfspeer.blockstore.page_cache`).
 
 Gossip families come from :class:`dfspeer.gossip.metrics.GossipMetrics`, registered by the peer.
 """
@@ -135,6 +136,7 @@ class PeerStateCollector:
                 "ready": 1.0 if state.ready else 0.0,
                 "store_txn_commits": stats.txn_commits,
                 "store_write_requests": stats.write_requests,
+                "store_cache_dropped_bytes": stats.cache_dropped_bytes,
             }
         for name, help_text in names:
             family = GaugeMetricFamily("dfspeer_" + name, help_text)
@@ -144,6 +146,10 @@ class PeerStateCollector:
         counters = (
             ("store_txn_commits", "LMDB write transactions committed (one flush each)."),
             ("store_write_requests", "Writes applied in those transactions."),
+            (
+                "store_cache_dropped_bytes",
+                "Bytes of durably written blocks dropped from the OS page cache.",
+            ),
         )
         for name, help_text in counters:
             counter = CounterMetricFamily("dfspeer_" + name, help_text)

@@ -63,6 +63,25 @@ def _bind() -> tuple[object, object, object] | None:
 _CALLS = _bind()
 
 
+def address(view: memoryview) -> int | None:
+    """The address of the first byte of ``view`` (a contiguous buffer, e.g. an LMDB value
+    read with ``buffers=True``), or None if it cannot be told here. The address stays
+    valid only while the buffer's memory does (for an LMDB value: its read transaction)."""
+    if _CALLS is None:
+        return None
+    _mincore, get_buffer, release = _CALLS
+    buf = _PyBuffer()
+    try:
+        if get_buffer(view, ctypes.byref(buf), 0) != 0:  # type: ignore[operator]
+            return None
+    except (BufferError, TypeError, ValueError):
+        return None
+    try:
+        return int(buf.buf) if buf.buf else None
+    finally:
+        release(ctypes.byref(buf))  # type: ignore[operator]
+
+
 def resident(view: memoryview) -> bool:
     """True if every page under ``view`` (a contiguous buffer, e.g. a slice of an LMDB
     value read with ``buffers=True``) is in the page cache now; False if any is not, or if

@@ -35,6 +35,7 @@ from types import TracebackType
 
 import lmdb
 
+from dfspeer.blockstore.page_cache import WrittenPageDropper
 from dfspeer.blockstore.schema import (
     MAX_PARTITION,
     PartitionOf,
@@ -67,7 +68,8 @@ class BlockStoreStats:
     size, the hard capacity. ``txn_commits``/``write_requests``: write transactions
     committed and write requests applied since open (requests > commits = group commit).
     ``group_replays``: groups aborted by an LMDB error (e.g. map full) and replayed one
-    request per transaction.
+    request per transaction. ``cache_dropped_bytes``: bytes of written blocks asked to leave
+    the OS page cache since open (``drop_written``, :mod:`.page_cache`).
     """
 
     block_count: int
@@ -77,6 +79,7 @@ class BlockStoreStats:
     txn_commits: int = 0
     write_requests: int = 0
     group_replays: int = 0
+    cache_dropped_bytes: int = 0
 
 
 class BlockStore(ReadsMixin, WritesMixin, TablesMixin, RefcountsMixin):
@@ -101,6 +104,11 @@ class BlockStore(ReadsMixin, WritesMixin, TablesMixin, RefcountsMixin):
     ``writer_factory``: builds the store's writer, called as ``GroupCommitWriter`` is
     (default: that one thread with group commit); a simulation passes one that commits on
     its event loop, so it can place the durability boundary (see :mod:`dfspeer.sim.disk`).
+    ``commit_linger_s``: how long an upload's lingering block writes may wait to share a
+    commit (:mod:`.writer`). ``drop_written``: in a durable store, written blocks leave the
+    OS page cache (:mod:`.page_cache`) — at once, or for the blocks written with
+    ``keep_cached``, once ``recent_writes_cache_bytes`` of newer such blocks follow (off by
+    default here: every written block stays cached).
 
     Use as ``async with BlockStore(path) as store:`` or call :meth:`close`. Raises
     ``BlockStoreError`` if the environment cannot be opened (e.g. already open in this
@@ -122,6 +130,8 @@ class BlockStore(ReadsMixin, WritesMixin, TablesMixin, RefcountsMixin):
         local_tables: Iterable[str] = (),
         writer_factory: Callable[..., GroupCommitWriter] = GroupCommitWriter,
         commit_linger_s: float = 0.0,
+        drop_written: bool = False,
+        recent_writes_cache_bytes: int = 0,
     ) -> None:
         self.path = Path(path)
         self.durable = durable
@@ -156,11 +166,19 @@ class BlockStore(ReadsMixin, WritesMixin, TablesMixin, RefcountsMixin):
         self._readers_cond = threading.Condition()
         self._closing = False
         self._closed = threading.Event()
+        self._dropper = (
+            WrittenPageDropper.open(
+                self._env, self.path, self._dbs.blocks, recent_writes_cache_bytes
+            )
+            if durable and drop_written
+            else None
+        )
         self._writer = writer_factory(
             self._env,
             before_commit=self._before_commit,
             after_commit=self._after_commit,
             map_error=self._map_error,
+            after_settle=self._dropper,
             linger_s=commit_linger_s,
         )
         for name in sorted(self._local_tables):  # open now: table hooks may write to them
@@ -194,6 +212,8 @@ class BlockStore(ReadsMixin, WritesMixin, TablesMixin, RefcountsMixin):
             return
         try:
             await self._writer.close()
+            if self._dropper is not None:
+                self._dropper.close()
             await asyncio.to_thread(self._wait_readers)
             if not self.durable:
                 self._env.sync(True)  # a clean shutdown loses nothing even without fsyncs
@@ -243,4 +263,5 @@ class BlockStore(ReadsMixin, WritesMixin, TablesMixin, RefcountsMixin):
             txn_commits=self._writer.commits,
             write_requests=self._writer.requests,
             group_replays=self._writer.replays,
+            cache_dropped_bytes=self._dropper.dropped_bytes if self._dropper else 0,
         )

@@ -21,6 +21,7 @@ import lmdb
 
 from dfspeer.blockstore.errors import BlockStoreError, StoreFull
 from dfspeer.blockstore.merkle import apply_pending
+from dfspeer.blockstore.page_cache import WrittenPageDropper
 from dfspeer.blockstore.schema import INTERNAL_DBS, Dbs, PartitionOf, write_counters
 from dfspeer.blockstore.tables import TableHandle
 from dfspeer.blockstore.writer import GroupCommitWriter, WriteTxn
@@ -73,6 +74,8 @@ class StoreBase:
     _partition_of: PartitionOf | None
     _max_key: int
     _writer: GroupCommitWriter
+    _dropper: WrittenPageDropper | None
+    """Drops durably written blocks from the OS page cache (None: they stay cached)."""
     _readers: int
     """Read transactions (and other uses of the environment) running; closing waits for
     them to end."""

@@ -61,14 +61,19 @@ class WritesMixin(StoreBase):
         apply = partial(delete_block, dbs=self._dbs, digest=digest, partition=partition)
         return bool(await self._writer.submit(apply))
 
-    async def write_batch(self, ops: Sequence[WriteOp], *, linger: bool = False) -> list[Any]:
+    async def write_batch(
+        self, ops: Sequence[WriteOp], *, linger: bool = False, keep_cached: bool = False
+    ) -> list[Any]:
         """Apply ``ops`` (see :mod:`dfspeer.blockstore.ops`) atomically in ONE transaction.
 
         All ops are validated, hashed and CBOR-encoded before anything is queued, so a bad
         op (``DigestMismatch``, ValueError, TypeError) rejects the batch with nothing
         written; an exception from a ``TableUpdate`` callback or ``StoreFull`` also leaves
         nothing of the batch. Returns one result per op (see the table in :mod:`.ops`).
-        ``linger``: as for :meth:`put_verified`.
+        ``linger``: as for :meth:`put_verified`. ``keep_cached``: the blocks are this peer's
+        own writes as a coordinator; they stay in the OS page cache while among the newest
+        ``recent_writes_cache_bytes`` of such writes (:mod:`.page_cache`), where other
+        written blocks leave it at once.
         """
         if not ops:
             return []
@@ -90,7 +95,11 @@ class WritesMixin(StoreBase):
             max_key_bytes=self._max_key,
         )
         result = await self._writer.submit(
-            partial(run_steps, steps), size=total, atomic=True, linger=linger
+            partial(run_steps, steps),
+            size=total,
+            atomic=True,
+            linger=linger,
+            keep_cached=keep_cached,
         )
         return list(result)
 

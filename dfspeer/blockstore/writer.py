@@ -48,6 +48,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -59,6 +60,7 @@ import lmdb
 from dfspeer.blockstore.errors import BlockStoreError
 
 MiB = 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 class WriteTxn:
@@ -66,7 +68,15 @@ class WriteTxn:
     inside it) plus the changes to the persisted block counters made inside it, and the
     Merkle summary changes still to be written before it commits."""
 
-    __slots__ = ("bytes_delta", "count_delta", "summary_changes", "txn")
+    __slots__ = (
+        "bytes_delta",
+        "count_delta",
+        "keep_cached",
+        "kept_blocks",
+        "summary_changes",
+        "txn",
+        "written_blocks",
+    )
 
     def __init__(self, txn: lmdb.Transaction[memoryview]) -> None:
         self.txn = txn
@@ -78,11 +88,20 @@ class WriteTxn:
         """Per (summary sub-db, partition): key -> final leaf value hash (None: removed),
         applied by ``before_commit`` (see :mod:`dfspeer.blockstore.merkle`), so the keys
         of one transaction share the rewrites of their common trie nodes."""
+        self.keep_cached = False
+        """Set while a ``keep_cached`` request is applied: the blocks it writes go to
+        ``kept_blocks`` instead of ``written_blocks``."""
+        self.written_blocks: list[bytes] = []
+        """Digests of the blocks whose values this transaction wrote (``after_settle``)."""
+        self.kept_blocks: list[bytes] = []
+        """As ``written_blocks``, for the requests submitted with ``keep_cached``."""
 
     def absorb(self, child: WriteTxn) -> None:
         """Take over the counters and summary changes of a committed nested transaction."""
         self.count_delta += child.count_delta
         self.bytes_delta += child.bytes_delta
+        self.written_blocks += child.written_blocks
+        self.kept_blocks += child.kept_blocks
         for where, changes in child.summary_changes.items():
             mine = self.summary_changes.get(where)
             if mine is None:
@@ -102,6 +121,7 @@ class _Request:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     linger: bool = False
+    keep_cached: bool = False
     queued_at: float = 0.0  # time.monotonic() when submitted
     result: Any = None
     error: BaseException | None = field(default=None)
@@ -129,10 +149,14 @@ class GroupCommitWriter:
 
     ``before_commit(w)`` runs in the writer thread after the requests of a transaction and
     before its commit (the store writes its counters there); ``after_commit(w)`` runs after
-    a successful commit. ``map_error`` turns an ``lmdb.Error`` into the error a failed
-    request receives. Counters (read from any thread): ``commits`` (write transactions
-    committed), ``requests`` (requests applied in them), ``replays`` (groups that had to be
-    replayed one request per transaction).
+    a successful commit. ``after_settle(written, kept)``, if given, runs once the callers
+    of a group have their answers, with the digests of the blocks its committed
+    transactions wrote — ``kept``: those of requests submitted with ``keep_cached`` — (the
+    store drops their pages from the OS page cache, :mod:`.page_cache`); an exception from
+    it is logged and the writer goes on. ``map_error`` turns an ``lmdb.Error`` into the
+    error a failed request receives. Counters (read from any thread): ``commits`` (write
+    transactions committed), ``requests`` (requests applied in them), ``replays`` (groups
+    that had to be replayed one request per transaction).
     """
 
     def __init__(
@@ -142,6 +166,7 @@ class GroupCommitWriter:
         before_commit: Callable[[WriteTxn], None],
         after_commit: Callable[[WriteTxn], None],
         map_error: Callable[[lmdb.Error], BlockStoreError],
+        after_settle: Callable[[list[bytes], list[bytes]], None] | None = None,
         max_group_bytes: int = 64 * MiB,
         max_group_requests: int = 4096,
         linger_s: float = 0.0,
@@ -152,6 +177,9 @@ class GroupCommitWriter:
         self._before_commit = before_commit
         self._after_commit = after_commit
         self._map_error = map_error
+        self._after_settle = after_settle
+        self._written: list[bytes] = []  # the writer thread's: blocks of committed txns
+        self._kept: list[bytes] = []
         self._max_group_bytes = max_group_bytes
         self._max_group_requests = max_group_requests
         self._linger_s = linger_s
@@ -167,19 +195,26 @@ class GroupCommitWriter:
         self._thread.start()
 
     async def submit(
-        self, apply: Apply, *, size: int = 0, atomic: bool = False, linger: bool = False
+        self,
+        apply: Apply,
+        *,
+        size: int = 0,
+        atomic: bool = False,
+        linger: bool = False,
+        keep_cached: bool = False,
     ) -> Any:
         """Queue ``apply`` and wait until its transaction is committed; return its result.
 
         ``size`` (bytes) bounds the group; ``atomic`` runs ``apply`` in a nested transaction
         so an exception anywhere in it rolls back its partial writes; ``linger``: more
-        writes follow at once, the commit may wait for them (module docstring). Raises what
+        writes follow at once, the commit may wait for them (module docstring);
+        ``keep_cached``: the blocks it writes are this peer's own (``after_settle``). Raises what
         ``apply`` raised, the mapped LMDB error (e.g. ``StoreFull``), or ``BlockStoreError``
         if the writer is closed.
         """
         loop = asyncio.get_running_loop()
         request = _Request(
-            apply, atomic, size, loop, loop.create_future(), linger, time.monotonic()
+            apply, atomic, size, loop, loop.create_future(), linger, keep_cached, time.monotonic()
         )
         with self._cond:
             if self._closing:
@@ -241,6 +276,16 @@ class GroupCommitWriter:
                     request.loop.call_soon_threadsafe(
                         _settle, request.future, request.result, request.error
                     )
+            self._settled()
+
+    def _settled(self) -> None:
+        """Hand the blocks of the group just answered to ``after_settle``."""
+        written, kept, self._written, self._kept = self._written, self._kept, [], []
+        if (written or kept) and self._after_settle is not None:
+            try:
+                self._after_settle(written, kept)
+            except Exception:  # dropping cached pages is an optimisation, never a failure
+                log.exception("block store: after-settle hook failed")
 
     def _take(self) -> list[_Request] | _Exclusive | None:
         """Block until work is queued; pop a group (or one exclusive request, which never
@@ -334,12 +379,16 @@ class GroupCommitWriter:
             raise
         self.commits += 1
         self.requests += len(requests)
+        self._written += w.written_blocks
+        self._kept += w.kept_blocks
         self._after_commit(w)
 
     def _apply(self, w: WriteTxn, request: _Request) -> Any:
+        w.keep_cached = request.keep_cached
         if not request.atomic:
             return request.apply(w)
         child = WriteTxn(self._env.begin(write=True, parent=w.txn, buffers=True))
+        child.keep_cached = request.keep_cached
         try:
             result = request.apply(child)
         except BaseException:

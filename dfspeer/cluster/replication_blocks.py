@@ -52,7 +52,7 @@ class BlockReplication(ReplicatorBase):
         async def put(peer: str) -> None:
             if peer == self.view.self_id:  # ``digest`` was computed here from ``data``
                 block = PutBlock(data, digest, hashed=True)
-                await self.store.write_batch([block, *ref_ops], linger=linger)
+                await self.store.write_batch([block, *ref_ops], linger=linger, keep_cached=True)
             else:
                 address = self._address(peer)
                 await self.rpc.put_block(address, digest, data, ref=ref, linger=linger)

@@ -165,6 +165,8 @@ class Peer(ObjectsMixin, ClusterMixin, ServingMixin):
             map_size_bytes=config.map_size_bytes,
             durable=config.durable,
             commit_linger_s=config.commit_linger_ms / 1000,
+            drop_written=config.drop_written_blocks,
+            recent_writes_cache_bytes=config.recent_writes_cache_bytes,
             partition_of=partitioner.partition,
             table_hooks=self.tables.hooks(),
             table_partitioners=self.tables.partitioners(partitioner.partition),

@@ -129,6 +129,7 @@ def _check_storage_and_upkeep(config: PeerConfig) -> None:
     need(config.max_object_size_bytes > 0, "max_object_size_bytes", "must be > 0")
     need(config.map_size_bytes >= 16 * MiB, "map_size_bytes", "must be >= 16 MiB")
     need(0 <= config.commit_linger_ms <= 1000, "commit_linger_ms", "must be in 0..1000 (0: off)")
+    need(config.recent_writes_cache_bytes >= 0, "recent_writes_cache_bytes", "must be >= 0")
     need(
         0 <= config.read_speculation_ms <= 60_000,
         "read_speculation_ms",

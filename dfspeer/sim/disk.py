@@ -77,8 +77,12 @@ class SimWriter(GroupCommitWriter):
     ) -> None:
         # Deliberately not GroupCommitWriter.__init__: that starts the writer thread.
         # ``tuning`` (e.g. lingering): the thread's batching knobs; the simulated disk
-        # batches by its own delay instead.
+        # batches by its own delay instead. A simulated store keeps no OS page cache, so
+        # ``after_settle`` (dropping written pages from it) is dropped too.
         del tuning
+        self._after_settle = None
+        self._written = []
+        self._kept = []
         self._env = env
         self._before_commit = before_commit
         self._after_commit = after_commit
@@ -126,6 +130,7 @@ class SimWriter(GroupCommitWriter):
             self._committing = False
         for request in group:
             _settle(request.future, request.result, request.error)
+        self._settled()
 
     def in_writer_thread(self) -> bool:
         """True while a group is being applied (a table hook runs then)."""

@@ -1,0 +1,199 @@
+"""Written blocks leave the OS page cache: a replica's copies at once, a coordinator's own
+writes once a window of newer ones follows (as Swift's object servers drop what they wrote
+after the fsync, and as Ceph's BlueStore and MinIO bypass the cache with ``O_DIRECT`` for
+object data).
+
+Every page of a new block takes a page of the OS page cache, and under a steady stream of
+writes the kernel must keep finding free pages for them. Where free pages are costly to
+take — on the test machine, a VM whose free memory the host reclaims, writing 2 MiB values
+and fsyncing each cost 2.7 CPU-seconds per GiB in the writing thread with the pages kept
+and 0.4 with each value's pages dropped after its commit, because dropped pages are reused
+at once — caching every copy of every upload is what an upload's CPU goes to. Yet a block
+is read back soon after it is written mostly through the peer that coordinated the write
+(a client reads its upload back through the peer it wrote through, and that peer serves
+reads from its own copy first), and hardly ever from the other replicas' copies. So:
+
+* a block written *for another peer* (a replica's copy, a hinted or repaired one) leaves
+  the cache once its commit is answered;
+* a block this peer wrote *as the coordinator* of an upload (``keep_cached``) stays cached
+  while it is among the newest ``recent_bytes`` of such writes — the tail of the stream,
+  the part a reader is most likely to ask for, as Kafka's consumers read a log's tail from
+  the page cache — and leaves it after;
+* blocks under :data:`DROP_MIN_BYTES` (an object's small last chunk) always stay.
+
+A later read of a dropped block pays one disk read, after which its pages stay cached like
+any other read's (reads never drop).
+
+:class:`WrittenPageDropper` runs in the store's writer thread once a group's callers have
+their answers (``GroupCommitWriter(after_settle=...)``). For a block to drop, it finds where
+LMDB put the value — its address in the read-only map minus the map's base is its offset in
+``data.mdb`` —, unmaps those pages from this process (``madvise(MADV_DONTNEED)`` on the
+shared, read-only, file-backed map: only page-table entries go, a later read faults the
+bytes in again) and calls ``posix_fadvise(POSIX_FADV_DONTNEED)`` on them. The unmapping
+matters: the kernel keeps file pages in large folios, and a read of the B-tree page next to
+a new value maps the whole folio, value pages included, into the process — and the kernel
+never drops a mapped page. The pages are clean (the commit fsynced them), so the kernel
+frees them; pages another read maps again in between, or that share a folio with a mapped
+page, stay. A wrong or stale offset can only cost a later disk read, never a wrong byte:
+both calls touch the cache and the page tables, not the file. Only durable stores drop (a
+non-durable store's pages are still dirty after its commit, and dropping would force their
+writeback); only Linux, with ``madvise`` and CPython's buffer API reachable through
+``ctypes`` (:mod:`.residency`).
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import lmdb
+
+from dfspeer.blockstore.residency import PAGE, address
+
+log = logging.getLogger(__name__)
+MADV_DONTNEED = 4  # Linux's value on every architecture
+DROP_MIN_BYTES = 256 * 1024
+"""Blocks smaller than this stay cached (an object's small last chunk: cheap to keep)."""
+
+
+def _bind_madvise() -> object | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    madvise.restype = ctypes.c_int
+    return madvise
+
+
+_MADVISE = _bind_madvise()
+
+
+def map_span(data_file: Path) -> tuple[int, int] | None:
+    """``(start, end)`` addresses of this process's shared, read-only mapping of
+    ``data_file`` from file offset 0 (the LMDB map), read from ``/proc/self/maps``; None if
+    there is none or it cannot be read."""
+    try:
+        inode = os.stat(data_file).st_ino
+        real = os.path.realpath(data_file)
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                if len(fields) < 6 or int(fields[2], 16) != 0 or int(fields[4]) != inode:
+                    continue
+                if fields[1] != "r--s" or os.path.realpath(fields[5].strip()) != real:
+                    continue
+                start, end = fields[0].split("-", 1)
+                return int(start, 16), int(end, 16)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class WrittenPageDropper:
+    """Drops written blocks' pages from the OS page cache (module docstring).
+
+    ``env``: the store's LMDB environment (opened with ``writemap=False``);
+    ``blocks_db``: its sub-database of block values; ``fd``: ``data.mdb`` opened for
+    reading; ``span``: the map's addresses (:func:`map_span`); ``recent_bytes`` (>= 0):
+    the window of a coordinator's newest writes that stays cached. Use :meth:`open`, which
+    answers None where dropping cannot work here. Counters: ``dropped_blocks``,
+    ``dropped_bytes`` (bytes asked to leave the cache); ``recent_bytes_held``: the window's
+    bytes now.
+    """
+
+    def __init__(
+        self,
+        env: lmdb.Environment,
+        blocks_db: lmdb._Database,
+        fd: int,
+        span: tuple[int, int],
+        recent_bytes: int,
+    ) -> None:
+        self._env = env
+        self._db = blocks_db
+        self._fd = fd
+        self._base, self._end = span
+        self._recent_limit = recent_bytes
+        self._recent: collections.deque[tuple[bytes, int]] = collections.deque()
+        self.recent_bytes_held = 0
+        self.dropped_blocks = 0
+        self.dropped_bytes = 0
+
+    @classmethod
+    def open(
+        cls, env: lmdb.Environment, path: Path, blocks_db: lmdb._Database, recent_bytes: int
+    ) -> WrittenPageDropper | None:
+        """A dropper for the store at ``path``, or None if this platform cannot drop (no
+        ``posix_fadvise`` or ``madvise``, no ``/proc/self/maps``, no buffer addresses)."""
+        if not hasattr(os, "posix_fadvise") or _MADVISE is None:
+            return None
+        if address(memoryview(b"x")) is None:
+            return None
+        data_file = path / "data.mdb"
+        span = map_span(data_file)
+        if span is None:
+            log.info("page cache: cannot find the map of %s; written blocks stay cached", path)
+            return None
+        try:
+            fd = os.open(data_file, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return None
+        return cls(env, blocks_db, fd, span, max(0, recent_bytes))
+
+    def __call__(self, written: Sequence[bytes], kept: Sequence[bytes]) -> None:
+        """Drop the blocks ``written`` for other peers now; add the coordinator's ``kept``
+        blocks to the window of recent writes and drop what falls out of it. Blocks that
+        are gone or cannot be placed are skipped; never raises for one of them."""
+        if self._fd < 0:
+            return
+        with self._env.begin(buffers=True) as txn:
+            for digest in written:
+                self._drop_block(txn, digest)
+            for digest in kept:
+                view = txn.get(digest, db=self._db)
+                if view is not None and len(view) >= DROP_MIN_BYTES:
+                    self._recent.append((digest, len(view)))
+                    self.recent_bytes_held += len(view)
+            while self.recent_bytes_held > self._recent_limit:
+                digest, size = self._recent.popleft()
+                self.recent_bytes_held -= size
+                self._drop_block(txn, digest)
+
+    def _drop_block(self, txn: lmdb.Transaction[memoryview], digest: bytes) -> None:
+        view = txn.get(digest, db=self._db)
+        if view is None or len(view) < DROP_MIN_BYTES:
+            return
+        where = address(view)
+        if where is not None and self._drop(where, len(view)):
+            self.dropped_blocks += 1
+            self.dropped_bytes += len(view)
+
+    def _drop(self, where: int, size: int) -> bool:
+        """Unmap and drop the pages of ``size`` bytes at address ``where`` of the map."""
+        if where < self._base or where + size > self._end:
+            return False
+        first = -(-where // PAGE) * PAGE  # whole pages inside the value: no neighbour's
+        last = (where + size) // PAGE * PAGE
+        if last > first:
+            _MADVISE(first, last - first, MADV_DONTNEED)  # type: ignore[operator]
+        offset = where - self._base
+        start = offset - offset % PAGE
+        try:
+            os.posix_fadvise(self._fd, start, offset + size - start, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Close the file descriptor; later calls drop nothing. Idempotent."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
