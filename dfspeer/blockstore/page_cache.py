@@ -27,12 +27,13 @@ any other read's (reads never drop).
 :class:`WrittenPageDropper` runs in the store's writer thread once a group's callers have
 their answers (``GroupCommitWriter(after_settle=...)``). For a block to drop, it finds where
 LMDB put the value — its address in the read-only map minus the map's base is its offset in
-``data.mdb`` —, unmaps those pages from this process (``madvise(MADV_DONTNEED)`` on the
-shared, read-only, file-backed map: only page-table entries go, a later read faults the
-bytes in again) and calls ``posix_fadvise(POSIX_FADV_DONTNEED)`` on them. The unmapping
-matters: the kernel keeps file pages in large folios, and a read of the B-tree page next to
-a new value maps the whole folio, value pages included, into the process — and the kernel
-never drops a mapped page. The pages are clean (the commit fsynced them), so the kernel
+``data.mdb`` —, unmaps those pages and their neighbours within :data:`FOLIO_REACH` from this process
+(``madvise(MADV_DONTNEED)`` on the shared, read-only, file-backed map: only page-table
+entries go, a later read faults the bytes in again) and calls
+``posix_fadvise(POSIX_FADV_DONTNEED)`` on the value's pages. The unmapping matters: the
+kernel keeps file pages in large folios, and a read of a B-tree page beside a new value
+maps the whole folio, value pages included, into the process — and the kernel never drops
+a mapped page. The pages are clean (the commit fsynced them), so the kernel
 frees them; pages another read maps again in between, or that share a folio with a mapped
 page, stay. A wrong or stale offset can only cost a later disk read, never a wrong byte:
 both calls touch the cache and the page tables, not the file. Only durable stores drop (a
@@ -48,7 +49,7 @@ import ctypes
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import lmdb
@@ -59,6 +60,8 @@ log = logging.getLogger(__name__)
 MADV_DONTNEED = 4  # Linux's value on every architecture
 DROP_MIN_BYTES = 256 * 1024
 """Blocks smaller than this stay cached (an object's small last chunk: cheap to keep)."""
+FOLIO_REACH = 2 * 1024 * 1024
+"""The largest page-cache folio (a PMD: 2 MiB on x86-64 and arm64 with 4 KiB pages)."""
 
 
 def _bind_madvise() -> object | None:
@@ -95,6 +98,21 @@ def map_span(data_file: Path) -> tuple[int, int] | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def runs(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
+    """Merge ``(address, size)`` spans that touch or lie within a page of each other into
+    ``(start, end, spans merged, their bytes)`` runs, in address order. Values written by
+    one commit lie side by side in the file, and a large folio across the border of two of
+    them is dropped only by a call that covers it whole."""
+    out: list[tuple[int, int, int, int]] = []
+    for where, size in sorted(spans):
+        if out and where - out[-1][1] <= PAGE:
+            start, end, count, total = out[-1]
+            out[-1] = (start, max(end, where + size), count + 1, total + size)
+        else:
+            out.append((where, where + size, 1, size))
+    return out
 
 
 class WrittenPageDropper:
@@ -155,8 +173,7 @@ class WrittenPageDropper:
         if self._fd < 0:
             return
         with self._env.begin(buffers=True) as txn:
-            for digest in written:
-                self._drop_block(txn, digest)
+            doomed = [self._place(txn, digest) for digest in written]
             for digest in kept:
                 view = txn.get(digest, db=self._db)
                 if view is not None and len(view) >= DROP_MIN_BYTES:
@@ -165,25 +182,32 @@ class WrittenPageDropper:
             while self.recent_bytes_held > self._recent_limit:
                 digest, size = self._recent.popleft()
                 self.recent_bytes_held -= size
-                self._drop_block(txn, digest)
+                doomed.append(self._place(txn, digest))
+            # Every lookup is done before the first drop: a lookup maps the folio of the
+            # B-tree page it reads, which may hold pages of a value dropped before it.
+            for where, end, count, size in runs(filter(None, doomed)):
+                if self._drop(where, end - where):
+                    self.dropped_blocks += count
+                    self.dropped_bytes += size
 
-    def _drop_block(self, txn: lmdb.Transaction[memoryview], digest: bytes) -> None:
+    def _place(self, txn: lmdb.Transaction[memoryview], digest: bytes) -> tuple[int, int] | None:
+        """``(address, size)`` of a block worth dropping, None if it is gone or small."""
         view = txn.get(digest, db=self._db)
         if view is None or len(view) < DROP_MIN_BYTES:
-            return
+            return None
         where = address(view)
-        if where is not None and self._drop(where, len(view)):
-            self.dropped_blocks += 1
-            self.dropped_bytes += len(view)
+        return None if where is None else (where, len(view))
 
     def _drop(self, where: int, size: int) -> bool:
         """Unmap and drop the pages of ``size`` bytes at address ``where`` of the map."""
         if where < self._base or where + size > self._end:
             return False
-        first = -(-where // PAGE) * PAGE  # whole pages inside the value: no neighbour's
-        last = (where + size) // PAGE * PAGE
-        if last > first:
-            _MADVISE(first, last - first, MADV_DONTNEED)  # type: ignore[operator]
+        # Unmap from FOLIO_REACH before to FOLIO_REACH after the value: a large folio that
+        # holds some of its pages may be mapped through a neighbour's page (a B-tree page
+        # read by a lookup), and the kernel drops no folio that is mapped.
+        first = max(self._base, (where - FOLIO_REACH) // PAGE * PAGE)
+        last = min(self._end, -(-(where + size + FOLIO_REACH) // PAGE) * PAGE)
+        _MADVISE(first, last - first, MADV_DONTNEED)  # type: ignore[operator]
         offset = where - self._base
         start = offset - offset % PAGE
         try:

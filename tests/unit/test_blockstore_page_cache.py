@@ -199,3 +199,13 @@ async def test_an_uploads_coordinator_keeps_its_own_copies(
     assert sorted(seen) == sorted(
         [("peer-0", True)] * chunks + [("peer-1", False)] * chunks + [("peer-2", False)] * chunks
     )
+
+
+def test_side_by_side_values_are_dropped_as_one_run() -> None:
+    page = residency.PAGE
+    spans = [(10 * page + 16, 3 * page), (13 * page + 40, 2 * page), (100 * page, page)]
+    assert page_cache.runs(reversed(spans)) == [
+        (10 * page + 16, 15 * page + 40, 2, 5 * page),
+        (100 * page, 101 * page, 1, page),
+    ]
+    assert page_cache.runs([]) == []
