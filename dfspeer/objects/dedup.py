@@ -6,7 +6,9 @@ hold its block (``POST /internal/blocks/has``, :mod:`dfspeer.api.internal_dedup`
 questions to one peer are batched, group-commit style: one call is in flight per peer and
 every question asked meanwhile rides on the next one, so an idle pipeline asks at once and
 a busy one asks once per group of up to ``upload_pipeline_depth`` chunks (the chunks
-waiting for an answer hold their pipeline slots, so memory stays bounded as before).
+waiting for an answer hold their pipeline slots, so memory stays bounded as before). A
+coordinator that is itself one of the chunk's replicas looks in its own store first and asks
+no other peer when the block is not there: then it is new, or at least not on every replica.
 
 When every replica holds the block, the coordinator writes only the version's reference
 (a ``block_refs`` record, quorum W) instead of the data, then asks again: a block whose
@@ -140,7 +142,15 @@ class DedupWriter:
         return ask
 
     async def all_hold(self, peers: Sequence[str], digest: bytes) -> bool:
-        """True if every peer of ``peers`` answered that it stores block ``digest``."""
+        """True if every peer of ``peers`` answered that it stores block ``digest``. This
+        peer's own store, when it is one of them, is asked first (a local lookup): if it
+        lacks the block the answer is False without asking the others — for a new chunk,
+        the usual case, no question leaves the peer."""
+        self_id = self.replicator.view.self_id
+        if self_id in peers:
+            if not await self._batcher(self_id).has(digest):
+                return False
+            peers = [p for p in peers if p != self_id]
         answers = await asyncio.gather(*(self._batcher(p).has(digest) for p in peers))
         return all(answers)
 
