@@ -18,8 +18,8 @@ import pytest
 from dfspeer.blockstore import BlockStore, page_cache, residency
 from dfspeer.blockstore.ops import PutBlock
 from dfspeer.blockstore.schema import sha256
-from tests.unit.maintenance_cluster import make_cluster
 from tests.unit.maintenance_cluster import CONFIG as SHARED_CONFIG
+from tests.unit.maintenance_cluster import make_cluster
 
 MIB = 1 << 20
 KIB = 1024
