@@ -166,19 +166,19 @@ class WrittenPageDropper:
             return None
         return cls(env, blocks_db, fd, span, max(0, recent_bytes))
 
-    def __call__(self, written: Sequence[bytes], kept: Sequence[bytes]) -> None:
+    def __call__(self, written: Sequence[bytes], kept: Sequence[tuple[bytes, int]]) -> None:
         """Drop the blocks ``written`` for other peers now; add the coordinator's ``kept``
-        blocks to the window of recent writes and drop what falls out of it. Blocks that
-        are gone or cannot be placed are skipped; never raises for one of them."""
+        blocks (``(digest, size)``: not looked up, so not mapped in) to the window of recent
+        writes and drop what falls out of it. Blocks that are gone or cannot be placed are
+        skipped; never raises for one of them."""
         if self._fd < 0:
             return
+        for digest, size in kept:
+            if size >= DROP_MIN_BYTES:
+                self._recent.append((digest, size))
+                self.recent_bytes_held += size
         with self._env.begin(buffers=True) as txn:
             doomed = [self._place(txn, digest) for digest in written]
-            for digest in kept:
-                view = txn.get(digest, db=self._db)
-                if view is not None and len(view) >= DROP_MIN_BYTES:
-                    self._recent.append((digest, len(view)))
-                    self.recent_bytes_held += len(view)
             while self.recent_bytes_held > self._recent_limit:
                 digest, size = self._recent.popleft()
                 self.recent_bytes_held -= size

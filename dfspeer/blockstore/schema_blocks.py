@@ -30,7 +30,10 @@ def put_block(w: WriteTxn, dbs: Dbs, digest: bytes, data: bytes, partition: int 
             txn.delete(digest, db=dbs.legacy_segments)
         return digest
     txn.put(digest, data, db=dbs.blocks)
-    (w.kept_blocks if w.keep_cached else w.written_blocks).append(digest)
+    if w.keep_cached:
+        w.kept_blocks.append((digest, len(data)))
+    else:
+        w.written_blocks.append(digest)
     txn.put(digest, segment_sums(data), db=dbs.segments)
     if partition is not None:
         txn.put(partition_key(partition, digest), b"", db=dbs.by_partition)

@@ -93,8 +93,8 @@ class WriteTxn:
         ``kept_blocks`` instead of ``written_blocks``."""
         self.written_blocks: list[bytes] = []
         """Digests of the blocks whose values this transaction wrote (``after_settle``)."""
-        self.kept_blocks: list[bytes] = []
-        """As ``written_blocks``, for the requests submitted with ``keep_cached``."""
+        self.kept_blocks: list[tuple[bytes, int]] = []
+        """``(digest, size)`` of the blocks written by ``keep_cached`` requests."""
 
     def absorb(self, child: WriteTxn) -> None:
         """Take over the counters and summary changes of a committed nested transaction."""
@@ -151,7 +151,8 @@ class GroupCommitWriter:
     before its commit (the store writes its counters there); ``after_commit(w)`` runs after
     a successful commit. ``after_settle(written, kept)``, if given, runs once the callers
     of a group have their answers, with the digests of the blocks its committed
-    transactions wrote — ``kept``: those of requests submitted with ``keep_cached`` — (the
+    transactions wrote — ``kept``: ``(digest, size)`` of those written by requests
+    submitted with ``keep_cached`` — (the
     store drops their pages from the OS page cache, :mod:`.page_cache`); an exception from
     it is logged and the writer goes on. ``map_error`` turns an ``lmdb.Error`` into the
     error a failed request receives. Counters (read from any thread): ``commits`` (write
@@ -166,7 +167,7 @@ class GroupCommitWriter:
         before_commit: Callable[[WriteTxn], None],
         after_commit: Callable[[WriteTxn], None],
         map_error: Callable[[lmdb.Error], BlockStoreError],
-        after_settle: Callable[[list[bytes], list[bytes]], None] | None = None,
+        after_settle: Callable[[list[bytes], list[tuple[bytes, int]]], None] | None = None,
         max_group_bytes: int = 64 * MiB,
         max_group_requests: int = 4096,
         linger_s: float = 0.0,
@@ -179,7 +180,7 @@ class GroupCommitWriter:
         self._map_error = map_error
         self._after_settle = after_settle
         self._written: list[bytes] = []  # the writer thread's: blocks of committed txns
-        self._kept: list[bytes] = []
+        self._kept: list[tuple[bytes, int]] = []
         self._max_group_bytes = max_group_bytes
         self._max_group_requests = max_group_requests
         self._linger_s = linger_s

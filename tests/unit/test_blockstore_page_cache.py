@@ -121,10 +121,12 @@ async def test_off_by_default_and_for_a_non_durable_store(tmp_path: Path) -> Non
 async def test_the_writer_tells_own_writes_from_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[tuple[list[bytes], list[bytes]]] = []
+    calls: list[tuple[list[bytes], list[tuple[bytes, int]]]] = []
 
     def record(
-        self: page_cache.WrittenPageDropper, written: Sequence[bytes], kept: Sequence[bytes]
+        self: page_cache.WrittenPageDropper,
+        written: Sequence[bytes],
+        kept: Sequence[tuple[bytes, int]],
     ) -> None:
         calls.append((list(written), list(kept)))
 
@@ -135,7 +137,8 @@ async def test_the_writer_tells_own_writes_from_others(
         await store.write_batch([PutBlock(b), PutBlock(c)], keep_cached=True)
         await store.put_verified(sha256(c), c)  # already stored: not written again
         await settled(store)
-    assert calls == [([sha256(a)], []), ([], [sha256(b), sha256(c)])]
+    size = 300 * KIB
+    assert calls == [([sha256(a)], []), ([], [(sha256(b), size), (sha256(c), size)])]
 
 
 @linux_only
