@@ -150,14 +150,14 @@ class GroupCommitWriter:
     ``before_commit(w)`` runs in the writer thread after the requests of a transaction and
     before its commit (the store writes its counters there); ``after_commit(w)`` runs after
     a successful commit. ``after_settle(written, kept)``, if given, runs once the callers
-    of a group have their answers, with the digests of the blocks its committed
-    transactions wrote — ``kept``: ``(digest, size)`` of those written by requests
-    submitted with ``keep_cached`` — (the
-    store drops their pages from the OS page cache, :mod:`.page_cache`); an exception from
-    it is logged and the writer goes on. ``map_error`` turns an ``lmdb.Error`` into the
-    error a failed request receives. Counters (read from any thread): ``commits`` (write
-    transactions committed), ``requests`` (requests applied in them), ``replays`` (groups
-    that had to be replayed one request per transaction).
+    of a group have their answers, with the blocks its committed transactions wrote:
+    ``written``, their digests; ``kept``, ``(digest, size)`` of those written by requests
+    submitted with ``keep_cached`` (the store drops their pages from the OS page cache,
+    :mod:`.page_cache`). An exception from it is logged and the writer goes on.
+    ``map_error`` turns an ``lmdb.Error`` into the error a failed request receives.
+    Counters (read from any thread): ``commits`` (write transactions committed),
+    ``requests`` (requests applied in them), ``replays`` (groups that had to be replayed
+    one request per transaction).
     """
 
     def __init__(
