@@ -7,14 +7,16 @@ import hashlib
 import io
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
+from aiohttp import http_writer, web, web_protocol
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from dfspeer.api.app import build_app
+from dfspeer.api.public_download import SMALL_BODY_BYTES
 from dfspeer.config import PeerConfig
 from dfspeer.errors import IncompleteBody
 from tests.unit.api_fakes import FakeObjects, FakeState
@@ -271,12 +273,69 @@ async def test_missing_key_and_delete(client: Client) -> None:
 async def test_download_failure_after_headers_breaks_the_connection(
     client: Client, fake: FakeObjects
 ) -> None:
-    await put(client)
-    fake.fail_download_after = 3
+    big = bytes(range(256)) * ((SMALL_BODY_BYTES + 4096) // 256)  # streamed: over the cap
+    await put(client, big)
+    fake.piece, fake.fail_download_after = 4096, 3
     resp = await client.get(URL)
     assert resp.status == 200  # already sent when the failure happened
     with pytest.raises(aiohttp.ClientPayloadError):
         await resp.read()  # shorter than Content-Length: never mistaken for the object
+
+
+async def test_a_small_body_leaves_with_its_headers_in_one_write(
+    client: Client, fake: FakeObjects, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's writes to the socket per answer: one for a small body (status line,
+    headers and body together), more for a streamed one (the headers, then each piece)."""
+    writes: list[int] = []
+    writer = http_writer.StreamWriter
+    real_write, real_writelines = writer._write, writer._writelines
+
+    def server(stream: http_writer.StreamWriter) -> bool:  # not the test client's request
+        return isinstance(stream._protocol, web_protocol.RequestHandler)
+
+    def counted_write(self: http_writer.StreamWriter, chunk: Any) -> None:
+        if server(self):
+            writes.append(len(chunk))
+        real_write(self, chunk)
+
+    def counted_writelines(self: http_writer.StreamWriter, chunks: Any) -> None:
+        chunks = list(chunks)
+        if server(self):
+            writes.append(sum(map(len, chunks)))
+        real_writelines(self, chunks)
+
+    async def get(body: bytes, piece: int) -> list[int]:
+        await put(client, body)
+        fake.piece = piece
+        writes.clear()
+        with monkeypatch.context() as patched:
+            patched.setattr(http_writer.StreamWriter, "_write", counted_write)
+            patched.setattr(http_writer.StreamWriter, "_writelines", counted_writelines)
+            resp = await client.get(URL)
+            assert await resp.read() == body
+        return list(writes)
+
+    small = await get(DATA, 256)
+    assert len(small) == 1 and small[0] > len(DATA)
+    big = DATA * (SMALL_BODY_BYTES // len(DATA) + 1)
+    assert len(await get(big, 16384)) > 1
+
+
+async def test_a_small_body_is_read_whole_so_a_failure_is_an_error_answer(
+    client: Client, fake: FakeObjects
+) -> None:
+    small = bytes(range(256)) * (SMALL_BODY_BYTES // 256)  # exactly the cap: read whole
+    await put(client, small)
+    fake.piece = 4096
+    resp = await client.get(URL, headers={"Range": "bytes=10-"})
+    assert resp.status == 206
+    assert resp.headers["Content-Range"] == f"bytes 10-{len(small) - 1}/{len(small)}"
+    assert resp.headers["Content-Length"] == str(len(small) - 10)
+    assert await resp.read() == small[10:]
+    fake.fail_download_after = 3
+    resp = await client.get(URL)
+    await error_of(resp, 500, "internal_error")  # nothing sent yet: a whole error answer
 
 
 async def test_invalid_names(client: Client) -> None:
