@@ -1,6 +1,7 @@
 """The download answer of ``GET /v1/objects/{bucket}/{key}``: 304 and 416 decided on the
 object's info before any block is read, then the status line, headers and the chosen
-byte span streamed out chunk by chunk — or, for a span up to :data:`SMALL_BODY_BYTES`, read
+byte span streamed out chunk by chunk — or, for a span up to
+:data:`~dfspeer.objects.download.SMALL_BODY_BYTES`, read
 whole first and sent with the headers in one write.
 """
 
@@ -17,15 +18,13 @@ from dfspeer.api.context import METRICS_KEY
 from dfspeer.api.middleware import render_dfs_error, request_id
 from dfspeer.api.public_fields import etag, object_headers
 from dfspeer.api.ranges import content_range, etag_matches, if_range_allows, parse_range
-from dfspeer.errors import DataUnavailable, DfsError, InvalidRange
-from dfspeer.objects.download import close_stream
+from dfspeer.errors import DfsError, InvalidRange
+from dfspeer.objects.download import SMALL_BODY_BYTES, close_stream, read_whole
 
 if TYPE_CHECKING:
     from dfspeer.objects import ObjectInfo
 
 log = logging.getLogger("dfspeer.api")
-SMALL_BODY_BYTES = 64 * 1024
-"""A GET body up to this size goes out with its headers in one write (:func:`_respond_whole`)."""
 
 
 async def _close(stream: object) -> None:
@@ -80,11 +79,7 @@ async def _respond_whole(
     of the client per request). A read that fails now is an error answer (e.g. 503
     ``data_unavailable``), not a cut-off body."""
     start, end = span if span is not None else (0, info.size)
-    body = b"".join([piece async for piece in stream])
-    if len(body) != end - start:
-        raise DataUnavailable(
-            f"object {info.bucket}/{info.key}: read {len(body)} bytes of {end - start}"
-        )
+    body = await read_whole(stream, end - start, f"object {info.bucket}/{info.key}")
     response = web.Response(status=200 if span is None else 206, body=body)
     response.headers.update(object_headers(info))
     if span is not None:

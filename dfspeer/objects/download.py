@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dfspeer.errors import InvalidRange
+from dfspeer.errors import DataUnavailable, InvalidRange
 
 ReadBlock = Callable[[bytes], Coroutine[Any, Any, bytes]]
 ReadRange = Callable[[bytes, int, int], Coroutine[Any, Any, bytes]]
@@ -174,6 +174,22 @@ async def close_stream(stream: object) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+SMALL_BODY_BYTES = 64 * 1024
+"""A GET answer (native or S3) of up to this many bytes is read whole before its status line
+and sent with its headers in one write: one ``send`` and one wake-up of the client fewer,
+and a read that fails is an error answer rather than a body cut short."""
+
+
+async def read_whole(stream: AsyncIterator[bytes], size: int, what: str) -> bytes:
+    """Every piece of ``stream`` joined; ``size``: the bytes it must yield. Raises
+    DataUnavailable (naming ``what``) if it yields another count, or what the stream
+    raised. For an answer small enough to be read before its status line is sent."""
+    body = b"".join([piece async for piece in stream])
+    if len(body) != size:
+        raise DataUnavailable(f"{what}: read {len(body)} bytes of {size}")
+    return body
 
 
 class InlineStream:

@@ -16,9 +16,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from dfspeer.api.app import build_app
-from dfspeer.api.public_download import SMALL_BODY_BYTES
 from dfspeer.config import PeerConfig
 from dfspeer.errors import IncompleteBody
+from dfspeer.objects.download import SMALL_BODY_BYTES
 from tests.unit.api_fakes import FakeObjects, FakeState
 
 DATA = bytes(range(256)) * 4  # 1024 bytes

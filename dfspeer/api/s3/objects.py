@@ -34,7 +34,7 @@ from dfspeer.api.s3.context import S3Request
 from dfspeer.api.s3.errors import S3Error, invalid_argument, malformed_xml, not_implemented, s3_code
 from dfspeer.api.s3.payload import CHECKSUM_PREFIX, BodyStream, body_length, read_small
 from dfspeer.errors import BadDigest, DfsError, NoSuchKey, NoSuchVersion
-from dfspeer.objects.download import close_stream
+from dfspeer.objects.download import SMALL_BODY_BYTES, close_stream, read_whole
 from dfspeer.objects.info import ObjectInfo, public_meta
 from dfspeer.objects.multipart import ETAG_META
 from dfspeer.objects.names import validate_key
@@ -216,12 +216,17 @@ async def _answer(s3: S3Request, info: ObjectInfo, reader: Any) -> web.StreamRes
     if span is not None:
         headers["Content-Range"] = content_range(start, end, info.size)
     headers.update(checksum_headers(s3, info, whole=span is None))
-    answer = web.StreamResponse(status=206 if span is not None else 200, headers=headers)
+    status = 206 if span is not None else 200
+    answer = web.StreamResponse(status=status, headers=headers)
     answer.content_length = end - start
     if reader is None:
         return answer
     stream = await reader(start, end)
     try:
+        if end - start <= SMALL_BODY_BYTES:  # with the headers in one write, as natively
+            what = f"object {info.bucket}/{info.key}"
+            body = await read_whole(stream, end - start, what)
+            return web.Response(status=status, headers=headers, body=body)
         await answer.prepare(s3.http)
         async for piece in stream:
             await answer.write(piece)
