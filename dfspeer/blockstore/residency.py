@@ -86,21 +86,14 @@ def resident(view: memoryview) -> bool:
     """True if every page under ``view`` (a contiguous buffer, e.g. a slice of an LMDB
     value read with ``buffers=True``) is in the page cache now; False if any is not, or if
     that cannot be told here. Costs one system call (≈ 4 µs for 1 MiB)."""
-    if _CALLS is None or len(view) == 0:
+    if _CALLS is None or view.nbytes == 0:
         return False
-    mincore, get_buffer, release = _CALLS
-    buf = _PyBuffer()
-    try:
-        if get_buffer(view, ctypes.byref(buf), 0) != 0:  # type: ignore[operator]
-            return False
-    except (BufferError, TypeError, ValueError):
+    where = address(view)  # the caller's view keeps the memory there while we ask
+    if where is None:
         return False
-    try:
-        start = buf.buf & ~(PAGE - 1)
-        length = buf.buf + buf.len - start
-        vec = ctypes.create_string_buffer((length + PAGE - 1) // PAGE)
-        if mincore(start, length, vec) != 0:  # type: ignore[operator]
-            return False
-        return vec.raw.translate(_LOW_BIT).count(0) == 0
-    finally:
-        release(ctypes.byref(buf))  # type: ignore[operator]
+    start = where & ~(PAGE - 1)
+    length = where + view.nbytes - start
+    vec = ctypes.create_string_buffer((length + PAGE - 1) // PAGE)
+    if _CALLS[0](start, length, vec) != 0:  # type: ignore[operator]
+        return False
+    return vec.raw.translate(_LOW_BIT).count(0) == 0
