@@ -326,10 +326,12 @@ async def test_a_small_body_is_read_whole_so_a_failure_is_an_error_answer(
     client: Client, fake: FakeObjects
 ) -> None:
     small = bytes(range(256)) * (SMALL_BODY_BYTES // 256)  # exactly the cap: read whole
-    await put(client, small)
+    resp = await client.put(URL, data=small, headers={"Content-Type": "image/jpeg"})
+    assert resp.status == 201
     fake.piece = 4096
     resp = await client.get(URL, headers={"Range": "bytes=10-"})
     assert resp.status == 206
+    assert resp.headers["Content-Type"] == "image/jpeg"
     assert resp.headers["Content-Range"] == f"bytes 10-{len(small) - 1}/{len(small)}"
     assert resp.headers["Content-Length"] == str(len(small) - 10)
     assert await resp.read() == small[10:]
