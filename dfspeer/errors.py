@@ -166,10 +166,10 @@ class DataUnavailable(DfsError):
 
 class InsufficientStorage(DfsError):
     """A write failed because replicas have no space left (507): a block store's LMDB map
-    (``map_size_bytes``) is full. Nothing was written; reads and deletes keep working. Raised
-    by the replicator when full stores alone made the write quorum impossible (see
-    :meth:`dfspeer.cluster.replication.Replicator._insufficient`); a local
-    :class:`dfspeer.blockstore.StoreFull` is one too."""
+    (``map_size_bytes``) or the disk under it is full. Nothing was written; reads and
+    deletes keep working. Raised by the replicator when full stores alone made the write
+    quorum impossible (see :meth:`dfspeer.cluster.replication.Replicator._insufficient`);
+    a local :class:`dfspeer.blockstore.StoreFull` is one too."""
 
     code, status = "insufficient_storage", 507
 

@@ -58,8 +58,9 @@ class DigestMismatch(BlockStoreError):
 
 
 class StoreFull(BlockStoreError, InsufficientStorage):
-    """The LMDB map (``map_size_bytes``) is full (507 ``store_full``): the write was not
-    applied, nothing already stored is affected, and reads and deletes keep working.
+    """The LMDB map (``map_size_bytes``) is full, or the disk under it (an LMDB write error
+    with under 64 MiB free there): 507 ``store_full``. The write was not applied, nothing
+    already stored is affected, and reads and deletes keep working.
 
     Also an :class:`~dfspeer.errors.InsufficientStorage`: ``store_full`` is the precise code
     the ``/internal/`` API answers with (:class:`dfspeer.cluster.rpc.PeerStoreFull` on the

@@ -10,6 +10,7 @@ constructor (:mod:`.store`) sets it.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,19 @@ from dfspeer.blockstore.writer import GroupCommitWriter, WriteTxn
 
 INLINE_BYTES = 64 * 1024
 """Blocks up to this size are hashed/copied on the event loop; larger ones in a thread."""
+
+
+DISK_FULL_BYTES = 64 * 1024 * 1024
+"""An LMDB write error with less free space than this on the store's filesystem is a full
+disk (``StoreFull``, 507), not a generic store error."""
+
+
+def _free_bytes(path: Path) -> int | None:
+    """Bytes free for this process on the filesystem of ``path``; None if unknown."""
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
 
 
 def now_ms() -> int:
@@ -126,6 +140,13 @@ class StoreBase:
         if isinstance(exc, lmdb.MapFullError):
             size = self._env.info()["map_size"]
             return StoreFull(f"block store map is full (map_size_bytes={size}); write not applied")
+        free = _free_bytes(self.path)
+        if free is not None and free < DISK_FULL_BYTES:
+            # A full disk fails LMDB's page writes, which it reports as an I/O error.
+            return StoreFull(
+                f"the disk under the block store is full ({free} bytes free): {exc}; "
+                "write not applied"
+            )
         return BlockStoreError(f"LMDB error: {exc}")
 
     def _before_commit(self, w: WriteTxn) -> None:
