@@ -53,38 +53,23 @@ async def _respond(
     stream: AsyncIterator[bytes] | None,
 ) -> web.StreamResponse:
     start, end = span if span is not None else (0, info.size)
-    if stream is not None and end - start <= SMALL_BODY_BYTES:
-        return await _respond_whole(request, info, span, stream)
-    response = web.StreamResponse(status=200 if span is None else 206)
-    response.headers.update(object_headers(info))
+    status, headers = 200 if span is None else 206, object_headers(info)
     if span is not None:
-        response.headers["Content-Range"] = content_range(start, end, info.size)
+        headers["Content-Range"] = content_range(start, end, info.size)
+    if stream is not None and end - start <= SMALL_BODY_BYTES:
+        # Read whole before the status line, sent with the headers in one write (a streamed
+        # answer sends its headers first: one more send and client wake-up per request); a
+        # read that fails now is an error answer (e.g. 503), not a cut-off body.
+        body = await read_whole(stream, end - start, f"object {info.bucket}/{info.key}")
+        request.app[METRICS_KEY].bytes_sent.inc(len(body))
+        return web.Response(status=status, headers=headers, body=body)
+    response = web.StreamResponse(status=status, headers=headers)
     response.content_length = end - start
     await response.prepare(request)
     if stream is None:
         await response.write_eof()
     else:
         await _send(request, response, stream)
-    return response
-
-
-async def _respond_whole(
-    request: web.Request,
-    info: ObjectInfo,
-    span: tuple[int, int] | None,
-    stream: AsyncIterator[bytes],
-) -> web.Response:
-    """A small body read whole before the status line, then sent with the headers in one
-    write (a streamed answer sends its headers first: one more ``send`` and one more wake-up
-    of the client per request). A read that fails now is an error answer (e.g. 503
-    ``data_unavailable``), not a cut-off body."""
-    start, end = span if span is not None else (0, info.size)
-    body = await read_whole(stream, end - start, f"object {info.bucket}/{info.key}")
-    response = web.Response(status=200 if span is None else 206, body=body)
-    response.headers.update(object_headers(info))
-    if span is not None:
-        response.headers["Content-Range"] = content_range(start, end, info.size)
-    request.app[METRICS_KEY].bytes_sent.inc(len(body))
     return response
 
 
