@@ -177,6 +177,8 @@ class WrittenPageDropper:
             if size >= DROP_MIN_BYTES:
                 self._recent.append((digest, size))
                 self.recent_bytes_held += size
+        if not written and self.recent_bytes_held <= self._recent_limit:
+            return  # the window still holds everything: no lookup, no read transaction
         with self._env.begin(buffers=True) as txn:
             doomed = [self._place(txn, digest) for digest in written]
             while self.recent_bytes_held > self._recent_limit:

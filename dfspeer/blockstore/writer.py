@@ -178,9 +178,7 @@ class GroupCommitWriter:
         self._before_commit = before_commit
         self._after_commit = after_commit
         self._map_error = map_error
-        self._after_settle = after_settle
-        self._written: list[bytes] = []  # the writer thread's: blocks of committed txns
-        self._kept: list[tuple[bytes, int]] = []
+        self._init_settle(after_settle)
         self._max_group_bytes = max_group_bytes
         self._max_group_requests = max_group_requests
         self._linger_s = linger_s
@@ -278,6 +276,15 @@ class GroupCommitWriter:
                         _settle, request.future, request.result, request.error
                     )
             self._settled()
+
+    def _init_settle(
+        self, after_settle: Callable[[list[bytes], list[tuple[bytes, int]]], None] | None
+    ) -> None:
+        """The ``after_settle`` hook and the blocks of committed transactions waiting for
+        it (the writer thread's own state)."""
+        self._after_settle = after_settle
+        self._written: list[bytes] = []
+        self._kept: list[tuple[bytes, int]] = []
 
     def _settled(self) -> None:
         """Hand the blocks of the group just answered to ``after_settle``."""

@@ -80,9 +80,7 @@ class SimWriter(GroupCommitWriter):
         # batches by its own delay instead. A simulated store keeps no OS page cache, so
         # ``after_settle`` (dropping written pages from it) is dropped too.
         del tuning
-        self._after_settle = None
-        self._written = []
-        self._kept = []
+        self._init_settle(None)
         self._env = env
         self._before_commit = before_commit
         self._after_commit = after_commit
