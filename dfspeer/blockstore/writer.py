@@ -68,14 +68,9 @@ class WriteTxn:
     inside it) plus the changes to the persisted block counters made inside it, and the
     Merkle summary changes still to be written before it commits."""
 
-    __slots__ = (
-        "bytes_delta",
-        "count_delta",
-        "keep_cached",
-        "kept_blocks",
-        "summary_changes",
-        "txn",
-        "written_blocks",
+    __slots__ = (  # grouped as the fields below are
+        "txn", "count_delta", "bytes_delta", "summary_changes",
+        "keep_cached", "written_blocks", "kept_blocks",
     )
 
     def __init__(self, txn: lmdb.Transaction[memoryview]) -> None:
@@ -89,8 +84,7 @@ class WriteTxn:
         applied by ``before_commit`` (see :mod:`dfspeer.blockstore.merkle`), so the keys
         of one transaction share the rewrites of their common trie nodes."""
         self.keep_cached = False
-        """Set while a ``keep_cached`` request is applied: the blocks it writes go to
-        ``kept_blocks`` instead of ``written_blocks``."""
+        """True while a ``keep_cached`` request is applied (its blocks: ``kept_blocks``)."""
         self.written_blocks: list[bytes] = []
         """Digests of the blocks whose values this transaction wrote (``after_settle``)."""
         self.kept_blocks: list[tuple[bytes, int]] = []
@@ -111,6 +105,7 @@ class WriteTxn:
 
 
 Apply = Callable[[WriteTxn], Any]
+AfterSettle = Callable[[list[bytes], list[tuple[bytes, int]]], None]
 
 
 @dataclass(slots=True, eq=False)
@@ -167,7 +162,7 @@ class GroupCommitWriter:
         before_commit: Callable[[WriteTxn], None],
         after_commit: Callable[[WriteTxn], None],
         map_error: Callable[[lmdb.Error], BlockStoreError],
-        after_settle: Callable[[list[bytes], list[tuple[bytes, int]]], None] | None = None,
+        after_settle: AfterSettle | None = None,
         max_group_bytes: int = 64 * MiB,
         max_group_requests: int = 4096,
         linger_s: float = 0.0,
@@ -277,11 +272,8 @@ class GroupCommitWriter:
                     )
             self._settled()
 
-    def _init_settle(
-        self, after_settle: Callable[[list[bytes], list[tuple[bytes, int]]], None] | None
-    ) -> None:
-        """The ``after_settle`` hook and the blocks of committed transactions waiting for
-        it (the writer thread's own state)."""
+    def _init_settle(self, after_settle: AfterSettle | None) -> None:
+        """The hook, and the committed blocks waiting for it (the writer thread's)."""
         self._after_settle = after_settle
         self._written: list[bytes] = []
         self._kept: list[tuple[bytes, int]] = []
