@@ -68,9 +68,9 @@ class WriteTxn:
     inside it) plus the changes to the persisted block counters made inside it, and the
     Merkle summary changes still to be written before it commits."""
 
-    __slots__ = (  # grouped as the fields below are
-        "txn", "count_delta", "bytes_delta", "summary_changes",
-        "keep_cached", "written_blocks", "kept_blocks",
+    __slots__ = (
+        "bytes_delta", "count_delta", "keep_cached", "kept_blocks", "summary_changes",
+        "txn", "written_blocks",
     )
 
     def __init__(self, txn: lmdb.Transaction[memoryview]) -> None:
