@@ -39,6 +39,8 @@ DELETE   /tables/{table}/records/{hex key}      ?version=<hex utf-8 token>: retr
 GET      /tables/{table}/scan                   ?prefix=<hex>&start_after=<hex>&limit=<1..1000>
                                                 &omit=<field,...>: 200 CBOR [[key, record], ...]
 GET      /status                                200 JSON: block store stats + ``status()``
+GET      /channel                               WebSocket: the peer channel, signed
+                                                messages (:mod:`.internal_channel`)
 POST     /merkle/{tree}                         CBOR summary request of the anti-entropy diff
                                                 (tree: "blocks" or a table): 200 CBOR answer
                                                 (:func:`dfspeer.blockstore.merkle_diff.serve`)
@@ -59,7 +61,9 @@ from typing import Any
 
 import cbor2
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
+from dfspeer.api.internal_channel import MAX_TABLE_KEY_BYTES, ChannelServer, merge_record
 from dfspeer.api.internal_dedup import add_dedup_routes
 from dfspeer.api.internal_hints import add_hint_routes, read_body
 from dfspeer.api.tracing_middleware import server_spans
@@ -85,7 +89,6 @@ from dfspeer.gossip import Keyring
 
 MiB = 1024 * 1024
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
-_MAX_TABLE_KEY_BYTES = 511  # LMDB's maximum key size
 MAX_SUMMARY_REQUEST_BYTES = 1024 * 1024  # 4096 items of <= 51 bytes + a partition bitmap
 BLOCK_REFS = "block_refs"
 """The table a block PUT's ``?ref=`` goes to (:mod:`dfspeer.model.block_refs`)."""
@@ -120,7 +123,7 @@ class _Internal:
         if not TABLE_NAME_RE.match(table) or table not in self.tables:
             return error_response(404, "no_such_table", f"unknown table {table!r}", request)
         key = _hex_param(request.match_info.get("key", ""))
-        if key is None or not 0 < len(key) <= _MAX_TABLE_KEY_BYTES:
+        if key is None or not 0 < len(key) <= MAX_TABLE_KEY_BYTES:
             return error_response(400, "invalid_argument", "key must be 1..511 bytes, hex", request)
         return table, key
 
@@ -211,18 +214,15 @@ class _Internal:
             return body
         if await sha256_hex(body) != request.headers.get(HEADER_BODY_SHA256):
             return error_response(400, "bad_digest", "body does not match its signed hash", request)
-        merge = self.tables[table].merge_records
         try:
             value = cbor2.loads(body)
-            merge(None, value)  # validates the record before touching the table
         except (ValueError, cbor2.CBORDecodeError) as exc:
             return error_response(400, "invalid_argument", f"bad record: {exc}", request)
-        try:
-            await self.store.table(table).update(key, lambda cur: merge(cur, value))
-        except StoreFull as exc:
-            return error_response(507, exc.code, exc.message, request)
-        except BlockStoreError as exc:
-            return error_response(500, exc.code, exc.message, request)
+        status, code, message = await merge_record(
+            self.store, self.tables[table], table, key, value
+        )
+        if status != 204:
+            return error_response(status, code, message, request)
         return web.Response(status=204)
 
     async def get_record(self, request: web.Request) -> web.Response:
@@ -364,6 +364,7 @@ def internal_app(
     max_skew_s: float = 300.0,
     clock: Callable[[], float] = time.time,
     hints: HintStore | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> web.Application:
     """The ``/internal/`` sub-application (see the module docstring for routes).
 
@@ -373,11 +374,12 @@ def internal_app(
     ``max_block_bytes``: largest block accepted; ``max_skew_s`` / ``clock``: signature
     date window and clock;
     ``hints``: this peer's hint store, which adds the hinted-handoff routes
-    (:mod:`dfspeer.api.internal_hints`).
+    (:mod:`dfspeer.api.internal_hints`); ``registry``: where the peer channel's counters go.
     """
     handlers = _Internal(store, tables or {}, status, max_block_bytes, self_id)
     auth = RpcAuth(keyring, self_id or "server", max_skew_s=max_skew_s, clock=clock)
-    app = web.Application(middlewares=[server_spans(peer=self_id), rpc_auth_middleware(auth)])
+    spans = server_spans(peer=self_id, skip_prefix="/internal/channel")  # spans per message
+    app = web.Application(middlewares=[spans, rpc_auth_middleware(auth)])
     app[STORE_KEY] = store
     app.router.add_put("/blocks/{digest}", handlers.put_block)
     app.router.add_get("/blocks/{digest}", handlers.get_block, allow_head=False)
@@ -389,6 +391,7 @@ def internal_app(
     app.router.add_get("/status", handlers.status, allow_head=False)
     app.router.add_post("/merkle/{tree}", handlers.merkle)
     add_dedup_routes(app, store)  # POST /blocks/has (dfspeer.api.internal_dedup)
+    ChannelServer(store, handlers.tables, auth, registry).add_to(app)  # GET /channel
     if hints is not None:
         add_hint_routes(app, hints, tables=handlers.tables, max_block_bytes=max_block_bytes)
     return app

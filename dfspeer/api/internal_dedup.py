@@ -19,7 +19,7 @@ from aiohttp import web
 from dfspeer.api.internal_hints import read_body
 from dfspeer.blockstore import BlockStore, BlockStoreError
 from dfspeer.cluster.auth import HEADER_BODY_SHA256, error_response
-from dfspeer.cluster.rpc import MAX_HAS_DIGESTS, sha256_hex
+from dfspeer.cluster.rpc_base import MAX_HAS_DIGESTS, sha256_hex
 
 DIGEST_BYTES = 32
 MAX_HAS_BODY_BYTES = MAX_HAS_DIGESTS * (DIGEST_BYTES + 2) + 16  # CBOR: 2-byte header each

@@ -153,6 +153,24 @@ class RpcAuth:
         text = response_string(request_signature, response.status, body_sha)
         response.headers[HEADER_SIGNATURE] = _mac(self._keys[0], text)
 
+    # ------------------------------------------------------------------ channel frames
+    def sign_frame(self, domain: bytes, data: bytes) -> bytes:
+        """The 32-byte HMAC-SHA256 of ``domain + data`` with the current RPC key (a
+        message on the peer channel, :mod:`dfspeer.cluster.channel`)."""
+        return hmac.digest(self._keys[0], domain + data, "sha256")
+
+    def frame_matches(self, domain: bytes, data: bytes, mac: bytes) -> bool:
+        """True if ``mac`` is :meth:`sign_frame` of ``domain + data`` under any key of the
+        keyring (every key is tried, as for requests)."""
+        ok = False
+        for key in self._keys:
+            ok |= hmac.compare_digest(hmac.digest(key, domain + data, "sha256"), mac)
+        return ok
+
+    def date_ok(self, date: int) -> bool:
+        """True if unix-seconds ``date`` is within ``max_skew_s`` of this clock."""
+        return abs(self._clock() - date) <= self.max_skew_s
+
     def _matches(self, text: str, signature: str) -> bool:
         ok = False
         for key in self._keys:  # check every key: no early exit that times which key matched

@@ -17,10 +17,7 @@ replicator counts any of them as a failed ack and moves on. :class:`RpcError` an
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
-import re
 import ssl
 import time
 from collections.abc import Sequence
@@ -34,19 +31,22 @@ from yarl import URL
 from dfspeer.blockstore import BlockNotFound
 from dfspeer.cluster.auth import EMPTY_SHA256, HEADER_SIGNATURE, RpcAuth
 from dfspeer.cluster.block_payload import BlockBody
+from dfspeer.cluster.channel import PeerChannels
+from dfspeer.cluster.rpc_base import (
+    MAX_RECORD_BYTES,
+    MAX_SCAN_LIMIT,
+    STORE_FULL_CODES,
+    TABLE_NAME_RE,
+    PeerStoreFull,
+    answer_error,
+    check_table_name,
+    sha256_hex,
+)
+from dfspeer.cluster.rpc_channel import HTTP, ChannelRpcMixin
 from dfspeer.cluster.tracing_hooks import traced_rpc
-from dfspeer.errors import InsufficientStorage, PeerUnreachable, RpcError, Unauthorized
+from dfspeer.errors import PeerUnreachable, RpcError, Unauthorized
 from dfspeer.gossip import Keyring
 from dfspeer.tracing import inject
-
-TABLE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-MAX_RECORD_BYTES = 64 * 1024 * 1024
-MAX_SCAN_LIMIT = 1000
-MAX_HAS_DIGESTS = 4096
-"""Most digests one ``POST /internal/blocks/has`` may ask about."""
-_HASH_IN_THREAD_BYTES = 256 * 1024
-STORE_FULL_CODES = frozenset({"store_full", "insufficient_storage"})
-"""Error codes of a 507 answer meaning "my block store is full" (``hints_full`` is not)."""
 
 __all__ = [
     "MAX_RECORD_BYTES",
@@ -62,30 +62,10 @@ __all__ = [
 ]
 
 
-class PeerStoreFull(RpcError, InsufficientStorage):
-    """The peer answered 507 ``store_full`` (or ``insufficient_storage``): its block store
-    has no space left and applied nothing. An :class:`RpcError` carrying the peer's
-    ``status``/``code``, and an :class:`~dfspeer.errors.InsufficientStorage`, so a quorum
-    write can tell full replicas from unreachable ones."""
-
-
-async def sha256_hex(data: bytes) -> str:
-    """Hex SHA-256, off the event loop for large buffers (hashlib releases the GIL)."""
-    if len(data) >= _HASH_IN_THREAD_BYTES:
-        return await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
-    return hashlib.sha256(data).hexdigest()
-
-
-def check_table_name(table: str) -> str:
-    if not TABLE_NAME_RE.match(table):
-        raise ValueError(f"invalid table name {table!r}")
-    return table
-
-
 RPC_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0)
 
 
-class PeerRpcClient:
+class PeerRpcClient(ChannelRpcMixin):
     """Signed requests to peers' ``/internal/`` API. ``timeout_s``: per request, total.
 
     ``address`` arguments are a peer's API ``host:port``, dialled over https with ``tls``
@@ -103,6 +83,7 @@ class PeerRpcClient:
         connections_per_peer: int = 32,
         registry: CollectorRegistry | None = None,
         tls: ssl.SSLContext | None = None,
+        channel: bool = True,
     ) -> None:
         self._latency = (
             Histogram(
@@ -123,6 +104,11 @@ class PeerRpcClient:
         self._scheme = "https" if tls is not None else "http"
         self._session: aiohttp.ClientSession | None = None
         self.self_id = self_id
+        self._channels = (
+            PeerChannels(self._auth, self._get_session, scheme=self._scheme, timeout_s=timeout_s)
+            if channel
+            else None
+        )
 
     @property
     def tls(self) -> ssl.SSLContext | None:
@@ -140,7 +126,9 @@ class PeerRpcClient:
         return self._session
 
     async def close(self) -> None:
-        """Close the connection pool (idempotent)."""
+        """Close the peer channels and the connection pool (idempotent)."""
+        if self._channels is not None:
+            await self._channels.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -198,8 +186,7 @@ class PeerRpcClient:
             code, message = str(err["code"]), str(err["message"])
         except (ValueError, KeyError, TypeError):
             pass
-        cls = PeerStoreFull if status == 507 and code in STORE_FULL_CODES else RpcError
-        return cls(f"{address}: {status} {code}: {message}", status=status, code=code)
+        return answer_error(address, status, code, message)
 
     async def _checked_body(self, address: str, claimed: str, data: bytes) -> bytes:
         if await sha256_hex(data) != claimed:
@@ -294,15 +281,23 @@ class PeerRpcClient:
 
     # ------------------------------------------------------------------ records
     async def put_record(self, address: str, table: str, key: bytes, value: Any) -> None:
-        """Send a record; the peer merges it with its copy (LWW) atomically."""
+        """Send a record; the peer merges it with its copy (LWW) atomically. On the peer
+        channel when it is on, the peer has one and the record is small, else over HTTP."""
         path = f"/internal/tables/{check_table_name(table)}/records/{key.hex()}"
-        status, _, body = await self._call("PUT", address, path, body=cbor2.dumps(value))
+        body = cbor2.dumps(value)
+        if await self._channel_put_record(address, table, key, body):
+            return
+        status, _, answer = await self._call("PUT", address, path, body=body)
         if status not in (200, 201, 204):
-            raise self._error(address, status, body)
+            raise self._error(address, status, answer)
 
     async def get_record(self, address: str, table: str, key: bytes) -> Any | None:
-        """A peer's copy of a record, or None if it has none."""
+        """A peer's copy of a record, or None if it has none. On the peer channel
+        (:mod:`.channel`) when it is on and the peer has one, else over HTTP."""
         path = f"/internal/tables/{check_table_name(table)}/records/{key.hex()}"
+        value = await self._channel_get_record(address, table, key)
+        if value is not HTTP:
+            return value
         status, claimed, body = await self._call("GET", address, path)
         if status == 404 and self._error(address, status, body).code == "no_such_record":
             return None

@@ -14,7 +14,11 @@ per traced function (:func:`dfspeer.tracing.traced`) and nothing else:
   ``http.request.method``, ``url.template``, ``server.address``, ``server.port``,
   ``dfspeer.table`` (or the Merkle tree) and ``http.response.status_code``; error status
   for a 5xx answer or a failure to get one. ``_call`` injects ``traceparent`` into the
-  request inside this span, so the replica's server span is its child.
+  request inside this span, so the replica's server span is its child;
+- a record read on the peer channel (:mod:`.channel`) runs in a ``CLIENT`` span
+  ``CHANNEL get_record`` (``server.address``, ``server.port``, ``dfspeer.table``,
+  ``dfspeer.channel.status``) whose context rides in the message, and the replica's
+  ``SERVER`` span of the same name (``dfspeer.peer``) is its child.
 
 The replicas' RPC tasks are created inside the replicator's span (``asyncio.create_task``
 copies the context), so their client spans are its children; stragglers that finish after

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterable, Callable, Mapping
 
 from dfspeer.blockstore import BlockStore
 from dfspeer.cluster.replication import Replicator
-from dfspeer.cluster.rpc import MAX_HAS_DIGESTS
+from dfspeer.cluster.rpc_base import MAX_HAS_DIGESTS
 from dfspeer.cluster.view import ClusterView
 from dfspeer.config import PeerConfig
 from dfspeer.errors import DfsError, NoSuchVersion

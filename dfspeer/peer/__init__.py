@@ -186,6 +186,7 @@ class Peer(ObjectsMixin, ClusterMixin, ServingMixin):
             timeout_s=config.request_timeout_s,
             registry=self.registry,
             tls=rpc_tls,
+            channel=config.peer_channel,
         )
         self._stack.defer(self._rpc.close, "peer rpc client")
         replicator = Replicator(config, self._view, self._store, self._rpc, tables=self.tables)

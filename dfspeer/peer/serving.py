@@ -43,6 +43,7 @@ class ServingMixin(PeerBase):
                 status=self._rpc_status,
                 max_block_bytes=self.config.max_block_bytes,
                 hints=need(self._maintenance).hints,
+                registry=self.registry,
             ),
             gate=self.gate,
             access=self._access,
