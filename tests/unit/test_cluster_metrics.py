@@ -48,6 +48,8 @@ async def test_rpc_latency_is_measured_per_peer_and_outcome(cluster: Cluster) ->
         await rpc.close()
     text = generate_latest(registry).decode()
     family = "dfspeer_rpc_duration_seconds_count"
-    ok = f'{family}{{method="GET",outcome="ok",peer="{target.address}"}} 1.0'
-    down = f'{family}{{method="GET",outcome="unreachable",peer="127.0.0.1:1"}} 1.0'
+    # record reads go on the peer channel: timed as method CHANNEL
+    ok = f'{family}{{method="CHANNEL",outcome="ok",peer="{target.address}"}} 1.0'
+    down = f'{family}{{method="CHANNEL",outcome="unreachable",peer="127.0.0.1:1"}} 1.0'
     assert ok in text and down in text
+    assert 'method="GET"' not in text
