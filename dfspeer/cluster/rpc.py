@@ -2,7 +2,9 @@
 
 One :class:`aiohttp.ClientSession` (keep-alive pool) per peer process, created on first use.
 Every request is signed and every answer's signature checked (:mod:`dfspeer.cluster.auth`).
-Bodies: raw bytes for blocks, CBOR for records and scans, JSON for status.
+Bodies: raw bytes for blocks, CBOR for records and scans, JSON for status. Record reads and
+writes go as messages on the peer channel (:mod:`.channel`, one WebSocket per peer) unless
+``channel=False``, the peer has none, or the record is too large for a message.
 
 Errors (every one a :class:`dfspeer.errors.DfsError`): a transport failure or a timeout
 (``timeout_s`` per request, total) raises :class:`PeerUnreachable` (503
@@ -71,7 +73,9 @@ class PeerRpcClient(ChannelRpcMixin):
     ``address`` arguments are a peer's API ``host:port``, dialled over https with ``tls``
     (a client context of :mod:`dfspeer.tls`), else plain http. ``registry``: where the
     ``dfspeer_rpc_duration_seconds{peer,method,outcome}`` histogram goes (seconds per call,
-    by the peer's address; none: not measured). Call :meth:`close` when done.
+    by the peer's address, method ``CHANNEL`` for calls on the peer channel; none: not
+    measured). ``channel``: send record reads and writes on the peer channel. Call
+    :meth:`close` when done.
     """
 
     def __init__(
