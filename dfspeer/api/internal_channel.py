@@ -138,6 +138,7 @@ class ChannelServer:
                 task.add_done_callback(writes.discard)
             elif not await _send(ws, await self.answer(parsed)):
                 break
+        await asyncio.gather(*writes, return_exceptions=True)  # the server's shutdown waits
         return ws
 
     async def serve(self, data: bytes) -> bytes | None:

@@ -68,6 +68,8 @@ MAX_REQUEST_BYTES = 64 * 1024
 MAX_ANSWER_BYTES = 1024 * 1024
 """Largest answer value sent as a message; a larger one is answered 413 ``too_large``."""
 DECLINED_RETRY_S = 60.0
+CLOSE_WAIT_S = 2.0
+"""How long closing a channel waits for the peer's close frame (a frozen peer sends none)."""
 HEARTBEAT_S = 10.0
 """WebSocket ping interval; a connection without a pong for half of it is closed."""
 
@@ -213,6 +215,7 @@ class PeerChannels:
                 heartbeat=HEARTBEAT_S,
                 max_msg_size=MAX_ANSWER_BYTES + 4096,
                 compress=0,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_WAIT_S),
             )
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status in (404, 405):
@@ -282,10 +285,8 @@ class PeerChannels:
         """Close every channel (idempotent); their waiting calls fail."""
         links = list(self._links.items())
         for address, link in links:
-            self._drop(address, link, "closed")
-        for _, link in links:
-            await link.ws.close()
-            if link.reader is not None:
-                link.reader.cancel()
-                await asyncio.gather(link.reader, return_exceptions=True)
-        await asyncio.gather(*self._closing, return_exceptions=True)
+            self._drop(address, link, "closed")  # starts each close, waits at most CLOSE_WAIT_S
+        readers = [link.reader for _, link in links if link.reader is not None]
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, *self._closing, return_exceptions=True)
