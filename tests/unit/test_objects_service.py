@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import hashlib
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -249,7 +250,10 @@ async def test_delete_seeing_nothing_still_hides_a_null_version_on_one_replica(
     lost); a delete whose read quorum misses peer-2 must still write the null delete
     marker, so the stray version stays hidden once the replicas meet again."""
     await cluster.nodes[0].service.buckets.ensure("bucket")
-    stray_id = str(cluster.nodes[2].service.clock.next_version("peer-2"))
+    # the failed put ran a second before the delete: with ids in milliseconds, a stray made
+    # in the delete's own millisecond would be concurrent with it, and win the tie-break
+    behind = HybridLogicalClock(lambda: time.time() - 1.0)
+    stray_id = str(behind.next_version("peer-2"))
     stray = ObjectVersion(stray_id, COMPLETE, size=5, inline=b"stray", created=1.0)
     key = table_key("bucket", "k")
     record = ObjectsSchema().encode(ObjectEntry("bucket", "k", (stray,)))
