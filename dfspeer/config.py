@@ -77,8 +77,8 @@ class PeerConfig:
     # (Cassandra's speculative retry); 0: every replica at once (more read repair, N
     # replicas' work per read)
     read_speculation_ms: float = 20.0
-    # quorum reads of records go to other peers as signed messages on one WebSocket per peer
-    # (dfspeer/cluster/channel.py); false: one signed HTTP request per read, as before
+    # record reads and writes between peers go as signed messages on one WebSocket per pair
+    # of peers (dfspeer/cluster/channel.py); false: one signed HTTP request per call
     peer_channel: bool = True
     # data path
     chunk_size_bytes: int = 2 * MiB  # benchmarks/throughput.py sweep: 2 MiB best of 1/2/4/8

@@ -189,6 +189,13 @@ class ChannelServer:
         return self.auth.sign_frame(ANSWER_DOMAIN, request.mac + body) + body
 
     async def _dispatch(self, op: str, args: Any) -> Answer:
+        try:
+            return await self._run(op, args)
+        except Exception as exc:  # a bug: answered 500 like the HTTP routes, channel kept
+            log.exception("peer channel %s failed", op[:64])
+            return 500, "internal_error", f"{type(exc).__name__}"
+
+    async def _run(self, op: str, args: Any) -> Answer:
         if op not in OPS:
             return 400, "unknown_operation", f"unknown operation {op[:64]!r}"
         arity = 2 if op == "get_record" else 3

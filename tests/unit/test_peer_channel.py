@@ -144,6 +144,27 @@ async def test_record_writes_merge_and_refuse_like_the_http_route(
     await rpc.close()
 
 
+async def test_a_failing_handler_answers_500_and_keeps_the_channel(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rpc, _ = _client()
+    await rpc.put_record(served.address, TEST_TABLE, b"b/k", {"version": "1"})
+    table = served.store.table(TEST_TABLE)
+
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("a bug in the read path")
+
+    monkeypatch.setattr(type(table), "get", broken)
+    with pytest.raises(RpcError) as info:
+        await rpc.get_record(served.address, TEST_TABLE, b"b/k")
+    assert (info.value.status, info.value.code) == (500, "internal_error")
+    link = rpc._channels._links[served.address]  # type: ignore[union-attr]
+    monkeypatch.undo()
+    assert await rpc.get_record(served.address, TEST_TABLE, b"b/k") == {"version": "1"}
+    assert rpc._channels._links[served.address] is link  # type: ignore[union-attr]
+    await rpc.close()
+
+
 async def test_without_the_channel_reads_go_over_http(served: Served) -> None:
     registry = CollectorRegistry()
     rpc = PeerRpcClient(Keyring([K1]), "p", timeout_s=5, registry=registry, channel=False)
