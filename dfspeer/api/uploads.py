@@ -152,7 +152,7 @@ async def get_upload(request: web.Request) -> web.Response:
 @routes.get("/v1/uploads/{upload_id}/missing-chunks")
 async def missing_chunks(request: web.Request) -> web.Response:
     service = _service(request)
-    session = await service.get(request.match_info["upload_id"])
+    session = await service.get_checked(request.match_info["upload_id"])
     if session.total_chunks is None:
         raise InvalidArgument("the session declared no size: missing chunks are unknown")
     return web.json_response({"missing": session.missing()})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from dfspeer.cluster.quorum import cancel_all, wait_quorum
+from dfspeer.cluster.quorum import cancel_all, wait_quorum, wait_until
 from dfspeer.cluster.scan import merge_scans
 from dfspeer.errors import InsufficientReplicas
 
@@ -23,11 +23,14 @@ PAGE = 1000
 
 
 async def scan_partition(
-    replicator: Replicator, table: str, placed_by: bytes, prefix: bytes
+    replicator: Replicator, table: str, placed_by: bytes, prefix: bytes, *, every: bool = False
 ) -> list[tuple[bytes, Any]]:
     """Every ``(key, merged record)`` of ``table`` whose key starts with ``prefix``, read
-    from R of the replicas of ``partition(placed_by)``, in key order. Raises
-    InsufficientReplicas when fewer than R replicas answer a page."""
+    from R of the replicas of ``partition(placed_by)``, in key order; ``every``: from every
+    replica that answers (each page waits for all of them, each call bounded by the RPC
+    timeout), for a caller about to call something missing -- after a partition heals,
+    the first R to answer may all lack what a third holds. Raises InsufficientReplicas
+    when fewer than R replicas answer a page."""
     schema = replicator.schema(table)
     view = replicator.view
     targets = view.replicas(view.partition_of(placed_by))
@@ -51,7 +54,7 @@ async def scan_partition(
             )
 
         tasks = {p: asyncio.create_task(page(p)) for p in targets}
-        outcome = await wait_quorum(tasks, need)
+        outcome = await (wait_until(tasks, lambda _: False) if every else wait_quorum(tasks, need))
         await cancel_all(outcome.pending)
         if not outcome.reached(need):
             raise InsufficientReplicas(

@@ -26,7 +26,12 @@ from dfspeer.model.objects import (
 )
 from dfspeer.model.uploads import COMPLETED, ChunkRecord, UploadSession
 from dfspeer.objects.info import ObjectInfo
-from dfspeer.objects.session_records import ELEMENT_CONCURRENCY, SessionRecords, _native
+from dfspeer.objects.session_records import (
+    ELEMENT_CONCURRENCY,
+    SessionRecords,
+    _native,
+    missing_chunks,
+)
 from dfspeer.objects.upload import check_expected_sha256
 from dfspeer.objects.versioned_put import release_refs
 
@@ -39,7 +44,7 @@ class SessionCompleteMixin(SessionRecords):
         info again for a completed session). Raises NoSuchUpload, UploadNotOpen,
         IncompleteUpload (``details["missing"]``), InvalidChunkSize, BadDigest (the
         session stays open)."""
-        session = await self.get(upload_id)
+        session = await self.get_checked(upload_id)
         _native(session)
         if session.state == COMPLETED and session.result is not None:
             return _info_of(session.result)
@@ -129,10 +134,7 @@ class SessionCompleteMixin(SessionRecords):
 
     def _ordered_chunks(self, session: UploadSession) -> list[ChunkRecord]:
         current = session.current()
-        missing = session.missing()
-        if session.total_chunks is None:
-            top = max(current, default=-1)
-            missing = [i for i in range(top + 1) if i not in current]
+        missing = missing_chunks(session)
         if missing:
             shown = missing[:1000]
             raise IncompleteUpload(

@@ -74,16 +74,31 @@ class SessionRecords:
         of its ``upload_parts`` entries). Raises NoSuchUpload."""
         return await self.with_elements(await self.header(upload_id))
 
+    async def get_checked(self, upload_id: str) -> UploadSession:
+        """:meth:`get`; when that finds chunks missing, the elements again from every
+        replica that answers, not only the first R (what ``complete`` and
+        ``missing-chunks`` use before they call an acknowledged chunk missing: after a
+        partition heals, the first R may all lack what a third replica holds)."""
+        session = await self.get(upload_id)
+        if missing_chunks(session):
+            session = await self.with_elements(session, every=True)
+        return session
+
     async def with_elements(
-        self, session: UploadSession, number: int | None = None, kind: str | None = None
+        self,
+        session: UploadSession,
+        number: int | None = None,
+        kind: str | None = None,
+        *,
+        every: bool = False,
     ) -> UploadSession:
         """``session`` with its received chunks and parts filled in (all, or those of one
-        ``kind`` and ``number``)."""
+        ``kind`` and ``number``); ``every``: read from every replica that answers."""
         prefix = (
             session_prefix(session.id) if kind is None else element_prefix(session.id, kind, number)
         )
         rows = await scan_partition(
-            self.replicator, UPLOAD_PARTS_TABLE, session.id.encode(), prefix
+            self.replicator, UPLOAD_PARTS_TABLE, session.id.encode(), prefix, every=every
         )
         chunks, parts = set(session.chunks), set(session.parts)
         for _, record in rows:
@@ -161,3 +176,12 @@ def _native(session: UploadSession) -> None:
 
 def _is_upload_id(text: str) -> bool:
     return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+
+
+def missing_chunks(session: UploadSession) -> list[int]:
+    """The chunk indices ``session`` lacks: below its declared total, or, without a size,
+    the gaps below the highest index received."""
+    if session.total_chunks is not None:
+        return session.missing()
+    current = session.current()
+    return [i for i in range(max(current, default=-1) + 1) if i not in current]

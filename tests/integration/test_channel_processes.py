@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import aiohttp
 import pytest
@@ -103,32 +103,50 @@ async def test_a_frozen_replica_does_not_stall_the_others(
     await client.put_object(BUCKET, "before", b"x" * 5000)
     assert await client.get_object(BUCKET, "before") == b"x" * 5000  # channels are open
     frozen.process.send_signal(signal.SIGSTOP)
+    address = cluster.urls[1].split("://", 1)[1]
     try:
         for i in range(10):  # W = 2 and R = 2 from peers 1 and 3
             await client.put_object(BUCKET, f"frozen/{i}", b"f%d" % i * 2000)
             assert await client.get_object(BUCKET, f"frozen/{i}") == b"f%d" % i * 2000
-        await asyncio.sleep(3.0)  # past request_timeout_s: its calls fail, its channel is shut
+        # its calls fail after request_timeout_s, and its silent channel is shut
+        await poll("calls to the frozen peer to time out", lambda: timed_out(cluster, address))
         for i in range(10):
             assert await client.get_object(BUCKET, f"frozen/{i}") == b"f%d" % i * 2000
         assert await client.get_object(BUCKET, "before") == b"x" * 5000
     finally:
         frozen.process.send_signal(signal.SIGCONT)
-    rpc = await samples(cluster.urls[0], "dfspeer_rpc_duration_seconds_count")
-    address = cluster.urls[1].split("://", 1)[1]
-    timed_out = [
-        v
-        for labels, v in rpc.items()
-        if dict(labels) == {"peer": address, "method": "CHANNEL", "outcome": "unreachable"}
-    ]
-    assert timed_out and timed_out[0] > 0
     # it thaws and works off what was sent to it; then reads that ask it are served on a
     # channel again (a new one: the old one was shut)
     url = cluster.urls[1]
-    await asyncio.sleep(1.0)
-    start = await served(url, "get_record")
+    start = await settled(url)
     deadline = time.monotonic() + 60
     while await served(url, "get_record") == start:
         assert time.monotonic() < deadline, "the thawed peer is never asked again"
         for i in range(10):
             assert await client.get_object(BUCKET, f"frozen/{i}") == b"f%d" % i * 2000
         await asyncio.sleep(0.2)
+
+
+async def timed_out(cluster: LocalCluster, address: str) -> bool:
+    """True once peer 1 counted a channel call to ``address`` that got no answer."""
+    rpc = await samples(cluster.urls[0], "dfspeer_rpc_duration_seconds_count")
+    unreachable = {"peer": address, "method": "CHANNEL", "outcome": "unreachable"}
+    return any(dict(labels) == unreachable and v > 0 for labels, v in rpc.items())
+
+
+async def settled(url: str) -> float:
+    """The peer's count of served reads once two polls 0.2 s apart agree."""
+    last = await served(url, "get_record")
+    while True:
+        await asyncio.sleep(0.2)
+        now = await served(url, "get_record")
+        if now == last:
+            return now
+        last = now
+
+
+async def poll(what: str, check: Callable[[], Awaitable[bool]], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
