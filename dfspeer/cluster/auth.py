@@ -162,19 +162,22 @@ class RpcAuth:
     def frame_matches(self, domain: bytes, data: bytes, mac: bytes) -> bool:
         """True if ``mac`` is :meth:`sign_frame` of ``domain + data`` under any key of the
         keyring (every key is tried, as for requests)."""
-        ok = False
-        for key in self._keys:
-            ok |= hmac.compare_digest(hmac.digest(key, domain + data, "sha256"), mac)
-        return ok
+        text = domain + data
+        return self._any_key(lambda key: hmac.digest(key, text, "sha256"), mac)
 
     def date_ok(self, date: int) -> bool:
         """True if unix-seconds ``date`` is within ``max_skew_s`` of this clock."""
         return abs(self._clock() - date) <= self.max_skew_s
 
     def _matches(self, text: str, signature: str) -> bool:
+        return self._any_key(lambda key: _mac(key, text), signature)
+
+    def _any_key(self, mac_of: Callable[[bytes], Any], given: Any) -> bool:
+        """True if ``mac_of(key) == given`` for a key of the keyring; every key is checked,
+        with no early exit that would time which one matched."""
         ok = False
-        for key in self._keys:  # check every key: no early exit that times which key matched
-            ok |= hmac.compare_digest(_mac(key, text), signature)
+        for key in self._keys:
+            ok |= hmac.compare_digest(mac_of(key), given)
         return ok
 
 

@@ -56,6 +56,7 @@ from yarl import URL
 
 from dfspeer import tracing
 from dfspeer.cluster.auth import RpcAuth
+from dfspeer.cluster.tracing_hooks import peer_attributes
 from dfspeer.errors import PeerUnreachable, RpcError
 
 log = logging.getLogger(__name__)
@@ -137,10 +138,7 @@ class PeerChannels:
             raise ChannelDeclined(address)
         if not tracing.enabled():
             return await self._call(address, op, args, None)
-        host, _, port = address.rpartition(":")
-        attributes: dict[str, tracing.AttributeValue] = {"server.address": host or address}
-        if port.isdigit():
-            attributes["server.port"] = int(port)
+        attributes = peer_attributes(address)
         if op == "get_record" and args:
             attributes["dfspeer.table"] = str(args[0])
         async with tracing.span(f"CHANNEL {op}", attributes, kind="client") as span:
@@ -242,8 +240,9 @@ class PeerChannels:
 
     def _deliver(self, address: str, link: _Link, data: bytes) -> None:
         """Hand one answer to the call waiting for it; drop what is malformed or forged."""
+        body = data[MAC_BYTES:]
         try:
-            call_id, status, code, value = cbor2.loads(data[MAC_BYTES:])
+            call_id, status, code, value = cbor2.loads(body)
         except (ValueError, TypeError, cbor2.CBORDecodeError):
             log.warning("channel to %s: malformed answer dropped", address)
             return
@@ -251,9 +250,7 @@ class PeerChannels:
         if waiting is None or waiting[0].done():
             return  # its call timed out and went away
         future, request_mac = waiting
-        if not self._auth.frame_matches(
-            ANSWER_DOMAIN, request_mac + data[MAC_BYTES:], data[:MAC_BYTES]
-        ):
+        if not self._auth.frame_matches(ANSWER_DOMAIN, request_mac + body, data[:MAC_BYTES]):
             future.set_exception(RpcError(f"{address}: channel answer carries no valid signature"))
         elif not isinstance(status, int) or not isinstance(code, str):
             future.set_exception(RpcError(f"{address}: malformed channel answer"))

@@ -42,6 +42,7 @@ from dfspeer.cluster.rpc_base import (
     PeerStoreFull,
     answer_error,
     check_table_name,
+    observe,
     sha256_hex,
 )
 from dfspeer.cluster.rpc_channel import HTTP, ChannelRpcMixin
@@ -177,9 +178,7 @@ class PeerRpcClient(ChannelRpcMixin):
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise PeerUnreachable(f"{address}: {type(exc).__name__}: {exc}") from exc
         finally:
-            if self._latency is not None:
-                elapsed = time.perf_counter() - started
-                self._latency.labels(address, method, outcome).observe(elapsed)
+            observe(self._latency, address, method, outcome, started)
         return status, claimed, data
 
     @staticmethod
@@ -287,10 +286,11 @@ class PeerRpcClient(ChannelRpcMixin):
     async def put_record(self, address: str, table: str, key: bytes, value: Any) -> None:
         """Send a record; the peer merges it with its copy (LWW) atomically. On the peer
         channel when it is on, the peer has one and the record is small, else over HTTP."""
-        path = f"/internal/tables/{check_table_name(table)}/records/{key.hex()}"
+        check_table_name(table)
         body = cbor2.dumps(value)
         if await self._channel_put_record(address, table, key, body):
             return
+        path = f"/internal/tables/{table}/records/{key.hex()}"
         status, _, answer = await self._call("PUT", address, path, body=body)
         if status not in (200, 201, 204):
             raise self._error(address, status, answer)
@@ -298,10 +298,10 @@ class PeerRpcClient(ChannelRpcMixin):
     async def get_record(self, address: str, table: str, key: bytes) -> Any | None:
         """A peer's copy of a record, or None if it has none. On the peer channel
         (:mod:`.channel`) when it is on and the peer has one, else over HTTP."""
-        path = f"/internal/tables/{check_table_name(table)}/records/{key.hex()}"
-        value = await self._channel_get_record(address, table, key)
+        value = await self._channel_get_record(address, check_table_name(table), key)
         if value is not HTTP:
             return value
+        path = f"/internal/tables/{table}/records/{key.hex()}"
         status, claimed, body = await self._call("GET", address, path)
         if status == 404 and self._error(address, status, body).code == "no_such_record":
             return None

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import time
+
+from prometheus_client import Histogram
 
 from dfspeer.errors import InsufficientStorage, RpcError
 
@@ -37,6 +40,15 @@ def check_table_name(table: str) -> str:
     if not TABLE_NAME_RE.match(table):
         raise ValueError(f"invalid table name {table!r}")
     return table
+
+
+def observe(
+    latency: Histogram | None, address: str, method: str, outcome: str, started: float
+) -> None:
+    """Record one peer call begun at ``started`` (``time.perf_counter()``) in the
+    ``dfspeer_rpc_duration_seconds`` histogram, if there is one."""
+    if latency is not None:
+        latency.labels(address, method, outcome).observe(time.perf_counter() - started)
 
 
 def answer_error(address: str, status: int, code: str, message: str) -> RpcError:

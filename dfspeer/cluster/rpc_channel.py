@@ -10,7 +10,7 @@ from typing import Any
 from prometheus_client import Histogram
 
 from dfspeer.cluster.channel import MAX_REQUEST_BYTES, ChannelDeclined, PeerChannels
-from dfspeer.cluster.rpc_base import answer_error
+from dfspeer.cluster.rpc_base import answer_error, observe
 from dfspeer.errors import PeerUnreachable, RpcError
 
 CHANNEL_RECORD_BYTES = MAX_REQUEST_BYTES - 1024
@@ -70,6 +70,5 @@ class ChannelRpcMixin:
             outcome = "unreachable" if isinstance(exc, PeerUnreachable) else "error"
             raise
         finally:
-            if self._latency is not None and outcome:
-                elapsed = time.perf_counter() - started
-                self._latency.labels(address, "CHANNEL", outcome).observe(elapsed)
+            if outcome:
+                observe(self._latency, address, "CHANNEL", outcome, started)

@@ -74,15 +74,21 @@ def rpc_route(path_qs: str) -> tuple[str, Attributes]:
     return path, {}
 
 
+def peer_attributes(address: str) -> Attributes:
+    """``server.address`` and ``server.port`` of a peer's ``host:port`` (a client span's)."""
+    host, _, port = address.rpartition(":")
+    attributes: Attributes = {"server.address": host or address}
+    if port.isdigit():
+        attributes["server.port"] = int(port)
+    return attributes
+
+
 def rpc_span(method: str, address: str, path_qs: str) -> tuple[str, Attributes]:
     """Name and attributes of the client span of one peer RPC."""
     route, attributes = rpc_route(path_qs)
-    host, _, port = address.rpartition(":")
     attributes["http.request.method"] = method
     attributes["url.template"] = route
-    attributes["server.address"] = host or address
-    if port.isdigit():
-        attributes["server.port"] = int(port)
+    attributes.update(peer_attributes(address))
     return f"{method} {route}", attributes
 
 
@@ -158,6 +164,7 @@ __all__ = [
     "acks",
     "block_read",
     "block_write",
+    "peer_attributes",
     "quorum_outcome",
     "quorum_wait",
     "record_read",
