@@ -33,6 +33,7 @@ async def put(node: Node, key: str, data: bytes) -> None:
         yield data
 
     await node.service.put_object("bucket", key, body(), content_length=len(data))
+    await node.replicator.drain()  # every replica holds the entry, this peer's copy too
 
 
 class Recorder:
