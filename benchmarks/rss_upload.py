@@ -19,6 +19,9 @@ Then the object is read back with one ``GET`` (1 MiB reads), hashed, and its SHA
 compared with the one computed while sending and with the server's ``ETag``. Exit status 1
 if the upload or the check fails or the peak is over ``--aim-mib`` (150).
 
+The agents run without an S3 port (an agent loads botocore, about 10 MiB, only for one);
+``--s3`` gives each agent an S3 port as ``dfspeer agent`` does by default.
+
 ``--tracemalloc`` runs the coordinator under :mod:`trace_agent` (tracemalloc, 12 frames)
 and prints where its Python allocations were at their largest (slower; for diagnosis only).
 
@@ -224,7 +227,7 @@ def run(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         3,
         base_port=None,
         gossip_base_port=None,
-        s3_base_port=0,
+        s3_base_port=None if args.s3 else 0,  # None: a free port
         settings=settings,
         python=python,
     )
@@ -253,6 +256,9 @@ def main() -> None:
     parser.add_argument("--base-dir", default=None, help="where the agents' data goes")
     parser.add_argument("--json", default=None, help="also write the figures here")
     parser.add_argument("--tracemalloc", action="store_true", help="trace the coordinator")
+    parser.add_argument(
+        "--s3", action="store_true", help="agents serve the S3 API too (its port loads botocore)"
+    )
     parser.add_argument(
         "--set", action="append", default=[], metavar="SETTING=VALUE", help="PeerConfig setting"
     )

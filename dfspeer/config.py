@@ -184,6 +184,12 @@ class PeerConfig:
         return self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
 
     @property
+    def accepts_jwt(self) -> bool:
+        """True when a JWT key source is set (``jwt_public_key_file``, ``jwt_jwks_file`` or
+        ``jwt_jwks_url``); without one, bearer JWTs are refused and PyJWT is never loaded."""
+        return bool(self.jwt_public_key_file or self.jwt_jwks_file or self.jwt_jwks_url)
+
+    @property
     def largest_chunk_bytes(self) -> int:
         """Largest chunk a one-shot upload cuts, bytes (fixed or content-defined)."""
         return max(self.chunk_size_bytes, self.cdc_max_chunk_bytes)

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dfspeer.access.credentials import (
     Credential,
@@ -26,11 +26,13 @@ from dfspeer.access.credentials import (
     new_secret,
     same_secret,
 )
-from dfspeer.access.jwt_auth import JwtVerifier
 from dfspeer.access.principals import ADMIN, Principal, key_principal
 from dfspeer.access.sealing import SecretSealer
 from dfspeer.errors import InvalidArgument, NoSuchAccessKey, Unauthenticated
 from dfspeer.model.keys import KEYS_TABLE, MAX_KEY_NAME_CHARS, AccessKey, KeysSchema
+
+if TYPE_CHECKING:  # PyJWT loads only when a JWT key source is set
+    from dfspeer.access.jwt_auth import JwtVerifier
 
 log = logging.getLogger("dfspeer.access")
 

@@ -34,12 +34,12 @@ import logging
 import socket
 import ssl
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import dfspeer
 from dfspeer import tls
 from dfspeer.access.audit import AuditLog
 from dfspeer.access.cache import cached_lookups
-from dfspeer.access.jwt_auth import JwtVerifier, load_jwt_verifier
 from dfspeer.access.keystore import KeyService
 from dfspeer.access.middleware import AccessControl
 from dfspeer.access.sealing import SecretSealer
@@ -75,6 +75,9 @@ from dfspeer.peer_setup import (
     swim_config,
 )
 from dfspeer.ring import Partitioner
+
+if TYPE_CHECKING:  # PyJWT loads only when a JWT key source is set (PeerConfig.accepts_jwt)
+    from dfspeer.access.jwt_auth import JwtVerifier
 
 log = logging.getLogger("dfspeer.peer")
 
@@ -128,7 +131,11 @@ class Peer(ObjectsMixin, ClusterMixin, ServingMixin):
         config = self.config
         self.keyring = load_keyring(config)
         admin_token = load_admin_token(config)
-        jwt_verifier = load_jwt_verifier(config)
+        jwt_verifier: JwtVerifier | None = None
+        if config.accepts_jwt:  # PyJWT and cryptography load only for a JWT key source
+            from dfspeer.access.jwt_auth import load_jwt_verifier
+
+            jwt_verifier = load_jwt_verifier(config)
         self._tls = tls.serving(config)  # certificate and key checked before anything starts
         rpc_tls = tls.rpc_context(config)
         config.data_dir.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -16,7 +16,6 @@ from dfspeer.access.audit import AuditLog
 from dfspeer.access.keystore import RecordStore
 from dfspeer.access.middleware import AccessControl, BucketLookup
 from dfspeer.api.cluster_routes import host_port
-from dfspeer.api.s3.service import S3Site
 from dfspeer.api.shutdown import ShutdownGate
 from dfspeer.blockstore import BlockStore, BlockStoreStats
 from dfspeer.cluster.drain import Drainer
@@ -34,6 +33,9 @@ from dfspeer.objects.dedup_stats import DedupStats
 from dfspeer.objects.sessions import UploadService
 from dfspeer.peer.stack import PartStack
 from dfspeer.ring import Ring
+
+if TYPE_CHECKING:  # the S3 API (and botocore) load only when an S3 port is on
+    from dfspeer.api.s3.service import S3Site
 
 HTTP_SHUTDOWN_TIMEOUT_S = 20.0  # in-flight requests get this long to finish on stop, s
 READY_POLL_S = 0.05

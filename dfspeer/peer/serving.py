@@ -19,7 +19,6 @@ from dfspeer.api.internal import internal_app
 from dfspeer.api.middleware import AccessLogger
 from dfspeer.api.repair_routes import DRAIN_KEY
 from dfspeer.api.repair_routes import routes as repair_routes
-from dfspeer.api.s3.service import s3_site
 from dfspeer.api.uploads import UPLOADS_KEY
 from dfspeer.api.uploads import routes as upload_routes
 from dfspeer.peer.base import HTTP_SHUTDOWN_TIMEOUT_S, PeerBase, need
@@ -81,6 +80,8 @@ class ServingMixin(PeerBase):
         grant revoked is refused by both ports at the same time."""
         if not self.config.s3_port:
             return
+        from dfspeer.api.s3.service import s3_site  # botocore loads only for an S3 port
+
         limits = self._runner.app.get(LIMITS_KEY) if self._runner is not None else None
         site = s3_site(
             self.config,

@@ -1,12 +1,18 @@
-"""The agent's allocator setting (dfspeer.memory)."""
+"""The agent's memory: its allocator setting (dfspeer.memory) and the libraries it loads."""
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from dfspeer.loopback import free_port
+from tests.unit.test_access_jwt import pem
 
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
@@ -75,3 +81,50 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
     assert faults(1 << 20) > 200 * 400  # a fresh mapping per copy
     assert faults(4 << 20) < 200 * 4  # reused heap memory
+
+
+OPTIONAL = ("jwt", "cryptography", "botocore")
+LOADED_BY_A_PEER = """
+import asyncio, json, sys
+from pathlib import Path
+from dfspeer.peer import Peer
+from tests.unit.test_peer_single import secured_config_for
+
+async def main(tmp, s3_port, jwt_key):
+    changes = {"s3_port": int(s3_port)}
+    if jwt_key:
+        changes["jwt_public_key_file"] = Path(jwt_key)
+    config, _ = secured_config_for(Path(tmp), Path(tmp) / "p1", **changes)
+    async with Peer(config) as peer:
+        await peer.wait_ready(10)
+    print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[4:]))))
+
+asyncio.run(main(*sys.argv[1:4]))
+"""
+
+
+def optional_stacks_loaded(tmp_path: Path, s3_port: int, jwt_key: Path | None) -> list[str]:
+    """Which of :data:`OPTIONAL` a fresh interpreter running one Peer has imported."""
+    tmp_path.mkdir()
+    args = [str(tmp_path), str(s3_port), str(jwt_key or ""), *OPTIONAL]
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED_BY_A_PEER, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    loaded: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_a_peer_loads_jwt_and_s3_libraries_only_when_it_uses_them(tmp_path: Path) -> None:
+    """PyJWT with cryptography (about 8 MiB of RSS) load only for a JWT key source, and
+    botocore (about 10 MiB) only for an S3 port."""
+    assert optional_stacks_loaded(tmp_path / "plain", 0, None) == []
+    key = tmp_path / "jwt.pem"
+    key.write_bytes(pem(ec.generate_private_key(ec.SECP256R1())))
+    assert optional_stacks_loaded(tmp_path / "jwt", 0, key) == ["cryptography", "jwt"]
+    s3 = optional_stacks_loaded(tmp_path / "s3", free_port("127.0.0.1"), None)
+    assert s3 == ["botocore"]
