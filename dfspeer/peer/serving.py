@@ -93,6 +93,7 @@ class ServingMixin(PeerBase):
             audit=self._audit,
             key_records=need(self._key_records),
             bucket_lookup=need(self._bucket_lookup),
+            registry=self.registry,
         )
         await site.start(
             self.config.host,

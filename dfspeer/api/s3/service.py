@@ -32,6 +32,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry
 
 from dfspeer.access.audit import AuditLog, Describe, Target
 from dfspeer.access.limits import Limits
@@ -55,6 +56,7 @@ from dfspeer.api.s3.errors import (
     not_implemented,
     render,
 )
+from dfspeer.api.s3.metrics import S3Metrics
 from dfspeer.api.shutdown import ShutdownGate
 from dfspeer.config import PeerConfig
 from dfspeer.errors import DfsError
@@ -245,15 +247,23 @@ def s3_target(root_domain: str) -> Describe:
 
 
 def build_s3_app(
-    ctx: S3Context, *, gate: ShutdownGate | None = None, audit: AuditLog | None = None
+    ctx: S3Context,
+    *,
+    gate: ShutdownGate | None = None,
+    audit: AuditLog | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> web.Application:
     """The S3 application over ``ctx`` (see the module docstring). Bodies are streamed
     (objects, parts) or read whole up to 2 MiB (XML documents). ``audit``: record every
-    mutating or refused request (outside the error renderer: it sees the status sent)."""
+    mutating or refused request (outside the error renderer: it sees the status sent).
+    ``registry``: where the S3 request metrics go (:mod:`.metrics`; None: none). Raises
+    ValueError when ``registry`` already holds them."""
     describe = s3_target(ctx.config.s3_root_domain)
+    metrics = S3Metrics(registry, describe) if registry is not None else None
     app = web.Application(
         middlewares=[
             request_context_middleware,
+            *([metrics.middleware] if metrics is not None else []),
             *([audit.middleware("s3", describe)] if audit is not None else []),
             s3_error_middleware,
             *([gate.middleware] if gate is not None else []),
@@ -271,14 +281,21 @@ def build_s3_app(
 class S3Site:
     """The S3 listener of one peer: ``start()`` binds ``host:s3_port`` (0 in the config
     means off: :meth:`start` is then not called by the peer), ``close()`` stops it.
-    ``port`` is the bound port once started; ``audit``: the peer's audit log, if any."""
+    ``port`` is the bound port once started; ``audit``: the peer's audit log, if any;
+    ``registry``: where its request metrics go, if anywhere."""
 
     def __init__(
-        self, ctx: S3Context, *, gate: ShutdownGate | None = None, audit: AuditLog | None = None
+        self,
+        ctx: S3Context,
+        *,
+        gate: ShutdownGate | None = None,
+        audit: AuditLog | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.ctx = ctx
         self.gate = gate
         self.audit = audit
+        self.registry = registry
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -296,7 +313,7 @@ class S3Site:
         sock = socket.create_server((host, port), family=family, backlog=1024)
         self.port = sock.getsockname()[1]
         self._runner = web.AppRunner(
-            build_s3_app(self.ctx, gate=self.gate, audit=self.audit),
+            build_s3_app(self.ctx, gate=self.gate, audit=self.audit, registry=self.registry),
             handle_signals=False,
             access_log=logging.getLogger("dfspeer.api.access"),
             shutdown_timeout=shutdown_timeout_s,
@@ -327,6 +344,7 @@ def s3_site(
     audit: AuditLog | None = None,
     key_records: RecordReader | None = None,
     bucket_lookup: BucketLookup | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> S3Site:
     """The S3 site of one peer: credentials from ``s3_credentials_file`` (if set, full
     access) then the ``keys`` table (the buckets' grants, as on the native API); open
@@ -336,7 +354,8 @@ def s3_site(
     ``key_records`` and ``bucket_lookup``: how the ``keys`` table and the buckets are read
     for authentication and the permission checks; a peer passes its native API's, cached
     (:func:`dfspeer.access.cache.cached_lookups`), so both ports share one cache (None:
-    uncached quorum reads through ``objects``)."""
+    uncached quorum reads through ``objects``). ``registry``: where the S3 request metrics
+    go (:mod:`.metrics`; a peer passes its own, None: none)."""
     stores: list[CredentialStore] = []
     if config.s3_credentials_file is not None:
         stores.append(FileCredentials(config.s3_credentials_file))
@@ -348,4 +367,4 @@ def s3_site(
         open_mode=config.insecure and config.s3_credentials_file is None,
     )
     ctx = S3Context(config, objects, uploads, verifier, limits, bucket_lookup=bucket_lookup)
-    return S3Site(ctx, gate=gate, audit=audit)
+    return S3Site(ctx, gate=gate, audit=audit, registry=registry)
