@@ -3,6 +3,7 @@ against a real in-process Peer and read back from the peer's own ``GET /metrics`
 
 from __future__ import annotations
 
+import os
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,14 +26,15 @@ def node(tmp_path: Path) -> Iterator[PeerThread]:
 
 def scrape(node: PeerThread) -> dict[tuple[str, str, str], float]:
     """``{(sample name, operation, status): value}`` of the ``dfspeer_s3_*`` samples in the
-    peer's native ``GET /metrics``."""
+    peer's native ``GET /metrics`` (``""`` for a label a sample does not have)."""
     with urllib.request.urlopen(node.peer.api_url + "/metrics", timeout=10) as resp:
         text = resp.read().decode()
     samples: dict[tuple[str, str, str], float] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if s.name.startswith("dfspeer_s3_") and "le" not in s.labels:
-                samples[(s.name, s.labels["operation"], s.labels["status"])] = s.value
+                labels = s.labels.get("operation", ""), s.labels.get("status", "")
+                samples[(s.name, *labels)] = s.value
     return samples
 
 
@@ -62,3 +64,25 @@ def test_requests_are_counted_and_timed_by_operation_and_status(node: PeerThread
     assert got[(timed, "put_object", "200")] == 2
     assert got[("dfspeer_s3_request_duration_seconds_sum", "put_object", "200")] > 0
     assert sum(v for (name, _, _), v in got.items() if name == count) == 7
+    assert got[("dfspeer_s3_object_bytes_received_total", "", "")] == 1001
+    assert got[("dfspeer_s3_object_bytes_sent_total", "", "")] == 1000  # HEAD sends none
+
+
+def test_payload_bytes_count_streamed_bodies_and_multipart_parts(node: PeerThread) -> None:
+    s3 = node.client()
+    s3.create_bucket(Bucket="met")
+    big = os.urandom(3 * 1024 * 1024 + 5)  # streamed both ways, not read whole
+    s3.put_object(Bucket="met", Key="big", Body=big)
+    upload = s3.create_multipart_upload(Bucket="met", Key="mp")["UploadId"]
+    parts = []
+    for n, body in ((1, os.urandom(5 * 1024 * 1024)), (2, b"tail")):
+        etag = s3.upload_part(Bucket="met", Key="mp", UploadId=upload, PartNumber=n, Body=body)
+        parts.append({"PartNumber": n, "ETag": etag["ETag"]})
+    s3.complete_multipart_upload(
+        Bucket="met", Key="mp", UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    assert s3.get_object(Bucket="met", Key="big")["Body"].read() == big
+    got = scrape(node)
+    assert got[("dfspeer_s3_object_bytes_received_total", "", "")] == len(big) + 5 * 2**20 + 4
+    assert got[("dfspeer_s3_object_bytes_sent_total", "", "")] == len(big)
+    assert got[("dfspeer_s3_requests_total", "upload_part", "200")] == 2

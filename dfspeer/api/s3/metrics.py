@@ -6,7 +6,11 @@ Families (``dfspeer_`` prefix):
 - ``s3_requests_total{operation,status}``: S3 requests answered, by operation and HTTP
   status;
 - ``s3_request_duration_seconds{operation,status}`` (histogram, seconds, from the request's
-  arrival until its last response byte is written; the native port's buckets).
+  arrival until its last response byte is written; the native port's buckets);
+- ``s3_object_bytes_received_total`` / ``s3_object_bytes_sent_total``: object payload
+  bytes of PutObject and UploadPart bodies (as they are read, decoded from ``aws-chunked``)
+  and of GetObject answers (as they are written); the native port's are
+  ``object_bytes_*_total`` (:mod:`dfspeer.api.metrics`).
 
 ``operation`` is the name the audit log gives the request (:func:`.service.s3_target`): the
 operation's handler, ``get_object``, ``put_object``, ``upload_part``, ``list_objects``,
@@ -49,6 +53,16 @@ class S3Metrics:
             registry=registry,
             buckets=LATENCY_BUCKETS_S,
         )
+        self.bytes_received = Counter(
+            "dfspeer_s3_object_bytes_received",
+            "Object payload bytes received through the S3 API.",
+            registry=registry,
+        )
+        self.bytes_sent = Counter(
+            "dfspeer_s3_object_bytes_sent",
+            "Object payload bytes sent through the S3 API.",
+            registry=registry,
+        )
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -70,3 +84,11 @@ class S3Metrics:
             operation = self.describe(request).operation or "unknown"
             self.requests.labels(operation, str(status)).inc()
             self.latency.labels(operation, str(status)).observe(time.perf_counter() - started)
+
+
+S3_METRICS_KEY = web.AppKey("dfspeer_s3_metrics", S3Metrics)
+
+
+def s3_metrics(request: web.Request) -> S3Metrics | None:
+    """The S3 metrics of the app serving ``request`` (None when it keeps none)."""
+    return request.app.get(S3_METRICS_KEY)

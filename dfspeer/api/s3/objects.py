@@ -32,6 +32,7 @@ from dfspeer.api.s3.body import sha256_mismatch, signed_sha256
 from dfspeer.api.s3.buckets import existing, xml_response
 from dfspeer.api.s3.context import S3Request
 from dfspeer.api.s3.errors import S3Error, invalid_argument, malformed_xml, not_implemented, s3_code
+from dfspeer.api.s3.metrics import s3_metrics
 from dfspeer.api.s3.payload import CHECKSUM_PREFIX, BodyStream, body_length, read_small
 from dfspeer.errors import BadDigest, DfsError, NoSuchKey, NoSuchVersion
 from dfspeer.objects.download import SMALL_BODY_BYTES, close_stream, read_whole
@@ -222,14 +223,19 @@ async def _answer(s3: S3Request, info: ObjectInfo, reader: Any) -> web.StreamRes
     if reader is None:
         return answer
     stream = await reader(start, end)
+    metrics = s3_metrics(s3.http)
     try:
         if end - start <= SMALL_BODY_BYTES:  # with the headers in one write, as natively
             what = f"object {info.bucket}/{info.key}"
             body = await read_whole(stream, end - start, what)
+            if metrics is not None:
+                metrics.bytes_sent.inc(len(body))
             return web.Response(status=status, headers=headers, body=body)
         await answer.prepare(s3.http)
         async for piece in stream:
             await answer.write(piece)
+            if metrics is not None:
+                metrics.bytes_sent.inc(len(piece))
     finally:
         await close_stream(stream)
     await answer.write_eof()

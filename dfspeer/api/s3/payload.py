@@ -39,6 +39,7 @@ from dfspeer.api.s3.body import (
 from dfspeer.api.s3.chunked import STREAMING_MODES, BytesSource, ChunkedBody
 from dfspeer.api.s3.context import S3Request
 from dfspeer.api.s3.errors import S3Error, invalid_argument, invalid_request
+from dfspeer.api.s3.metrics import s3_metrics
 from dfspeer.objects.multipart import ETAG_META
 
 CHECKSUM_PREFIX = "x-amz-checksum-"
@@ -196,6 +197,8 @@ class BodyStream:
         self._checked: dict[str, str] = {}
         self.size = 0
         content_md5(s3)  # refuse a malformed Content-MD5 before reading
+        metrics = s3_metrics(s3.http) if raw is None else None  # an XML document is no payload
+        self._received = metrics.bytes_received if metrics is not None else None
         self.source: AsyncIterable[bytes]
         self.chunked: ChunkedBody | None = None
         if is_streaming(s3):
@@ -215,6 +218,8 @@ class BodyStream:
             self._md5.update(piece)
             self.checksums.update(piece)
             self.size += len(piece)
+            if self._received is not None:
+                self._received.inc(len(piece))
             yield piece
         check_md5(self.s3, self._md5.digest())
         want = dict(self.declared)

@@ -56,7 +56,7 @@ from dfspeer.api.s3.errors import (
     not_implemented,
     render,
 )
-from dfspeer.api.s3.metrics import S3Metrics
+from dfspeer.api.s3.metrics import S3_METRICS_KEY, S3Metrics
 from dfspeer.api.shutdown import ShutdownGate
 from dfspeer.config import PeerConfig
 from dfspeer.errors import DfsError
@@ -271,6 +271,8 @@ def build_s3_app(
         client_max_size=2 * 1024 * 1024,
     )
     app[S3_KEY] = ctx
+    if metrics is not None:
+        app[S3_METRICS_KEY] = metrics
     app.on_response_prepare.append(_stamp)
     if audit is not None:
         audit.install(app, "s3", describe)
