@@ -11,18 +11,23 @@ a hash), placed by the whole table key. Record (CBOR)::
                "content_type": str, "meta": {str: str}, "chunks": [[digest, size], ...],
                "inline": bytes | None, "modified": float (unix s), "created": float,
                "upload": str (the resumable upload session, if any),
-               "checksum": [algorithm, value]}   # only when set (see below)
+               "checksum": [algorithm, value],   # only when set (see below)
+               "parts": [size, ...]}             # only for a multipart upload (see below)
 
 An aborted version keeps only ``id`` and ``state``: its data is released. ``checksum``: the
 full-object checksum a client declared and the coordinator checked when it wrote the
 version (S3's ``x-amz-checksum-<algorithm>``: the algorithm's S3 name in lower case and
 the base64 of its big-endian digest); a version without one (written through the native
 API, by a multipart upload, or by an earlier release) has no ``checksum`` key, so its
-record is byte-for-byte what it was.
+record is byte-for-byte what it was. ``parts``: the byte sizes of an S3 multipart upload's
+parts, in order (they add up to ``size``), so S3's ``GetObject?partNumber=N`` can serve
+the N-th; absent for any other version, and for multipart uploads completed by an
+earlier release.
 
 Merge (a state-based CRDT, after Garage's ``object_table.rs``): the union of versions by
 id; for one id the more advanced state wins (``uploading`` < ``complete`` < ``aborted``;
-equal states: a copy with a checksum over one without, then the larger canonical encoding,
+equal states: a copy with a checksum over one without, then one with parts over one
+without, then the larger canonical encoding,
 so the choice is deterministic) — so merge is commutative, associative and idempotent, and
 a failed write can be retracted by removing its version alone. A version is written once,
 so two copies of one id differ in a field that is fixed once complete (the checksum among
@@ -108,6 +113,8 @@ class ObjectVersion:
     checksum: tuple[str, str] | None = None
     """``(algorithm, base64 value)`` of the full-object checksum checked when the version
     was written (module docstring), or None."""
+    parts: tuple[int, ...] = ()
+    """Byte sizes of the parts of an S3 multipart upload, in order; () otherwise."""
 
     @property
     def is_data(self) -> bool:
@@ -138,6 +145,8 @@ class ObjectVersion:
         }
         if self.checksum is not None:
             record["checksum"] = list(self.checksum)
+        if self.parts:
+            record["parts"] = list(self.parts)
         return record
 
     @classmethod
@@ -170,6 +179,7 @@ class ObjectVersion:
                 created=float(raw.get("created", 0.0)),
                 upload=str(raw.get("upload", "")),
                 checksum=_checksum(raw.get("checksum")),
+                parts=tuple(int(n) for n in raw.get("parts") or ()),
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"malformed object version {vid!r}: {exc}") from exc
@@ -177,6 +187,8 @@ class ObjectVersion:
             raise ValueError(f"malformed object version {vid!r}: bad chunk entry")
         if chunks and sum(n for _, n in chunks) != version.size:
             raise ValueError(f"malformed object version {vid!r}: chunk sizes do not add up")
+        if version.parts and (min(version.parts) < 0 or sum(version.parts) != version.size):
+            raise ValueError(f"malformed object version {vid!r}: part sizes do not add up")
         return version
 
 
@@ -243,8 +255,10 @@ def _checksum(raw: Any) -> tuple[str, str] | None:
 
 def _pick_same_id(a: ObjectVersion, b: ObjectVersion) -> ObjectVersion:
     """The winner of two copies of one version: a total order on copies (state rank, then
-    whether it kept its checksum, then the canonical encoding), so merge is a join."""
-    ka, kb = (_RANK[a.state], a.checksum is not None), (_RANK[b.state], b.checksum is not None)
+    whether it kept its checksum, then its parts, then the canonical encoding), so merge is
+    a join."""
+    ka = (_RANK[a.state], a.checksum is not None, bool(a.parts))
+    kb = (_RANK[b.state], b.checksum is not None, bool(b.parts))
     if ka != kb:  # decided without encoding either copy
         return a if ka > kb else b
     ea = cbor2.dumps(a.to_record(), canonical=True)

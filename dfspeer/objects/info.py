@@ -37,6 +37,9 @@ class ObjectInfo:
     checksum: tuple[str, str] | None = None
     """``(algorithm, base64 value)``: the full-object checksum checked when the version was
     written (:attr:`ObjectVersion.checksum`; the S3 API returns it), not in the JSON."""
+    parts: tuple[int, ...] = ()
+    """Byte sizes of an S3 multipart upload's parts (:attr:`ObjectVersion.parts`; the S3
+    API serves ``partNumber`` from them), not in the JSON."""
 
     @classmethod
     def of(cls, bucket: str, key: str, v: ObjectVersion) -> ObjectInfo:
@@ -52,6 +55,7 @@ class ObjectInfo:
             v.content_type,
             dict(v.meta),
             v.checksum,
+            v.parts,
         )
 
     def to_json(self) -> dict[str, Any]:

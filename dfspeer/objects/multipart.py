@@ -286,7 +286,8 @@ class MultipartService:
         blocks = tuple(b for p in parts for b in p.blocks)
         sha, size = await blocks_sha256(self.replicator.read_block, blocks)
         meta = {**dict(session.meta), ETAG_META: multipart_etag([p.md5 for p in parts])}
-        return await self.uploads.publish(session, blocks, size, sha, meta)
+        sizes = tuple(p.size for p in parts)
+        return await self.uploads.publish(session, blocks, size, sha, meta, sizes)
 
     @staticmethod
     def check_parts(session: UploadSession, wanted: Sequence[tuple[int, str]]) -> list[PartRecord]:

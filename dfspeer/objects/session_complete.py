@@ -65,9 +65,11 @@ class SessionCompleteMixin(SessionRecords):
         size: int,
         sha256: str,
         meta: Mapping[str, str],
+        parts: tuple[int, ...] = (),
     ) -> ObjectInfo:
         """Make ``blocks`` (in order; ``size`` bytes hashing to ``sha256``) the new version
         of the session's key and end the session as completed; returns the object's info.
+        ``parts``: the byte sizes of an S3 multipart upload's parts, kept with the version.
 
         The version gets a fresh id at completion, so it orders after every write made
         while the session was open (as S3's CompleteMultipartUpload does): its blocks are
@@ -93,6 +95,7 @@ class SessionCompleteMixin(SessionRecords):
             modified=now,
             created=session.created,
             upload=session.id,
+            parts=parts,
         )
         entry = ObjectEntry(bucket, key, (ObjectVersion(session.version, ABORTED), version))
         await self.replicator.write_record(

@@ -33,6 +33,7 @@ from dfspeer.api.s3.buckets import existing, xml_response
 from dfspeer.api.s3.context import S3Request
 from dfspeer.api.s3.errors import S3Error, invalid_argument, malformed_xml, not_implemented, s3_code
 from dfspeer.api.s3.metrics import s3_metrics
+from dfspeer.api.s3.parts import PARTS_COUNT_HEADER, part_number, part_span
 from dfspeer.api.s3.payload import CHECKSUM_PREFIX, BodyStream, body_length, read_small
 from dfspeer.errors import BadDigest, DfsError, NoSuchKey, NoSuchVersion
 from dfspeer.objects.download import SMALL_BODY_BYTES, close_stream, read_whole
@@ -181,14 +182,13 @@ async def _read(s3: S3Request, head: bool) -> web.StreamResponse:
     ``open_object``, whose reader streams that same version)."""
     objects = s3.ctx.objects
     version = s3.query.get("versionId")
-    if "partNumber" in s3.query:
-        raise not_implemented("GetObject with partNumber")
+    part = part_number(s3)
     reader: Any = None
     try:
         if head:
             info = await objects.stat_object(s3.bucket_name, s3.key_name, version=version)
         else:
-            span = expected_span(s3.http.headers)
+            span = expected_span(s3.http.headers) if part is None else None
             info, reader = await objects.open_object(
                 s3.bucket_name, s3.key_name, version=version, span=span
             )
@@ -196,13 +196,16 @@ async def _read(s3: S3Request, head: bool) -> web.StreamResponse:
         await existing(s3, cached=True)
         raise
     try:
-        return await _answer(s3, info, reader)
+        return await _answer(s3, info, reader, part)
     finally:
         await close_stream(reader)
 
 
-async def _answer(s3: S3Request, info: ObjectInfo, reader: Any) -> web.StreamResponse:
-    """The GetObject (``reader`` set) or HeadObject answer for ``info``."""
+async def _answer(
+    s3: S3Request, info: ObjectInfo, reader: Any, part: int | None = None
+) -> web.StreamResponse:
+    """The GetObject (``reader`` set) or HeadObject answer for ``info`` (``part``: its
+    ``partNumber``, :mod:`.parts`)."""
     bucket = await existing(s3, cached=True)
     headers = object_headers(info, versioned=bucket.versioning != "unversioned")
     status = check_conditions(s3, info, headers["ETag"])
@@ -212,12 +215,18 @@ async def _answer(s3: S3Request, info: ObjectInfo, reader: Any) -> web.StreamRes
     for param, header in RESPONSE_OVERRIDES.items():
         if param in s3.query:
             headers[header] = s3.query[param]
-    span = parse_range(s3.http.headers.get("Range"), info.size)
+    if part is None:
+        span = parse_range(s3.http.headers.get("Range"), info.size)
+    else:
+        span = part_span(info, part)
+        if info.parts:
+            headers[PARTS_COUNT_HEADER] = str(len(info.parts))
     start, end = span if span is not None else (0, info.size)
-    if span is not None:
+    ranged = end > start and span is not None  # an empty part has no byte range to name
+    if ranged:
         headers["Content-Range"] = content_range(start, end, info.size)
     headers.update(checksum_headers(s3, info, whole=span is None))
-    status = 206 if span is not None else 200
+    status = 206 if ranged else 200
     answer = web.StreamResponse(status=status, headers=headers)
     answer.content_length = end - start
     if reader is None:
