@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -44,6 +44,30 @@ def route_label(request: web.Request) -> str:
     if resource is None:
         return "unmatched"
     return str(resource.canonical).replace("{key:.+}", "{key}")
+
+
+Record = Callable[[web.Request, int, float], None]
+"""``record(request, status, elapsed_s)``: what a metrics middleware does with one request."""
+
+
+async def measured(request: web.Request, handler: Handler, record: Record) -> web.StreamResponse:
+    """Run ``handler`` and ``record`` the request's status and its time in seconds, errors
+    included: an ``HTTPException``'s status, 499 when the client went away (the task was
+    cancelled; nginx's convention), 500 for any other exception."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = 499
+        raise
+    finally:
+        record(request, status, time.perf_counter() - started)
 
 
 class ApiMetrics:
@@ -74,23 +98,12 @@ class ApiMetrics:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Outermost middleware: count and time every request, errors included."""
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        except asyncio.CancelledError:
-            status = 499  # client went away (nginx's convention)
-            raise
-        finally:
-            route = route_label(request)
-            self.requests.labels(request.method, route, str(status)).inc()
-            elapsed = time.perf_counter() - started
-            self.latency.labels(request.method, route, str(status)).observe(elapsed)
+        return await measured(request, handler, self._record)
+
+    def _record(self, request: web.Request, status: int, elapsed_s: float) -> None:
+        route = route_label(request)
+        self.requests.labels(request.method, route, str(status)).inc()
+        self.latency.labels(request.method, route, str(status)).observe(elapsed_s)
 
     def render(self) -> web.Response:
         """The registry in Prometheus text format."""
@@ -158,4 +171,11 @@ class PeerStateCollector:
             yield counter
 
 
-__all__ = ["CONTENT_TYPE_LATEST", "ApiMetrics", "PeerStateCollector", "route_label"]
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "ApiMetrics",
+    "PeerStateCollector",
+    "Record",
+    "measured",
+    "route_label",
+]

@@ -85,6 +85,15 @@ class PeerThread:
         self.loop.close()
 
 
+def keyed_peer(base: Path, **settings: object) -> PeerThread:
+    """A :class:`PeerThread` under ``base`` whose S3 port knows the key ``AK`` / ``SK``
+    (an ``s3_credentials_file``, full access), with 1 MiB chunks unless ``settings`` say."""
+    creds = base / "s3.credentials"
+    creds.write_text(f"{AK}:{SK}\n")
+    settings.setdefault("chunk_size_bytes", 1024 * 1024)
+    return PeerThread(base / "p", s3_credentials_file=creds, **settings)
+
+
 def signed(
     method: str,
     url: str,

@@ -33,7 +33,7 @@ from botocore.httpchecksum import StreamingChecksumBody
 
 from dfspeer.api.s3.auth import UNSIGNED_PAYLOAD
 from dfspeer.api.s3.payload import Checksums
-from tests.unit.s3_harness import AK, SK, PeerThread, error_code, send, signed
+from tests.unit.s3_harness import AK, SK, PeerThread, error_code, keyed_peer, send, signed
 from tests.unit.test_s3_streaming import SIGNED_TRAILER, UNSIGNED_TRAILER, framed_put
 
 MiB = 1024 * 1024
@@ -65,10 +65,7 @@ def test_crc64nvme_check_value() -> None:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PeerThread]:
-    base = tmp_path_factory.mktemp("s3sums")
-    creds = base / "s3.credentials"
-    creds.write_text(f"{AK}:{SK}\n")
-    running = PeerThread(base / "p", s3_credentials_file=creds, chunk_size_bytes=1 * MiB)
+    running = keyed_peer(tmp_path_factory.mktemp("s3sums"))
     yield running
     running.close()
 

@@ -12,14 +12,12 @@ import pytest
 from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.unit.s3_harness import AK, SK, PeerThread, send, signed
+from tests.unit.s3_harness import PeerThread, keyed_peer, send, signed
 
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[PeerThread]:
-    creds = tmp_path / "s3.credentials"
-    creds.write_text(f"{AK}:{SK}\n")
-    running = PeerThread(tmp_path / "p", s3_credentials_file=creds)
+    running = keyed_peer(tmp_path)
     yield running
     running.close()
 

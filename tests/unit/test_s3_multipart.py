@@ -18,7 +18,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from dfspeer.model.block_refs import BLOCK_REFS_TABLE, BlockRefsSchema
-from tests.unit.s3_harness import AK, SK, PeerThread
+from tests.unit.s3_harness import PeerThread, keyed_peer
 
 MiB = 1024 * 1024
 PART = 5 * MiB
@@ -26,10 +26,7 @@ PART = 5 * MiB
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PeerThread]:
-    base = tmp_path_factory.mktemp("s3mp")
-    creds = base / "s3.credentials"
-    creds.write_text(f"{AK}:{SK}\n")
-    running = PeerThread(base / "p", s3_credentials_file=creds, chunk_size_bytes=1 * MiB)
+    running = keyed_peer(tmp_path_factory.mktemp("s3mp"))
     yield running
     running.close()
 

@@ -12,17 +12,14 @@ import pytest
 from botocore.exceptions import ClientError
 
 from dfspeer.model.objects import OBJECTS_TABLE, ObjectsSchema, table_key
-from tests.unit.s3_harness import AK, SK, PeerThread, send, signed
+from tests.unit.s3_harness import PeerThread, keyed_peer, send, signed
 
 MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PeerThread]:
-    base = tmp_path_factory.mktemp("s3parts")
-    creds = base / "s3.credentials"
-    creds.write_text(f"{AK}:{SK}\n")
-    running = PeerThread(base / "p", s3_credentials_file=creds, chunk_size_bytes=1 * MiB)
+    running = keyed_peer(tmp_path_factory.mktemp("s3parts"))
     yield running
     running.close()
 

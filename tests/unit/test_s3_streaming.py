@@ -30,7 +30,7 @@ from botocore.exceptions import ClientError
 
 from dfspeer.api.s3.auth import Identity, Scope
 from dfspeer.api.s3.chunked import EMPTY_SHA256, ChunkSigner
-from tests.unit.s3_harness import AK, SK, PeerThread, error_code
+from tests.unit.s3_harness import AK, SK, PeerThread, error_code, keyed_peer
 
 MiB = 1024 * 1024
 SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
@@ -40,10 +40,7 @@ UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PeerThread]:
-    base = tmp_path_factory.mktemp("s3stream")
-    creds = base / "s3.credentials"
-    creds.write_text(f"{AK}:{SK}\n")
-    running = PeerThread(base / "p", s3_credentials_file=creds, chunk_size_bytes=1 * MiB)
+    running = keyed_peer(tmp_path_factory.mktemp("s3stream"))
     yield running
     running.close()
 

@@ -23,15 +23,12 @@ native port (:mod:`dfspeer.api.metrics`).
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from dfspeer.access.audit import Describe
-from dfspeer.api.metrics import LATENCY_BUCKETS_S
+from dfspeer.api.metrics import LATENCY_BUCKETS_S, measured
 
 
 class S3Metrics:
@@ -68,22 +65,12 @@ class S3Metrics:
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Outside the S3 error renderer: count and time every request with the status
         the client got."""
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        except asyncio.CancelledError:
-            status = 499
-            raise
-        finally:
-            operation = self.describe(request).operation or "unknown"
-            self.requests.labels(operation, str(status)).inc()
-            self.latency.labels(operation, str(status)).observe(time.perf_counter() - started)
+        return await measured(request, handler, self._record)
+
+    def _record(self, request: web.Request, status: int, elapsed_s: float) -> None:
+        operation = self.describe(request).operation or "unknown"
+        self.requests.labels(operation, str(status)).inc()
+        self.latency.labels(operation, str(status)).observe(elapsed_s)
 
 
 S3_METRICS_KEY = web.AppKey("dfspeer_s3_metrics", S3Metrics)
