@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from dfspeer.cluster.quorum import cancel_all, wait_quorum, wait_until
+from dfspeer.cluster.quorum import cancel_all, wait_all, wait_quorum
 from dfspeer.cluster.scan import merge_scans
 from dfspeer.errors import InsufficientReplicas
 
@@ -54,7 +54,7 @@ async def scan_partition(
             )
 
         tasks = {p: asyncio.create_task(page(p)) for p in targets}
-        outcome = await (wait_until(tasks, lambda _: False) if every else wait_quorum(tasks, need))
+        outcome = await (wait_all(tasks) if every else wait_quorum(tasks, need))
         await cancel_all(outcome.pending)
         if not outcome.reached(need):
             raise InsufficientReplicas(
